@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""Cloverleaf benchmark load generator: raw WAMP v2 clients, no Autobahn.
+
+Transports: WebSocket through picows (subprotocols ``wamp.2.json`` /
+``wamp.2.msgpack``) and RawSocket over plain asyncio (handshake ``0x7F``, then
+4-byte frame headers). Event loop: uvloop.
+
+The module has two faces:
+
+* a library used in-process by ``run.py`` (``connect()``, ``wait_for_welcome()``);
+* a *worker* process, ``loadgen.py worker '<json spec>'``, started by ``run.py``.
+  A worker plays one role (``callee``, ``callers``, ``subscribers``,
+  ``publisher``, ``sessions``), prints ``READY`` on stdout once it is set up,
+  then obeys one-line commands on stdin:
+
+    GO <t0_ns> <t1_ns>   start the load now; count operations completed in the
+                         CLOCK_MONOTONIC window [t0, t1) (the orchestrator
+                         meters the router's CPU over the same window)
+    STOP                 stop and report (callee, subscribers)
+    CLOSE                close the held sessions and report (sessions)
+
+  and prints its report as one ``RESULT {json}`` line. Every worker also has a
+  hard deadline (``hard_s`` in the spec) after which it exits by itself.
+
+It can also be run standalone as a quick functional check::
+
+    python benchmarks/loadgen.py smoke ws://127.0.0.1:8080/ws [--serializer msgpack]
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import mmap
+import os
+import resource
+import socket
+import sys
+import time
+from urllib.parse import urlparse
+
+import msgspec
+import orjson
+import uvloop
+from picows import WSListener, WSMsgType, WSCloseCode, ws_connect
+
+now_ns = time.monotonic_ns  # CLOCK_MONOTONIC: one clock for every process on the host
+
+# WAMP v2 message codes (Basic Profile)
+HELLO, WELCOME, ABORT, GOODBYE, ERROR = 1, 2, 3, 6, 8
+PUBLISH, PUBLISHED, SUBSCRIBE, SUBSCRIBED = 16, 17, 32, 33
+EVENT, CALL, RESULT, REGISTER, REGISTERED = 36, 48, 50, 64, 65
+INVOCATION, YIELD = 68, 70
+
+HELLO_DETAILS = {"roles": {"caller": {}, "callee": {}, "publisher": {}, "subscriber": {}}}
+
+MAX_LAT_SAMPLES = 20000  # per worker report
+
+
+# ----------------------------------------------------------------------------------------
+# Serializers
+class Codec:
+    """WAMP serializer: json (orjson) or msgpack (msgspec)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.subprotocol = "wamp.2." + name
+        if name == "json":
+            self.dumps = orjson.dumps
+            self.loads = orjson.loads  # accepts memoryview
+            self.binary = False
+            self.rawsocket_id = 1
+        elif name == "msgpack":
+            self.dumps = msgspec.msgpack.Encoder().encode
+            self.loads = msgspec.msgpack.Decoder().decode  # accepts memoryview
+            self.binary = True
+            self.rawsocket_id = 2
+        else:
+            raise ValueError("unknown serializer %r (json|msgpack)" % name)
+        self.ws_type = WSMsgType.BINARY if self.binary else WSMsgType.TEXT
+
+
+# ----------------------------------------------------------------------------------------
+# Session core (transport independent)
+class Session:
+    """One WAMP session. Subclasses put their hot message types in ``on_message``."""
+
+    def __init__(self, codec: Codec, realm: str):
+        self.codec = codec
+        self.realm = realm
+        self.dumps = codec.dumps
+        self.loads = codec.loads
+        self.req = 0
+        self.session_id = None
+        self.errors = 0
+        self.closed = False
+        self.pending: dict[int, asyncio.Future] = {}
+        loop = asyncio.get_running_loop()
+        self.welcome = loop.create_future()
+        self.write = None  # bytes -> None, set by the transport
+        self._close_transport = lambda: None
+
+    # plumbing
+    def send(self, msg) -> None:
+        self.write(self.dumps(msg))
+
+    def opened(self) -> None:
+        self.send([HELLO, self.realm, HELLO_DETAILS])
+
+    def lost(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        exc = ConnectionError("connection lost " + why)
+        if not self.welcome.done():
+            self.welcome.set_exception(exc)
+        for f in self.pending.values():
+            if not f.done():
+                f.set_exception(exc)
+        self.pending.clear()
+
+    def payload(self, data) -> None:
+        self.on_message(self.loads(data))
+
+    def on_message(self, msg) -> None:
+        self.control(msg)
+
+    def control(self, msg) -> None:
+        t = msg[0]
+        if t == WELCOME:
+            self.session_id = msg[1]
+            if not self.welcome.done():
+                self.welcome.set_result(msg[2])
+        elif t == REGISTERED or t == SUBSCRIBED or t == PUBLISHED:
+            f = self.pending.pop(msg[1], None)
+            if f is not None and not f.done():
+                f.set_result(msg[2])
+        elif t == ERROR:
+            self.errors += 1
+            f = self.pending.pop(msg[2], None)
+            if f is not None and not f.done():
+                f.set_exception(RuntimeError("WAMP ERROR %r" % (msg,)))
+        elif t == ABORT:
+            if not self.welcome.done():
+                self.welcome.set_exception(RuntimeError("ABORT %r" % (msg,)))
+            self._close_transport()
+        elif t == GOODBYE:
+            try:
+                self.send([GOODBYE, {}, "wamp.close.goodbye_and_out"])
+            except Exception:
+                pass
+            self._close_transport()
+
+    # requests answered by the router
+    def request(self, build) -> asyncio.Future:
+        self.req += 1
+        rid = self.req
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        self.send(build(rid))
+        return fut
+
+    def register(self, procedure: str):
+        return self.request(lambda r: [REGISTER, r, {}, procedure])
+
+    def subscribe(self, topic: str):
+        return self.request(lambda r: [SUBSCRIBE, r, {}, topic])
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.send([GOODBYE, {}, "wamp.close.normal"])
+        except Exception:
+            pass
+        self._close_transport()
+
+
+# ----------------------------------------------------------------------------------------
+# WebSocket transport (picows)
+class _WSListener(WSListener):
+    def __init__(self, session: Session):
+        self.s = session
+        self.t = None
+        self.frag = None
+
+    def on_ws_connected(self, transport):
+        self.t = transport
+        s = self.s
+        mtype = s.codec.ws_type
+        send = transport.send
+        s.write = lambda b: send(mtype, b)
+        s._close_transport = self._close
+
+    def _close(self):
+        t = self.t
+        if t is None:
+            return
+        try:
+            t.send_close(WSCloseCode.OK)
+        except Exception:
+            pass
+        t.disconnect()
+
+    def on_ws_frame(self, transport, frame):
+        mt = frame.msg_type
+        if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
+            if frame.fin:
+                self.s.payload(frame.get_payload_as_memoryview())
+            else:
+                self.frag = bytearray(frame.get_payload_as_memoryview())
+        elif mt == WSMsgType.CONTINUATION:
+            if self.frag is not None:
+                self.frag += frame.get_payload_as_memoryview()
+                if frame.fin:
+                    data, self.frag = bytes(self.frag), None
+                    self.s.payload(data)
+        elif mt == WSMsgType.CLOSE:
+            try:
+                transport.send_close(frame.get_close_code())
+            except Exception:
+                pass
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport):
+        self.s.lost("(websocket)")
+
+
+# ----------------------------------------------------------------------------------------
+# RawSocket transport (asyncio protocol; uvloop makes plain Protocol cheap)
+class _RawSocketProtocol(asyncio.Protocol):
+    def __init__(self, session: Session, handshake: asyncio.Future):
+        self.s = session
+        self.hs = handshake
+        self.buf = bytearray()
+        self.t = None
+        self.ready = False
+
+    def connection_made(self, transport):
+        self.t = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        # 0x7F magic, max message length 2**(9+15) = 16 MiB << 4 | serializer id, 2 reserved bytes
+        transport.write(bytes((0x7F, 0xF0 | self.s.codec.rawsocket_id, 0, 0)))
+        write = transport.write
+
+        def framed(b, write=write):
+            n = len(b)
+            write(bytes((0, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)) + b)
+
+        self.s.write = framed
+        self.s._close_transport = transport.close
+
+    def data_received(self, data):
+        buf = self.buf
+        buf += data
+        n = len(buf)
+        pos = 0
+        if not self.ready:
+            if n < 4:
+                return
+            if buf[0] != 0x7F or (buf[1] & 0x0F) == 0:
+                if not self.hs.done():
+                    self.hs.set_exception(RuntimeError("RawSocket handshake refused: %r" % bytes(buf[:4])))
+                self.t.close()
+                return
+            self.ready = True
+            pos = 4
+            if not self.hs.done():
+                self.hs.set_result(True)
+        s = self.s
+        while n - pos >= 4:
+            ln = (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            if n - pos - 4 < ln:
+                break
+            kind = buf[pos] & 0x07
+            start = pos + 4
+            pos = start + ln
+            if kind == 0:
+                s.payload(bytes(buf[start:pos]))
+            elif kind == 1:  # PING -> PONG with the same payload
+                self.t.write(bytes((2, (ln >> 16) & 0xFF, (ln >> 8) & 0xFF, ln & 0xFF)) + bytes(buf[start:pos]))
+        if pos:
+            del buf[:pos]
+
+    def connection_lost(self, exc):
+        if not self.hs.done():
+            self.hs.set_exception(ConnectionError("RawSocket connection lost during handshake"))
+        self.s.lost("(rawsocket)")
+
+
+async def connect(url: str, realm: str, codec: Codec, cls=Session, timeout: float = 10.0, **kw) -> Session:
+    """Open ws://host:port/path or rs://host:port and join ``realm``; returns the session (WELCOME received)."""
+    sess = cls(codec, realm, **kw)
+    u = urlparse(url)
+    if u.scheme == "ws":
+        transport, _ = await ws_connect(
+            lambda: _WSListener(sess),
+            url,
+            extra_headers={"Sec-WebSocket-Protocol": codec.subprotocol},
+            websocket_handshake_timeout=timeout,
+            enable_auto_pong=True,
+            read_buffer_init_size=4096,
+        )
+        got = transport.response.headers.get("Sec-WebSocket-Protocol")
+        if got != codec.subprotocol:
+            transport.disconnect()
+            raise RuntimeError("router did not accept subprotocol %s (got %r)" % (codec.subprotocol, got))
+    elif u.scheme == "rs":
+        loop = asyncio.get_running_loop()
+        hs = loop.create_future()
+        await asyncio.wait_for(loop.create_connection(lambda: _RawSocketProtocol(sess, hs), u.hostname, u.port),
+                               timeout)
+        await asyncio.wait_for(hs, timeout)
+    else:
+        raise ValueError("unsupported URL %r (ws://host:port/path or rs://host:port)" % url)
+    sess.opened()
+    try:
+        await asyncio.wait_for(sess.welcome, timeout)
+    except BaseException:
+        sess._close_transport()
+        raise
+    return sess
+
+
+async def wait_for_welcome(url: str, realm: str, codec_name: str = "json", deadline_s: float = 60.0,
+                           retry_s: float = 0.02, give_up=None) -> tuple[int, int]:
+    """Retry connecting until a WELCOME arrives. Returns (monotonic ns of WELCOME, attempts).
+    ``give_up()`` (optional) is checked before each attempt, e.g. "has the router process exited?"."""
+    codec = Codec(codec_name)
+    end = time.monotonic() + deadline_s
+    attempts = 0
+    last = None
+    while time.monotonic() < end:
+        if give_up is not None and give_up():
+            raise RuntimeError("gave up waiting for WELCOME from %s (last error: %r)" % (url, last))
+        attempts += 1
+        try:
+            s = await connect(url, realm, codec, timeout=min(5.0, max(0.1, end - time.monotonic())))
+        except Exception as e:  # refused, 404 before the path is mounted, timeout, ABORT ...: retry
+            last = e
+            await asyncio.sleep(retry_s)
+            continue
+        t = now_ns()
+        s.close()
+        await asyncio.sleep(0.01)
+        return t, attempts
+    raise RuntimeError("no WELCOME from %s within %.0f s (%d attempts, last error: %r)" % (url, deadline_s, attempts,
+                                                                                            last))
+
+
+# ----------------------------------------------------------------------------------------
+# Worker plumbing
+def cpu_self_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def subsample(vals: list, n: int = MAX_LAT_SAMPLES) -> list:
+    if len(vals) <= n:
+        return vals
+    step = len(vals) / n
+    return [vals[int(i * step)] for i in range(n)]
+
+
+class Control:
+    """Line commands from the orchestrator on stdin (non-blocking, via the event loop)."""
+
+    def __init__(self):
+        self.q: asyncio.Queue = asyncio.Queue()
+        self.buf = b""
+        loop = asyncio.get_running_loop()
+        self.fd = sys.stdin.fileno()
+        os.set_blocking(self.fd, False)
+        loop.add_reader(self.fd, self._readable)
+
+    def _readable(self):
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:  # orchestrator went away
+            asyncio.get_running_loop().remove_reader(self.fd)
+            self.q.put_nowait(["EOF"])
+            return
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            if line.strip():
+                self.q.put_nowait(line.decode().split())
+
+    async def expect(self, *names: str) -> list:
+        while True:
+            cmd = await self.q.get()
+            if cmd[0] in names or cmd[0] == "EOF":
+                return cmd
+
+
+async def sleep_until_ns(t: int) -> None:
+    d = (t - now_ns()) / 1e9
+    if d > 0:
+        await asyncio.sleep(d)
+
+
+class Window:
+    """The measurement window [t0, t1) and this process's CPU time over it."""
+
+    def __init__(self, cmd: list):
+        self.t0 = int(cmd[1])
+        self.t1 = int(cmd[2])
+        self.cpu0 = self.cpu1 = None
+
+    async def run(self) -> None:
+        await sleep_until_ns(self.t0)
+        self.cpu0 = cpu_self_s()
+        await sleep_until_ns(self.t1)
+        self.cpu1 = cpu_self_s()
+
+    def cpu_s(self):
+        if self.cpu0 is None or self.cpu1 is None:
+            return None
+        return round(self.cpu1 - self.cpu0, 4)
+
+
+async def open_many(url, realm, codec, n, cls=Session, concurrency=100, **kw):
+    """Open n sessions, at most ``concurrency`` handshakes at a time. Returns (ok, failures, open latencies ns)."""
+    sem = asyncio.Semaphore(concurrency)
+    lat: list[int] = []
+
+    async def one():
+        async with sem:
+            t = now_ns()
+            s = await connect(url, realm, codec, cls, **kw)
+            lat.append(now_ns() - t)
+            return s
+
+    res = await asyncio.gather(*[one() for _ in range(n)], return_exceptions=True)
+    ok = [s for s in res if isinstance(s, Session)]
+    fails = [r for r in res if not isinstance(r, Session)]
+    return ok, fails, lat
+
+
+# ----------------------------------------------------------------------------------------
+# Role: callee (echoes its positional args)
+class Callee(Session):
+    def __init__(self, codec, realm):
+        super().__init__(codec, realm)
+        self.invocations = 0
+
+    def on_message(self, msg):
+        if msg[0] == INVOCATION:
+            # [INVOCATION, Request, Registration, Details, Arguments?] -> [YIELD, Request, Options, Arguments?]
+            self.invocations += 1
+            if len(msg) > 4:
+                self.write(self.dumps([YIELD, msg[1], {}, msg[4]]))
+            else:
+                self.write(self.dumps([YIELD, msg[1], {}]))
+        else:
+            self.control(msg)
+
+
+async def role_callee(spec, ctl: Control) -> dict:
+    codec = Codec(spec["serializer"])
+    s = await connect(spec["url"], spec["realm"], codec, Callee)
+    await asyncio.wait_for(s.register(spec["procedure"]), 10)
+    out("READY")
+    await ctl.expect("STOP")
+    res = {"invocations": s.invocations, "errors": s.errors, "lost": s.closed}
+    s.close()
+    return res
+
+
+# ----------------------------------------------------------------------------------------
+# Role: callers (N sessions x K calls in flight each)
+class CallerState:
+    def __init__(self):
+        self.running = False
+        self.t0 = 0
+        self.t1 = 0
+        self.done = 0
+        self.bad = 0
+        self.lat: list[int] = []
+
+
+class Caller(Session):
+    def __init__(self, codec, realm, st: CallerState, procedure: str, args: list):
+        super().__init__(codec, realm)
+        self.st = st
+        self.proc = procedure
+        self.args = args
+        self.sent: dict[int, int] = {}
+
+    def fire(self):
+        self.req += 1
+        rid = self.req
+        self.sent[rid] = now_ns()
+        self.write(self.dumps([CALL, rid, {}, self.proc, self.args]))
+
+    def on_message(self, msg):
+        t = msg[0]
+        if t == RESULT:
+            t_sent = self.sent.pop(msg[1], None)
+            st = self.st
+            if t_sent is not None:
+                t_now = now_ns()
+                if st.t0 <= t_now < st.t1:
+                    st.done += 1
+                    st.lat.append(t_now - t_sent)
+                    if len(msg) < 4 or msg[3] != self.args:
+                        st.bad += 1
+            if st.running:
+                self.fire()
+        elif t == ERROR and msg[1] == CALL:
+            self.errors += 1
+            self.sent.pop(msg[2], None)
+            if self.st.running:
+                self.fire()
+        else:
+            self.control(msg)
+
+
+async def role_callers(spec, ctl: Control) -> dict:
+    codec = Codec(spec["serializer"])
+    st = CallerState()
+    args = [1, "hello"]
+    callers = await asyncio.gather(*[
+        connect(spec["url"], spec["realm"], codec, Caller, st=st, procedure=spec["procedure"], args=args)
+        for _ in range(spec["sessions"])
+    ])
+    out("READY")
+    cmd = await ctl.expect("GO")
+    if cmd[0] != "GO":
+        return {"error": "orchestrator went away"}
+    w = Window(cmd)
+    st.t0, st.t1 = w.t0, w.t1
+    st.running = True
+    for c in callers:
+        for _ in range(spec["inflight"]):
+            c.fire()
+    await w.run()
+    st.running = False
+    # drain (bounded)
+    end = time.monotonic() + 5
+    while any(c.sent for c in callers) and time.monotonic() < end:
+        await asyncio.sleep(0.01)
+    res = {
+        "ops": st.done,
+        "bad_results": st.bad,
+        "errors": sum(c.errors for c in callers),
+        "undrained": sum(len(c.sent) for c in callers),
+        "lost_sessions": sum(1 for c in callers if c.closed),
+        "cpu_s": w.cpu_s(),
+        "lat_ns": subsample(st.lat),
+    }
+    for c in callers:
+        c.close()
+    return res
+
+
+# ----------------------------------------------------------------------------------------
+# Roles: subscribers and publisher. Delivery counts are shared through an mmap'd file of
+# int64 slots (one per process), so the publisher can bound the undelivered window.
+class SubState:
+    def __init__(self, counters, slot: int, sample_every: int):
+        self.counters = counters
+        self.slot = slot
+        self.received = 0
+        self.t0 = 1 << 62
+        self.t1 = 1 << 62
+        self.in_window = 0
+        self.sample_every = sample_every
+        self.lat: list[int] = []
+        self.on_event = None  # publisher hook
+
+
+class Subscriber(Session):
+    def __init__(self, codec, realm, st: SubState):
+        super().__init__(codec, realm)
+        self.st = st
+
+    def on_message(self, msg):
+        if msg[0] == EVENT:
+            # [EVENT, Subscription, Publication, Details, Arguments] with Arguments = [t_publish_ns, "hello"]
+            st = self.st
+            st.received += 1
+            st.counters[st.slot] = st.received
+            t_now = now_ns()
+            if st.t0 <= t_now < st.t1:
+                st.in_window += 1
+                if st.in_window % st.sample_every == 0:
+                    st.lat.append(t_now - msg[4][0])
+            cb = st.on_event
+            if cb is not None:
+                cb()
+        else:
+            self.control(msg)
+
+
+def open_counters(path: str):
+    f = open(path, "r+b")
+    mm = mmap.mmap(f.fileno(), 0)
+    f.close()
+    return mm, memoryview(mm).cast("q")
+
+
+async def role_subscribers(spec, ctl: Control) -> dict:
+    codec = Codec(spec["serializer"])
+    mm, counters = open_counters(spec["counters"])
+    st = SubState(counters, spec["slot"], spec.get("sample_every", 1))
+    subs, fails, _ = await open_many(spec["url"], spec["realm"], codec, spec["sessions"], Subscriber, 50, st=st)
+    if fails:
+        raise RuntimeError("%d subscriber sessions failed: %r" % (len(fails), fails[0]))
+    await asyncio.wait_for(asyncio.gather(*[s.subscribe(spec["topic"]) for s in subs]), 20)
+    out("READY")
+    cmd = await ctl.expect("GO")
+    if cmd[0] != "GO":
+        return {"error": "orchestrator went away"}
+    w = Window(cmd)
+    st.t0, st.t1 = w.t0, w.t1
+    await w.run()
+    await ctl.expect("STOP")
+    res = {
+        "ops": st.in_window,
+        "received": st.received,
+        "errors": sum(s.errors for s in subs),
+        "lost_sessions": sum(1 for s in subs if s.closed),
+        "cpu_s": w.cpu_s(),
+        "lat_ns": subsample(st.lat),
+        "sample_every": st.sample_every,
+    }
+    for s in subs:
+        s.close()
+    return res
+
+
+async def role_publisher(spec, ctl: Control) -> dict:
+    """Publishes [t_ns, "hello"] as fast as deliveries allow, with at most ``window`` publications
+    undelivered (counted over all subscriber sessions of all processes). Optionally hosts
+    ``local_subscribers`` subscriber sessions itself (slot ``slot``)."""
+    codec = Codec(spec["serializer"])
+    mm, counters = open_counters(spec["counters"])
+    nslots = spec["nslots"]
+    st = SubState(counters, spec["slot"], spec.get("sample_every", 1))
+    subs = []
+    if spec.get("local_subscribers"):
+        subs, fails, _ = await open_many(spec["url"], spec["realm"], codec, spec["local_subscribers"], Subscriber,
+                                         50, st=st)
+        if fails:
+            raise RuntimeError("%d subscriber sessions failed: %r" % (len(fails), fails[0]))
+        await asyncio.wait_for(asyncio.gather(*[s.subscribe(spec["topic"]) for s in subs]), 20)
+    pub = await connect(spec["url"], spec["realm"], codec)
+    out("READY")
+    cmd = await ctl.expect("GO")
+    if cmd[0] != "GO":
+        return {"error": "orchestrator went away"}
+    w = Window(cmd)
+    st.t0, st.t1 = w.t0, w.t1
+    nsubs = spec["total_subscribers"]
+    window = spec["window"]
+    low = max(1, window // 2)  # refill when at most half the window is outstanding
+    topic = spec["topic"]
+    write, dumps = pub.write, pub.dumps
+    state = {"published": 0, "running": True, "pub_in_window": 0}
+
+    def delivered() -> int:
+        return sum(counters[i] for i in range(nslots))
+
+    def pump():
+        if not state["running"]:
+            return
+        outstanding = state["published"] - delivered() // nsubs
+        if outstanding > low:
+            return
+        n = window - outstanding
+        t0, t1 = st.t0, st.t1
+        for _ in range(n):
+            pub.req += 1
+            t = now_ns()
+            write(dumps([PUBLISH, pub.req, {}, topic, [t, "hello"]]))
+            if t0 <= t < t1:
+                state["pub_in_window"] += 1
+        state["published"] += n
+
+    every = max(1, spec.get("local_subscribers", 0))
+    cnt = [0]
+
+    def on_local_event():
+        cnt[0] += 1
+        if cnt[0] >= every:
+            cnt[0] = 0
+            pump()
+
+    st.on_event = on_local_event
+    timer_task = asyncio.ensure_future(w.run())
+    while not timer_task.done():
+        pump()
+        await asyncio.sleep(0.001)
+    state["running"] = False
+    st.on_event = None
+    # let the last publications arrive (bounded)
+    end = time.monotonic() + 5
+    while delivered() < state["published"] * nsubs and time.monotonic() < end:
+        await asyncio.sleep(0.01)
+    res = {
+        "published": state["published"],
+        "published_in_window": state["pub_in_window"],
+        "undelivered": state["published"] * nsubs - delivered(),
+        "ops": st.in_window,  # deliveries to the local subscribers
+        "errors": pub.errors + sum(s.errors for s in subs),
+        "lost_sessions": sum(1 for s in subs + [pub] if s.closed),
+        "cpu_s": w.cpu_s(),
+        "lat_ns": subsample(st.lat),
+    }
+    pub.close()
+    for s in subs:
+        s.close()
+    return res
+
+
+# ----------------------------------------------------------------------------------------
+# Role: sessions (open N idle sessions, hold them until CLOSE)
+async def role_sessions(spec, ctl: Control) -> dict:
+    codec = Codec(spec["serializer"])
+    out("READY")
+    cmd = await ctl.expect("GO")
+    if cmd[0] != "GO":
+        return {"error": "orchestrator went away"}
+    cpu0 = cpu_self_s()
+    t0 = now_ns()
+    ok, fails, lat = await open_many(spec["url"], spec["realm"], codec, spec["count"], Session,
+                                     spec.get("concurrency", 100))
+    t1 = now_ns()
+    out("OPENED " + json.dumps({"opened": len(ok), "failed": len(fails), "t0": t0, "t1": t1,
+                                "cpu_s": round(cpu_self_s() - cpu0, 4),
+                                "first_failure": repr(fails[0])[:300] if fails else None}))
+    await ctl.expect("CLOSE")
+    alive = sum(1 for s in ok if not s.closed)
+    for s in ok:
+        s.close()
+    await asyncio.sleep(0.2)
+    return {"opened": len(ok), "failed": len(fails), "alive_at_close": alive, "ops": len(ok),
+            "lat_ns": subsample(lat)}
+
+
+ROLES = {
+    "callee": role_callee,
+    "callers": role_callers,
+    "subscribers": role_subscribers,
+    "publisher": role_publisher,
+    "sessions": role_sessions,
+}
+
+
+async def worker_main(spec: dict) -> int:
+    ctl = Control()
+    try:
+        res = await asyncio.wait_for(ROLES[spec["role"]](spec, ctl), spec.get("hard_s", 120))
+    except Exception as e:  # report, the orchestrator decides
+        res = {"error": "%s: %s" % (type(e).__name__, e)}
+    out("RESULT " + json.dumps(res))
+    await asyncio.sleep(0.05)
+    return 0 if "error" not in res else 1
+
+
+# ----------------------------------------------------------------------------------------
+# Standalone smoke check: one session registers, calls, subscribes and publishes to itself
+class _Smoke(Session):
+    def __init__(self, codec, realm):
+        super().__init__(codec, realm)
+        self.event = asyncio.get_running_loop().create_future()
+
+    def on_message(self, msg):
+        t = msg[0]
+        if t == INVOCATION:
+            self.send([YIELD, msg[1], {}, [sum(msg[4])]])
+        elif t == RESULT:
+            f = self.pending.pop(msg[1], None)
+            if f is not None and not f.done():
+                f.set_result(msg[3] if len(msg) > 3 else [])
+        elif t == EVENT:
+            if not self.event.done():
+                self.event.set_result(msg[4] if len(msg) > 4 else [])
+        else:
+            self.control(msg)
+
+
+async def smoke(url: str, realm: str, serializer: str) -> dict:
+    s = await connect(url, realm, Codec(serializer), _Smoke)
+    await asyncio.wait_for(s.register("com.bench.smoke.add"), 5)
+    result = await asyncio.wait_for(s.request(lambda r: [CALL, r, {}, "com.bench.smoke.add", [2, 3]]), 5)
+    await asyncio.wait_for(s.subscribe("com.bench.smoke.topic"), 5)
+    s.send([PUBLISH, 999999, {"exclude_me": False}, "com.bench.smoke.topic", ["hello", 42]])
+    ev = await asyncio.wait_for(s.event, 5)
+    s.close()
+    await asyncio.sleep(0.05)
+    return {"ok": result == [5] and ev == ["hello", 42], "call_result": result, "event_args": ev}
+
+
+def main(argv: list[str]) -> int:
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+    if len(argv) >= 2 and argv[0] == "worker":
+        return uvloop.run(worker_main(json.loads(argv[1])))
+    if len(argv) >= 2 and argv[0] == "smoke":
+        import argparse
+        p = argparse.ArgumentParser(prog="loadgen.py smoke")
+        p.add_argument("url")
+        p.add_argument("--realm", default="realm1")
+        p.add_argument("--serializer", default="json", choices=["json", "msgpack"])
+        a = p.parse_args(argv[1:])
+        res = uvloop.run(smoke(a.url, a.realm, a.serializer))
+        print(json.dumps(res))
+        return 0 if res["ok"] else 1
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The router: realms, sessions, broker and dealer. Only this layer knows routing."""

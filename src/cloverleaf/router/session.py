@@ -1,0 +1,222 @@
+"""One client's session as the router sees it: its transport link, phase and identity."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from ..wamp import errors
+from ..wamp.errors import ProtocolError
+from ..wamp.ids import SequentialIds
+from ..wamp.messages import Abort, Error, Goodbye, Message
+from ..wamp.session import Phase, ServerSessionCore
+from .outgoing import OutgoingMessage
+
+if TYPE_CHECKING:
+    from .auth import Identity
+    from .dealer import PendingCall
+    from .interfaces import TransportLink
+    from .realm import Realm
+    from .router import Router
+
+log = logging.getLogger("cloverleaf.session")
+
+
+class QueuePolicy(StrEnum):
+    """What happens when a session's outgoing backlog reaches its cap (a slow consumer)."""
+
+    #: drop EVENTs (counted per session); close the session if a non-event would overflow
+    DROP_EVENTS = "drop_events"
+    #: close the session as soon as anything would overflow
+    CLOSE = "close"
+
+
+@dataclass(slots=True, frozen=True)
+class SessionLimits:
+    #: bytes queued for one session (ours plus the kernel's refusal) before the policy applies
+    max_outgoing_bytes: int = 4 * 1024 * 1024
+    queue_policy: QueuePolicy = QueuePolicy.DROP_EVENTS
+
+
+class RouterSession:
+    """A session from its HELLO to its close.
+
+    The transport feeds it payloads with :meth:`receive` and reports the connection's loss with
+    :meth:`connection_lost`; everything else happens through the router, realm, broker and dealer.
+    """
+
+    __slots__ = (
+        "_limits",
+        "_we_said_goodbye",
+        "client_roles",
+        "core",
+        "dropped_events",
+        "identity",
+        "link",
+        "pending_calls",
+        "pending_invocations",
+        "realm",
+        "request_ids",
+        "router",
+        "serializer",
+        "session_id",
+    )
+
+    def __init__(self, router: Router, link: TransportLink, limits: SessionLimits) -> None:
+        self.router = router
+        self.link = link
+        self.serializer = link.serializer
+        self.core = ServerSessionCore(link.serializer)
+        self._limits = limits
+        self.session_id = 0
+        self.realm: Realm | None = None
+        self.identity: Identity | None = None
+        self.client_roles: dict[str, Any] = {}
+        #: IDs for the INVOCATIONs this session receives as callee (session scope)
+        self.request_ids = SequentialIds()
+        #: as caller: CALL request ID -> pending call
+        self.pending_calls: dict[int, PendingCall] = {}
+        #: as callee: INVOCATION request ID -> pending call
+        self.pending_invocations: dict[int, PendingCall] = {}
+        self.dropped_events = 0
+        self._we_said_goodbye = False
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive(self, payload: bytes | bytearray | memoryview) -> None:
+        """Handle one WAMP payload from the transport."""
+        try:
+            message = self.core.receive(payload)
+        except ProtocolError as exc:
+            self.abort(errors.PROTOCOL_VIOLATION, exc.message)
+            return
+        if message is None:
+            return
+        realm = self.realm
+        if realm is not None and self.core.phase is Phase.ESTABLISHED:
+            try:
+                realm.dispatch(self, message)
+            except ProtocolError as exc:
+                self.abort(errors.PROTOCOL_VIOLATION, exc.message)
+            return
+        self._handle_lifecycle(message)
+
+    def _handle_lifecycle(self, message: Message) -> None:
+        if isinstance(message, Goodbye):
+            self._on_goodbye(message)
+        elif isinstance(message, Abort):
+            self._leave(f"client aborted: {message.reason}")
+            self.link.close("abort")
+        else:
+            self.router.handle_join_message(self, message)
+
+    def _on_goodbye(self, message: Goodbye) -> None:
+        if self._we_said_goodbye:
+            # The reply to our own GOODBYE: the closing handshake is complete.
+            self._leave("closed by the router")
+            self.link.close("goodbye")
+            return
+        self.send(Goodbye({}, errors.CLOSE_GOODBYE_AND_OUT))
+        self.core.replied_goodbye()
+        self._leave(f"client said goodbye ({message.reason})")
+        self.link.close("goodbye")
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        """Encode and queue a message for this session alone."""
+        self._enqueue(self.serializer.encode(message.marshal()), droppable=False)
+
+    def send_outgoing(self, outgoing: OutgoingMessage, droppable: bool) -> None:
+        """Queue a message that may be shared with other recipients (encoded once per serializer)."""
+        self._enqueue(outgoing.encoded(self.serializer), droppable)
+
+    def _enqueue(self, payload: bytes, droppable: bool) -> None:
+        link = self.link
+        limit = self._limits.max_outgoing_bytes
+        if link.backlog() + len(payload) > limit:
+            if droppable and self._limits.queue_policy is QueuePolicy.DROP_EVENTS:
+                if self.dropped_events == 0 or self.dropped_events % 10_000 == 0:
+                    log.warning(
+                        "session %d (%s) is a slow consumer: dropping events (%d dropped so far)",
+                        self.session_id, link.peer, self.dropped_events + 1,
+                    )
+                self.dropped_events += 1
+                return
+            log.warning(
+                "session %d (%s) closed: outgoing queue over %d bytes (slow consumer)",
+                self.session_id, link.peer, limit,
+            )
+            self._leave("slow consumer")
+            self.core.sent_abort()
+            link.abort("outgoing queue full")
+            return
+        link.write(payload)
+
+    def fits(self, payload_size: int) -> bool:
+        """Whether the peer accepts a payload of this size (RawSocket peers announce a limit)."""
+        peer_max = self.link.peer_max_message_size
+        return peer_max == 0 or payload_size <= peer_max
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def abort(self, reason: str, message: str) -> None:
+        """Send ABORT with ``reason`` and close: used for protocol violations and refused joins."""
+        log.info("session %s (%s) aborted: %s: %s", self.session_id or "-", self.link.peer, reason, message)
+        self.link.write(self.serializer.encode(Abort({"message": message}, reason).marshal()))
+        self.core.sent_abort()
+        self._leave(reason)
+        self.link.close("abort")
+
+    def say_goodbye(self, reason: str = errors.CLOSE_SYSTEM_SHUTDOWN, message: str | None = None) -> None:
+        """Start the closing handshake from the router's side (e.g. on shutdown)."""
+        if self.core.phase is not Phase.ESTABLISHED:
+            self.link.close(reason)
+            return
+        self._we_said_goodbye = True
+        details = {"message": message} if message else {}
+        self.send(Goodbye(details, reason))
+        self.core.sent_goodbye()
+
+    def connection_lost(self) -> None:
+        """The transport is gone: forget everything this session held."""
+        self.core.sent_abort()
+        self._leave("transport lost")
+
+    def _leave(self, why: str) -> None:
+        realm = self.realm
+        if realm is not None:
+            self.realm = None
+            realm.detach(self, why)
+        self.router.forget(self)
+
+    # -- helpers for broker and dealer ------------------------------------------------------
+
+    def error(self, request_type: int, request: int, error: str, message: str | None = None) -> None:
+        """Answer a request with an ERROR carrying an explanatory first argument."""
+        self.send(Error(request_type, request, {}, error, [message] if message else None))
+
+    def supports(self, role: str, feature: str) -> bool:
+        """Whether the client announced ``feature`` for ``role`` in its HELLO."""
+        role_info = self.client_roles.get(role)
+        if type(role_info) is not dict:
+            return False
+        features = role_info.get("features")
+        return type(features) is dict and features.get(feature) is True
+
+    @property
+    def is_open(self) -> bool:
+        return self.core.phase is Phase.ESTABLISHED
+
+    def describe(self) -> dict[str, Any]:
+        identity = self.identity
+        return {
+            "session": self.session_id,
+            "authid": identity.authid if identity else None,
+            "authrole": identity.authrole if identity else None,
+            "authmethod": identity.authmethod if identity else None,
+            "authprovider": identity.authprovider if identity else None,
+            "transport": {"type": self.link.kind, "peer": self.link.peer, "serializer": self.serializer.NAME},
+        }

@@ -1,0 +1,124 @@
+"""The router-side WAMP session state machine (spec: basic/session-lifecycle), sans-I/O.
+
+:class:`ServerSessionCore` decodes each received payload with the session's serializer, validates
+it into a typed message and checks it is allowed in the current phase. It raises
+:class:`ProtocolError` for anything out of order, so the router can ABORT that one session with
+``wamp.error.protocol_violation``. The router reports what it sends (WELCOME, CHALLENGE, GOODBYE,
+ABORT) through the ``sent_*`` methods so the phase always matches the conversation on the wire.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from .errors import ProtocolError
+from .messages import (
+    Abort,
+    Authenticate,
+    Call,
+    Cancel,
+    Error,
+    Goodbye,
+    Hello,
+    Invocation,
+    Message,
+    Publish,
+    Register,
+    Subscribe,
+    Unregister,
+    Unsubscribe,
+    Yield,
+    parse_message,
+)
+from .serializers import Serializer
+
+
+class Phase(Enum):
+    WAITING_HELLO = "waiting_hello"
+    AUTHENTICATING = "authenticating"
+    ESTABLISHED = "established"
+    CLOSING = "closing"  # we sent GOODBYE and wait for the peer's reply
+    CLOSED = "closed"
+
+
+# Messages a client may send once the session is established (spec: the client roles).
+_ESTABLISHED_FROM_CLIENT = frozenset(
+    cls.MESSAGE_TYPE
+    for cls in (Goodbye, Abort, Error, Publish, Subscribe, Unsubscribe, Call, Cancel, Register, Unregister, Yield)
+)
+
+
+class ServerSessionCore:
+    """Decoding, validation and ordering for one router-side session."""
+
+    __slots__ = ("phase", "serializer")
+
+    def __init__(self, serializer: Serializer) -> None:
+        self.serializer = serializer
+        self.phase = Phase.WAITING_HELLO
+
+    def receive(self, payload: bytes | bytearray | memoryview) -> Message | None:
+        """Decode and check one payload; return the message, or None when it must be ignored.
+
+        Raises :class:`ProtocolError` if the payload is not a valid WAMP message or the message
+        is not allowed now. After a violation the session is CLOSED.
+        """
+        try:
+            wmsg: Any = self.serializer.decode(payload)
+            message = parse_message(wmsg)
+            return self._check_order(message)
+        except ProtocolError:
+            self.phase = Phase.CLOSED
+            raise
+
+    def _check_order(self, message: Message) -> Message | None:
+        phase = self.phase
+        code = message.MESSAGE_TYPE
+        if phase is Phase.ESTABLISHED:
+            if code not in _ESTABLISHED_FROM_CLIENT:
+                raise ProtocolError(f"{message.NAME} is not allowed from a client in an established session")
+            if code == Error.MESSAGE_TYPE and message.request_type != Invocation.MESSAGE_TYPE:  # type: ignore[attr-defined]
+                raise ProtocolError("a client may only send ERROR in reply to an INVOCATION")
+            if code == Goodbye.MESSAGE_TYPE or code == Abort.MESSAGE_TYPE:
+                self.phase = Phase.CLOSED
+            return message
+        if phase is Phase.WAITING_HELLO:
+            if code == Hello.MESSAGE_TYPE:
+                return message
+            if code == Abort.MESSAGE_TYPE:
+                self.phase = Phase.CLOSED
+                return message
+            raise ProtocolError(f"expected HELLO, got {message.NAME}")
+        if phase is Phase.AUTHENTICATING:
+            if code == Authenticate.MESSAGE_TYPE:
+                return message
+            if code == Abort.MESSAGE_TYPE:
+                self.phase = Phase.CLOSED
+                return message
+            raise ProtocolError(f"expected AUTHENTICATE, got {message.NAME}")
+        if phase is Phase.CLOSING:
+            # After our GOODBYE only the peer's GOODBYE (or an ABORT) matters; anything else
+            # still in flight is dropped (spec: basic/session-lifecycle, "GOODBYE").
+            if code == Goodbye.MESSAGE_TYPE or code == Abort.MESSAGE_TYPE:
+                self.phase = Phase.CLOSED
+                return message
+            return None
+        return None  # CLOSED: nothing more is processed
+
+    def sent_challenge(self) -> None:
+        self.phase = Phase.AUTHENTICATING
+
+    def sent_welcome(self) -> None:
+        self.phase = Phase.ESTABLISHED
+
+    def sent_goodbye(self) -> None:
+        """We initiated closing; wait for the peer's GOODBYE."""
+        if self.phase is Phase.ESTABLISHED:
+            self.phase = Phase.CLOSING
+
+    def sent_abort(self) -> None:
+        self.phase = Phase.CLOSED
+
+    def replied_goodbye(self) -> None:
+        self.phase = Phase.CLOSED
