@@ -286,9 +286,10 @@ class CloverleafRouter(Router):
     """`<python> -m cloverleaf start --config FILE`; the whole process tree is metered."""
     name = "cloverleaf"
 
-    def __init__(self, workdir, taken_ports, realm, python: str):
+    def __init__(self, workdir, taken_ports, realm, python: str, cmd_template: str | None = None):
         super().__init__(workdir, taken_ports, realm)
         self.python = python
+        self.cmd_template = cmd_template
 
     def command(self):
         cfg = os.path.join(self.dir, "cloverleaf.yaml")
@@ -305,6 +306,9 @@ class CloverleafRouter(Router):
         env = dict(os.environ)
         src = os.path.join(REPO, "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        if self.cmd_template:
+            import shlex
+            return [a.replace("{config}", cfg) for a in shlex.split(self.cmd_template)], REPO, env
         return [self.python, "-m", "cloverleaf", "start", "--config", cfg], REPO, env
 
     def metered_pids(self) -> list[int]:
@@ -728,6 +732,9 @@ def main(argv=None) -> int:
     default_py = os.path.join(REPO, ".venv", "bin", "python")
     p.add_argument("--cloverleaf-python", default=default_py if os.path.exists(default_py) else sys.executable,
                    help="Python that runs `-m cloverleaf` (src/ is put on PYTHONPATH)")
+    p.add_argument("--cloverleaf-cmd", default=None,
+                   help="replace `PYTHON -m cloverleaf start --config {config}` by this command line "
+                        "({config} is replaced by the generated YAML file)")
     p.add_argument("--json", default=None, help="write all raw rows and the summary here "
                                                 "(default: .bench/results/bench-<time>.json)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, router and worker logs)")
@@ -766,7 +773,7 @@ def main(argv=None) -> int:
                 for rn in order:
                     rdir = os.path.join(cfg.tmp, "round%d" % rnd)
                     r = CrossbarRouter(rdir, taken, cfg.realm, cfg.crossbar_venv) if rn == "crossbar" else \
-                        CloverleafRouter(rdir, taken, cfg.realm, cfg.cloverleaf_python)
+                        CloverleafRouter(rdir, taken, cfg.realm, cfg.cloverleaf_python, cfg.cloverleaf_cmd)
                     try:
                         row = start_router(r, cfg)
                         live[rn] = r

@@ -68,14 +68,51 @@ class Authorizer(Protocol):
         """Whether a session with ``authrole`` may perform ``action`` on ``uri``."""
 
 
-class RoleAuthorizer:
-    """Static roles: a role is either allowed everything or absent (and then allowed nothing).
+@dataclass(slots=True, frozen=True)
+class Permission:
+    """What a role may do on the URIs one rule matches."""
 
-    Fine-grained per-URI permissions arrive with the authorization issue; the hook stays the same.
+    uri: str
+    #: "exact" or "prefix" (a plain string prefix; "" with prefix matches everything)
+    match: str
+    allow: frozenset[Action]
+
+
+class RoleAuthorizer:
+    """Static roles with per-URI permissions.
+
+    Among a role's rules matching a URI, an exact rule wins over prefix rules, and the longest
+    prefix wins among those; a URI no rule matches is denied, and so is an unknown role.
+    Decisions are memoized per (role, action, URI) in a bounded cache.
     """
 
-    def __init__(self, allow_all_roles: set[str]) -> None:
-        self._allowed = frozenset(allow_all_roles)
+    _CACHE_LIMIT = 65_536
+
+    def __init__(self, roles: dict[str, list[Permission]]) -> None:
+        self._exact: dict[str, dict[str, Permission]] = {}
+        self._prefix: dict[str, list[Permission]] = {}
+        for role, permissions in roles.items():
+            self._exact[role] = {p.uri: p for p in permissions if p.match == "exact"}
+            self._prefix[role] = sorted(
+                (p for p in permissions if p.match == "prefix"), key=lambda p: len(p.uri), reverse=True
+            )
+        self._cache: dict[tuple[str, Action, str], bool] = {}
 
     def authorize(self, authrole: str, action: Action, uri: str) -> bool:
-        return authrole in self._allowed
+        key = (authrole, action, uri)
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._decide(authrole, action, uri)
+            if len(self._cache) >= self._CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = decision
+        return decision
+
+    def _decide(self, authrole: str, action: Action, uri: str) -> bool:
+        exact = self._exact.get(authrole)
+        if exact is None:
+            return False
+        rule = exact.get(uri)
+        if rule is None:
+            rule = next((p for p in self._prefix[authrole] if uri.startswith(p.uri)), None)
+        return rule is not None and action in rule.allow

@@ -44,25 +44,36 @@ class Broker:
         match = message.options.get("match", "exact")
         if match != "exact":
             session.error(
-                Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
+                Subscribe.MESSAGE_TYPE,
+                message.request,
+                errors.INVALID_ARGUMENT,
                 f"match policy {match!r:.40} is not supported (supported: 'exact')",
             )
             return
         if not realm.valid_uri(message.topic):
-            session.error(Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_URI,
-                          f"invalid topic URI {message.topic!r:.200}")
+            session.error(
+                Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_URI, f"invalid topic URI {message.topic!r:.200}"
+            )
             return
         if not realm.authorize(session, Action.SUBSCRIBE, message.topic):
-            session.error(Subscribe.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
-                          f"session is not authorized to subscribe to topic '{message.topic}'")
+            session.error(
+                Subscribe.MESSAGE_TYPE,
+                message.request,
+                errors.NOT_AUTHORIZED,
+                f"session is not authorized to subscribe to topic '{message.topic}'",
+            )
             return
         subscription, _created = self.subscriptions.subscribe(message.topic, match, session)
         session.send(Subscribed(message.request, subscription.id))
 
     def unsubscribe(self, session: RouterSession, message: Unsubscribe) -> None:
         if self.subscriptions.unsubscribe(message.subscription, session) is None:
-            session.error(Unsubscribe.MESSAGE_TYPE, message.request, errors.NO_SUCH_SUBSCRIPTION,
-                          f"session has no subscription {message.subscription}")
+            session.error(
+                Unsubscribe.MESSAGE_TYPE,
+                message.request,
+                errors.NO_SUCH_SUBSCRIPTION,
+                f"session has no subscription {message.subscription}",
+            )
             return
         session.send(Unsubscribed(message.request))
 
@@ -73,13 +84,18 @@ class Broker:
         acknowledge = options.get("acknowledge", False)
         if not realm.valid_uri(topic):
             if acknowledge is True:
-                session.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_URI,
-                              f"invalid topic URI {topic!r:.200}")
+                session.error(
+                    Publish.MESSAGE_TYPE, message.request, errors.INVALID_URI, f"invalid topic URI {topic!r:.200}"
+                )
             return
         if topic.startswith("wamp.") or not realm.authorize(session, Action.PUBLISH, topic):
             if acknowledge is True:
-                session.error(Publish.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
-                              f"session is not authorized to publish to topic '{topic}'")
+                session.error(
+                    Publish.MESSAGE_TYPE,
+                    message.request,
+                    errors.NOT_AUTHORIZED,
+                    f"session is not authorized to publish to topic '{topic}'",
+                )
             return
         exclude_me = options.get("exclude_me", True)
         try:
@@ -99,9 +115,7 @@ class Broker:
             details["publisher_authrole"] = session.identity.authrole
         publisher_id = session.session_id
         for subscription in self.subscriptions.matching(topic):
-            outgoing = OutgoingMessage(
-                Event(subscription.id, publication, details, message.args, message.kwargs)
-            )
+            outgoing = OutgoingMessage(Event(subscription.id, publication, details, message.args, message.kwargs))
             for subscriber_id, subscriber in subscription.subscribers.items():
                 if subscriber_id == publisher_id and exclude_me:
                     continue

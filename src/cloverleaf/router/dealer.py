@@ -72,38 +72,63 @@ class Dealer:
         match = options.get("match", "exact")
         invoke = options.get("invoke", "single")
         if match != "exact":
-            session.error(Register.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
-                          f"match policy {match!r:.40} is not supported (supported: 'exact')")
+            session.error(
+                Register.MESSAGE_TYPE,
+                message.request,
+                errors.INVALID_ARGUMENT,
+                f"match policy {match!r:.40} is not supported (supported: 'exact')",
+            )
             return
         if invoke != "single":
-            session.error(Register.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
-                          f"invocation policy {invoke!r:.40} is not supported (supported: 'single')")
+            session.error(
+                Register.MESSAGE_TYPE,
+                message.request,
+                errors.INVALID_ARGUMENT,
+                f"invocation policy {invoke!r:.40} is not supported (supported: 'single')",
+            )
             return
         procedure = message.procedure
         if not self.realm.valid_uri(procedure):
-            session.error(Register.MESSAGE_TYPE, message.request, errors.INVALID_URI,
-                          f"invalid procedure URI {procedure!r:.200}")
+            session.error(
+                Register.MESSAGE_TYPE, message.request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}"
+            )
             return
         if procedure.startswith("wamp."):
-            session.error(Register.MESSAGE_TYPE, message.request, errors.INVALID_URI,
-                          f"procedure URI '{procedure}' is in the reserved 'wamp.' namespace")
+            session.error(
+                Register.MESSAGE_TYPE,
+                message.request,
+                errors.INVALID_URI,
+                f"procedure URI '{procedure}' is in the reserved 'wamp.' namespace",
+            )
             return
         if not self.realm.authorize(session, Action.REGISTER, procedure):
-            session.error(Register.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
-                          f"session is not authorized to register procedure '{procedure}'")
+            session.error(
+                Register.MESSAGE_TYPE,
+                message.request,
+                errors.NOT_AUTHORIZED,
+                f"session is not authorized to register procedure '{procedure}'",
+            )
             return
         try:
             registration = self.registrations.register(procedure, match, invoke, session)
         except AlreadyRegistered:
-            session.error(Register.MESSAGE_TYPE, message.request, errors.PROCEDURE_ALREADY_EXISTS,
-                          f"procedure '{procedure}' is already registered")
+            session.error(
+                Register.MESSAGE_TYPE,
+                message.request,
+                errors.PROCEDURE_ALREADY_EXISTS,
+                f"procedure '{procedure}' is already registered",
+            )
             return
         session.send(Registered(message.request, registration.id))
 
     def unregister(self, session: RouterSession, message: Unregister) -> None:
         if self.registrations.unregister(message.registration, session) is None:
-            session.error(Unregister.MESSAGE_TYPE, message.request, errors.NO_SUCH_REGISTRATION,
-                          f"session has no registration {message.registration}")
+            session.error(
+                Unregister.MESSAGE_TYPE,
+                message.request,
+                errors.NO_SUCH_REGISTRATION,
+                f"session has no registration {message.registration}",
+            )
             return
         session.send(Unregistered(message.request))
 
@@ -131,7 +156,8 @@ class Dealer:
             return  # the caller already got its ERROR
         error = message.error if self.realm.valid_uri(message.error) else errors.INVALID_URI
         self._answer_caller(
-            pending, Error(Call.MESSAGE_TYPE, pending.call_request, message.details, error, message.args, message.kwargs)
+            pending,
+            Error(Call.MESSAGE_TYPE, pending.call_request, message.details, error, message.args, message.kwargs),
         )
 
     def _answer_caller(self, pending: PendingCall, answer: Result | Error) -> None:
@@ -139,8 +165,13 @@ class Dealer:
         payload = caller.serializer.encode(answer.marshal())
         if not caller.fits(len(payload)):
             payload = caller.serializer.encode(
-                Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.PAYLOAD_SIZE_EXCEEDED,
-                      ["the result is larger than the caller accepts"]).marshal()
+                Error(
+                    Call.MESSAGE_TYPE,
+                    pending.call_request,
+                    {},
+                    errors.PAYLOAD_SIZE_EXCEEDED,
+                    ["the result is larger than the caller accepts"],
+                ).marshal()
             )
         caller._enqueue(payload, droppable=False)
 
@@ -156,13 +187,21 @@ class Dealer:
             caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}")
             return
         if not realm.authorize(caller, Action.CALL, procedure):
-            caller.error(Call.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
-                         f"session is not authorized to call procedure '{procedure}'")
+            caller.error(
+                Call.MESSAGE_TYPE,
+                request,
+                errors.NOT_AUTHORIZED,
+                f"session is not authorized to call procedure '{procedure}'",
+            )
             return
         registration = self.registrations.lookup(procedure)
         if registration is None:
-            caller.error(Call.MESSAGE_TYPE, request, errors.NO_SUCH_PROCEDURE,
-                         f"no callee registered for procedure '{procedure}'")
+            caller.error(
+                Call.MESSAGE_TYPE,
+                request,
+                errors.NO_SUCH_PROCEDURE,
+                f"no callee registered for procedure '{procedure}'",
+            )
             return
         callee = next(iter(registration.callees.values()))
         options = message.options
@@ -179,8 +218,12 @@ class Dealer:
             Invocation(invocation_request, registration.id, details, message.args, message.kwargs).marshal()
         )
         if not callee.fits(len(payload)):
-            caller.error(Call.MESSAGE_TYPE, request, errors.PAYLOAD_SIZE_EXCEEDED,
-                         "the call's payload is larger than the callee accepts")
+            caller.error(
+                Call.MESSAGE_TYPE,
+                request,
+                errors.PAYLOAD_SIZE_EXCEEDED,
+                "the call's payload is larger than the callee accepts",
+            )
             return
         pending = PendingCall(caller, request, callee, invocation_request, receive_progress)
         caller.pending_calls[request] = pending
@@ -193,8 +236,12 @@ class Dealer:
             return  # already answered: nothing to cancel
         mode = message.options.get("mode", "killnowait")
         if mode not in _CANCEL_MODES:
-            caller.error(Cancel.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
-                         f"cancel mode {mode!r:.40} is not one of {', '.join(_CANCEL_MODES)}")
+            caller.error(
+                Cancel.MESSAGE_TYPE,
+                message.request,
+                errors.INVALID_ARGUMENT,
+                f"cancel mode {mode!r:.40} is not one of {', '.join(_CANCEL_MODES)}",
+            )
             return
         callee = pending.callee
         if mode != "skip" and not callee.supports("callee", "call_canceling"):
@@ -216,8 +263,15 @@ class Dealer:
         for pending in session.pending_invocations.values():
             caller = pending.caller
             if caller.pending_calls.pop(pending.call_request, None) is not None and caller.is_open:
-                caller.send(Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.CANCELED,
-                                  ["callee disconnected from in-flight request"]))
+                caller.send(
+                    Error(
+                        Call.MESSAGE_TYPE,
+                        pending.call_request,
+                        {},
+                        errors.CANCELED,
+                        ["callee disconnected from in-flight request"],
+                    )
+                )
         session.pending_invocations.clear()
         for pending in session.pending_calls.values():
             callee = pending.callee

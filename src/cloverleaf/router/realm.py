@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..wamp import errors
 from ..wamp.errors import ProtocolError
 from ..wamp.messages import (
     Call,
@@ -21,7 +20,7 @@ from ..wamp.messages import (
     Yield,
 )
 from ..wamp.uri import UriCheck, is_valid_uri
-from .auth import Action, Authenticator, Authorizer
+from .auth import Action, Authorizer
 from .broker import Broker
 from .dealer import Dealer
 
@@ -37,13 +36,11 @@ class Realm:
     def __init__(
         self,
         name: str,
-        authenticators: list[Authenticator],
         authorizer: Authorizer,
         uri_check: UriCheck = UriCheck.LOOSE,
     ) -> None:
         self.name = name
         self.uri_check = uri_check
-        self.authenticators = authenticators
         self.authorizer = authorizer
         self.sessions: dict[int, RouterSession] = {}
         self.broker = Broker(self)
@@ -90,8 +87,14 @@ class Realm:
         assert identity is not None
         log.info(
             "session %d joined realm %s as %s/%s (%s) from %s via %s/%s",
-            session.session_id, self.name, identity.authid, identity.authrole, identity.authmethod,
-            session.link.peer, session.link.kind, session.serializer.NAME,
+            session.session_id,
+            self.name,
+            identity.authid,
+            identity.authrole,
+            identity.authmethod,
+            session.link.peer,
+            session.link.kind,
+            session.serializer.NAME,
         )
 
     def detach(self, session: RouterSession, why: str) -> None:
@@ -100,7 +103,3 @@ class Realm:
         self.broker.detach(session)
         self.dealer.detach(session)
         log.info("session %d left realm %s (%s): %s", session.session_id, self.name, session.link.peer, why)
-
-    @staticmethod
-    def error_for_unknown(name: str) -> str:
-        return errors.NO_SUCH_REALM

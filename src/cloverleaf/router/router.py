@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from ..wamp import errors
 from ..wamp.ids import random_id
 from ..wamp.messages import Challenge, Hello, Message, Welcome
 from ..wamp.uri import is_valid_uri
-from .auth import HelloInfo
+from .auth import Authenticator, HelloInfo
 from .broker import BROKER_FEATURES
 from .dealer import DEALER_FEATURES
 from .interfaces import TransportLink
@@ -48,9 +49,12 @@ class Router:
             raise ValueError(f"realm {realm.name!r} is defined twice")
         self.realms[realm.name] = realm
 
-    def open_session(self, link: TransportLink) -> RouterSession:
-        """A transport accepted a connection: create its (not yet joined) session."""
-        session = RouterSession(self, link, self.limits)
+    def open_session(self, link: TransportLink, authenticators: Sequence[Authenticator]) -> RouterSession:
+        """A transport accepted a connection: create its (not yet joined) session.
+
+        ``authenticators`` are the methods this transport offers, in the node's order.
+        """
+        session = RouterSession(self, link, self.limits, authenticators)
         self.sessions.add(session)
         return session
 
@@ -75,7 +79,7 @@ class Router:
         details = message.details
         offered = details.get("authmethods") or ["anonymous"]
         hello = HelloInfo(message.realm, details, session.link.kind, session.link.peer)
-        available = {a.method: a for a in realm.authenticators}
+        available = {a.method: a for a in session.authenticators}
         chosen = next((available[m] for m in offered if m in available), None)
         if chosen is None:
             session.abort(

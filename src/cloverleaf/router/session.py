@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from ..wamp.session import Phase, ServerSessionCore
 from .outgoing import OutgoingMessage
 
 if TYPE_CHECKING:
-    from .auth import Identity
+    from .auth import Authenticator, Identity
     from .dealer import PendingCall
     from .interfaces import TransportLink
     from .realm import Realm
@@ -50,6 +51,7 @@ class RouterSession:
     __slots__ = (
         "_limits",
         "_we_said_goodbye",
+        "authenticators",
         "client_roles",
         "core",
         "dropped_events",
@@ -64,8 +66,11 @@ class RouterSession:
         "session_id",
     )
 
-    def __init__(self, router: Router, link: TransportLink, limits: SessionLimits) -> None:
+    def __init__(
+        self, router: Router, link: TransportLink, limits: SessionLimits, authenticators: Sequence[Authenticator]
+    ) -> None:
         self.router = router
+        self.authenticators = authenticators
         self.link = link
         self.serializer = link.serializer
         self.core = ServerSessionCore(link.serializer)
@@ -141,13 +146,17 @@ class RouterSession:
                 if self.dropped_events == 0 or self.dropped_events % 10_000 == 0:
                     log.warning(
                         "session %d (%s) is a slow consumer: dropping events (%d dropped so far)",
-                        self.session_id, link.peer, self.dropped_events + 1,
+                        self.session_id,
+                        link.peer,
+                        self.dropped_events + 1,
                     )
                 self.dropped_events += 1
                 return
             log.warning(
                 "session %d (%s) closed: outgoing queue over %d bytes (slow consumer)",
-                self.session_id, link.peer, limit,
+                self.session_id,
+                link.peer,
+                limit,
             )
             self._leave("slow consumer")
             self.core.sent_abort()

@@ -121,9 +121,7 @@ class Hello(Message):
             if type(features) is not dict:
                 raise _fail(cls.NAME, f"Details.roles.{role} must be a dictionary")
         authmethods = details.get("authmethods")
-        if authmethods is not None and (
-            type(authmethods) is not list or any(type(m) is not str for m in authmethods)
-        ):
+        if authmethods is not None and (type(authmethods) is not list or any(type(m) is not str for m in authmethods)):
             raise _fail(cls.NAME, "Details.authmethods must be a list of strings")
         for key in ("authid", "authrole"):
             if key in details and details[key] is not None and type(details[key]) is not str:
@@ -450,9 +448,7 @@ class Result(Message):
     def parse(cls, wmsg: list[Any]) -> Result:
         _check_length(wmsg, 3, 5, cls.NAME)
         args, kwargs = _payload(wmsg, 3, cls.NAME)
-        return cls(
-            _check_id(wmsg[1], cls.NAME, "Request"), _check_dict(wmsg[2], cls.NAME, "Details"), args, kwargs
-        )
+        return cls(_check_id(wmsg[1], cls.NAME, "Request"), _check_dict(wmsg[2], cls.NAME, "Details"), args, kwargs)
 
     def marshal(self) -> list[Any]:
         return _append_payload([50, self.request, self.details], self.args, self.kwargs)
@@ -586,9 +582,7 @@ class Yield(Message):
     def parse(cls, wmsg: list[Any]) -> Yield:
         _check_length(wmsg, 3, 5, cls.NAME)
         args, kwargs = _payload(wmsg, 3, cls.NAME)
-        return cls(
-            _check_id(wmsg[1], cls.NAME, "Request"), _check_dict(wmsg[2], cls.NAME, "Options"), args, kwargs
-        )
+        return cls(_check_id(wmsg[1], cls.NAME, "Request"), _check_dict(wmsg[2], cls.NAME, "Options"), args, kwargs)
 
     def marshal(self) -> list[Any]:
         return _append_payload([70, self.request, self.options], self.args, self.kwargs)
@@ -597,9 +591,30 @@ class Yield(Message):
 MESSAGE_CLASSES: dict[int, type[Message]] = {
     cls.MESSAGE_TYPE: cls
     for cls in (
-        Hello, Welcome, Abort, Challenge, Authenticate, Goodbye, Error, Publish, Published, Subscribe,
-        Subscribed, Unsubscribe, Unsubscribed, Event, Call, Cancel, Result, Register, Registered,
-        Unregister, Unregistered, Invocation, Interrupt, Yield,
+        Hello,
+        Welcome,
+        Abort,
+        Challenge,
+        Authenticate,
+        Goodbye,
+        Error,
+        Publish,
+        Published,
+        Subscribe,
+        Subscribed,
+        Unsubscribe,
+        Unsubscribed,
+        Event,
+        Call,
+        Cancel,
+        Result,
+        Register,
+        Registered,
+        Unregister,
+        Unregistered,
+        Invocation,
+        Interrupt,
+        Yield,
     )
 }
 

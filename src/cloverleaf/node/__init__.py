@@ -1,0 +1,1 @@
+"""The node: configuration, command line, and the process that runs a router."""

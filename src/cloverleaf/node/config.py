@@ -1,0 +1,227 @@
+"""Node configuration: YAML or JSON parsed once into typed, validated objects.
+
+Every error names the file, the key path and what was expected, e.g.
+``node.yaml: transports[0].endpoint.port: Input should be less than or equal to 65535 (got 70000)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..wamp.uri import is_valid_uri
+
+SerializerName = Literal["json", "msgpack", "cbor"]
+ALL_SERIALIZERS: list[SerializerName] = ["json", "msgpack", "cbor"]
+ActionName = Literal["call", "register", "publish", "subscribe"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TcpEndpoint(_Strict):
+    type: Literal["tcp"] = "tcp"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)]
+
+
+class UnixEndpoint(_Strict):
+    type: Literal["unix"]
+    path: Annotated[str, Field(min_length=1)]
+
+
+Endpoint = Annotated[TcpEndpoint | UnixEndpoint, Field(discriminator="type")]
+
+
+class AnonymousAuth(_Strict):
+    role: str = "anonymous"
+
+
+class TransportAuth(_Strict):
+    """Authentication methods a transport offers; more methods join with the auth issue."""
+
+    anonymous: AnonymousAuth | None = None
+
+
+def _default_auth() -> TransportAuth:
+    return TransportAuth(anonymous=AnonymousAuth())
+
+
+class _TransportBase(_Strict):
+    serializers: Annotated[list[SerializerName], Field(min_length=1)] = Field(default_factory=lambda: ALL_SERIALIZERS)
+    #: the largest WAMP message accepted from a client, in bytes
+    max_message_size: Annotated[int, Field(ge=512, le=16 * 1024 * 1024)] = 1024 * 1024
+    handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
+    ping_interval: Annotated[float, Field(ge=0)] = 30.0
+    ping_timeout: Annotated[float, Field(gt=0)] = 10.0
+    auth: TransportAuth = Field(default_factory=_default_auth)
+
+
+class WebSocketTransport(_TransportBase):
+    type: Literal["websocket"]
+    endpoint: TcpEndpoint
+    path: str = "/ws"
+    allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a path starting with '/'")
+        return value
+
+
+class RawSocketTransport(_TransportBase):
+    type: Literal["rawsocket"]
+    endpoint: Endpoint
+
+
+Transport = Annotated[WebSocketTransport | RawSocketTransport, Field(discriminator="type")]
+
+
+class PermissionConfig(_Strict):
+    uri: str
+    match: Literal["exact", "prefix"] = "exact"
+    allow: list[ActionName] = Field(default_factory=list)
+
+
+class RoleConfig(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    permissions: list[PermissionConfig] = Field(
+        default_factory=lambda: [
+            PermissionConfig(uri="", match="prefix", allow=["call", "register", "publish", "subscribe"])
+        ]
+    )
+
+
+class RealmConfig(_Strict):
+    name: str
+    #: "strict" admits only lower-case letters, digits and "_" in URI components
+    uri_check: Literal["loose", "strict"] = "loose"
+    roles: list[RoleConfig] = Field(default_factory=lambda: [RoleConfig(name="anonymous")])
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_uri(cls, value: str) -> str:
+        if not is_valid_uri(value):
+            raise ValueError("a WAMP URI such as 'realm1' or 'com.example'")
+        return value
+
+
+class LimitsConfig(_Strict):
+    #: bytes queued for one session before the queue policy applies
+    max_outgoing_bytes: Annotated[int, Field(ge=64 * 1024)] = 4 * 1024 * 1024
+    #: "drop_events": drop EVENTs for a slow subscriber (counted), close it if anything else overflows;
+    #: "close": close the slow session at once
+    queue_policy: Literal["drop_events", "close"] = "drop_events"
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class NodeConfig(_Strict):
+    realms: Annotated[list[RealmConfig], Field(min_length=1)]
+    transports: Annotated[list[Transport], Field(min_length=1)]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    #: seconds to wait for sessions to answer GOODBYE on shutdown
+    shutdown_timeout: Annotated[float, Field(ge=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> NodeConfig:
+        names = [realm.name for realm in self.realms]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"realm names must be unique, '{name}' appears {names.count(name)} times")
+        return self
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "realms": [{"name": "realm1", "roles": [{"name": "anonymous"}]}],
+    "transports": [
+        {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 8080}, "path": "/ws"},
+        {"type": "rawsocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 8081}},
+    ],
+}
+
+
+class ConfigError(Exception):
+    """A config file could not be read or is invalid; ``problems`` lists every finding."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+        self.source = source
+        self.problems = problems
+
+
+_UNION_TAGS = {"websocket", "rawsocket", "tcp", "unix"}
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _UNION_TAGS and index > 0 and (isinstance(loc[index - 1], int) or loc[index - 1] == "endpoint"):
+            continue  # pydantic names the chosen union member in the location; the file has no such key
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        message = f"expected {message}"
+    path = _key_path(tuple(error["loc"]))
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    shown = error.get("input")
+    if isinstance(shown, (dict, list)):
+        return f"{path}: {message}"
+    return f"{path}: {message} (got {shown!r:.80})"
+
+
+def parse_config(data: Any, source: str = "<config>") -> NodeConfig:
+    """Validate already-parsed config data; raise :class:`ConfigError` listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping of keys, got {type(data).__name__}"])
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read a YAML (.yaml/.yml) or JSON (.json) node config file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        if source.endswith(".json"):
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    return parse_config(data, source)
+
+
+def default_config() -> NodeConfig:
+    """The embedded default: realm1, anonymous allowed everything, WebSocket :8080/ws, RawSocket :8081."""
+    return parse_config(DEFAULT_CONFIG, "<embedded default>")

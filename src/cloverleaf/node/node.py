@@ -1,0 +1,141 @@
+"""Build a router from a validated config, serve its transports, and shut it down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+
+from ..router.auth import Action, AnonymousAuthenticator, Authenticator, Permission, RoleAuthorizer
+from ..router.realm import Realm
+from ..router.router import Router
+from ..router.session import QueuePolicy, SessionLimits
+from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
+from ..transport.websocket import WebSocketSettings, serve_websocket
+from ..wamp.serializers import SERIALIZERS
+from ..wamp.uri import UriCheck
+from .config import NodeConfig, RawSocketTransport, RealmConfig, TcpEndpoint, TransportAuth, WebSocketTransport
+
+log = logging.getLogger("cloverleaf.node")
+
+
+def build_realm(config: RealmConfig) -> Realm:
+    roles = {
+        role.name: [Permission(p.uri, p.match, frozenset(Action(a) for a in p.allow)) for p in role.permissions]
+        for role in config.roles
+    }
+    return Realm(config.name, RoleAuthorizer(roles), UriCheck(config.uri_check))
+
+
+def build_authenticators(auth: TransportAuth) -> list[Authenticator]:
+    authenticators: list[Authenticator] = []
+    if auth.anonymous is not None:
+        authenticators.append(AnonymousAuthenticator(auth.anonymous.role))
+    return authenticators
+
+
+class Node:
+    """A running router with its listening transports."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        limits = SessionLimits(config.limits.max_outgoing_bytes, QueuePolicy(config.limits.queue_policy))
+        self.router = Router(limits)
+        for realm_config in config.realms:
+            self.router.add_realm(build_realm(realm_config))
+        self.servers: list[asyncio.Server] = []
+        #: "ws://127.0.0.1:8080/ws"-style addresses actually bound (ports chosen by the OS resolved)
+        self.addresses: list[str] = []
+
+    async def start(self) -> None:
+        for transport in self.config.transports:
+            serializers = [SERIALIZERS[name] for name in transport.serializers]
+            authenticators = build_authenticators(transport.auth)
+            if isinstance(transport, WebSocketTransport):
+                ws_settings = WebSocketSettings(
+                    path=transport.path,
+                    serializers=serializers,
+                    authenticators=authenticators,
+                    max_message_size=transport.max_message_size,
+                    allowed_origins=transport.allowed_origins,
+                    handshake_timeout=transport.handshake_timeout,
+                    ping_interval=transport.ping_interval,
+                    ping_timeout=transport.ping_timeout,
+                )
+                tcp = transport.endpoint
+                server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port)
+                self._record(server, "ws", transport.path)
+            else:
+                assert isinstance(transport, RawSocketTransport)
+                rs_settings = RawSocketSettings(
+                    serializers=serializers,
+                    authenticators=authenticators,
+                    max_message_size=transport.max_message_size,
+                    handshake_timeout=transport.handshake_timeout,
+                    ping_interval=transport.ping_interval,
+                    ping_timeout=transport.ping_timeout,
+                )
+                endpoint = transport.endpoint
+                if isinstance(endpoint, TcpEndpoint):
+                    server = await serve_rawsocket_tcp(self.router, rs_settings, endpoint.host, endpoint.port)
+                    self._record(server, "rs", "")
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.path.exists(endpoint.path) and not os.path.isfile(endpoint.path):
+                            os.unlink(endpoint.path)  # a stale socket left by a previous run
+                    server = await serve_rawsocket_unix(self.router, rs_settings, endpoint.path)
+                    self.servers.append(server)
+                    self.addresses.append(f"unix://{endpoint.path}")
+        for address in self.addresses:
+            log.info("listening on %s", address)
+
+    def _record(self, server: asyncio.Server, scheme: str, path: str) -> None:
+        self.servers.append(server)
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            self.addresses.append(f"{scheme}://{shown}:{port}{path}")
+
+    async def stop(self) -> None:
+        """Stop listening, say GOODBYE (system_shutdown) to every session, wait for them, close the rest."""
+        for server in self.servers:
+            server.close()
+        sessions = self.router.sessions
+        count = len(sessions)
+        self.router.shutdown()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for session in list(sessions):
+            session.link.abort("shutdown")
+            session.connection_lost()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        log.info("stopped (%d sessions closed)", count)
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    node = Node(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("cloverleaf router ready")
+    await stop.wait()
+    log.info("shutting down")
+    await node.stop()
+
+
+def install_event_loop_policy() -> None:
+    """Use uvloop where it is installed (it roughly halves per-read costs of asyncio protocols)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -1,0 +1,138 @@
+"""RawSocket transport over TCP or Unix domain sockets (asyncio adapter around the sans-I/O framing)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from ..router.auth import Authenticator
+from ..router.router import Router
+from ..wamp.rawsocket import FrameType, RawSocketError, RawSocketServer, frame, frame_header
+from ..wamp.serializers import BY_RAWSOCKET_ID, Serializer
+from .link import CoalescingLink, describe_peer
+
+log = logging.getLogger("cloverleaf.transport.rawsocket")
+
+
+@dataclass(slots=True, frozen=True)
+class RawSocketSettings:
+    serializers: Collection[Serializer]
+    authenticators: Sequence[Authenticator] = ()
+    max_message_size: int = 1024 * 1024
+    handshake_timeout: float = 10.0
+    #: seconds between keepalive PINGs when the peer is idle (0 disables them)
+    ping_interval: float = 30.0
+    #: the peer is dropped when nothing arrives this long after a PING
+    ping_timeout: float = 10.0
+
+
+class RawSocketLink(CoalescingLink):
+    kind = "rawsocket"
+
+    def frame_header(self, payload: bytes) -> bytes:
+        return frame_header(len(payload))
+
+
+class RawSocketProtocol(asyncio.Protocol):
+    """One RawSocket connection: handshake, then frames to and from a router session."""
+
+    def __init__(self, router: Router, settings: RawSocketSettings, scheme: str) -> None:
+        self._router = router
+        self._settings = settings
+        self._scheme = scheme
+        self._framing = RawSocketServer([s.RAWSOCKET_ID for s in settings.serializers], settings.max_message_size)
+        self._raw: asyncio.Transport | None = None
+        self._link: RawSocketLink | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._heard_since_ping = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._raw = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._settings.handshake_timeout, self._handshake_timed_out)
+
+    def _handshake_timed_out(self) -> None:
+        if self._link is None and self._raw is not None:
+            log.info("%s: RawSocket handshake timed out", describe_peer(self._raw, self._scheme))
+            self._raw.abort()
+
+    def data_received(self, data: bytes) -> None:
+        raw = self._raw
+        assert raw is not None
+        self._heard_since_ping = True
+        try:
+            payloads = self._framing.receive(data)
+        except RawSocketError as exc:
+            reply = self._framing.data_to_send()
+            if reply:
+                raw.write(reply)
+            log.info("%s: closing RawSocket connection: %s", describe_peer(raw, self._scheme), exc.message)
+            if self._link is not None:
+                self._link.close("framing error")
+            else:
+                raw.close()
+            return
+        control = self._framing.data_to_send()
+        link = self._link
+        if link is None:
+            if not self._framing.is_open:
+                return
+            link = self._open_session(raw)
+        if control:
+            raw.write(control)
+        session = link.session
+        for payload in payloads:
+            if session is None or link.closed:
+                break
+            session.receive(payload)
+
+    def _open_session(self, raw: asyncio.Transport) -> RawSocketLink:
+        serializer_id = self._framing.serializer_id
+        assert serializer_id is not None
+        link = RawSocketLink(raw, BY_RAWSOCKET_ID[serializer_id], describe_peer(raw, self._scheme))
+        link.peer_max_message_size = self._framing.peer_max_length
+        link.session = self._router.open_session(link, self._settings.authenticators)
+        self._link = link
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._settings.ping_interval > 0:
+            self._timer = asyncio.get_running_loop().call_later(self._settings.ping_interval, self._keepalive)
+        return link
+
+    def _keepalive(self) -> None:
+        link = self._link
+        if link is None or link.closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._heard_since_ping = False
+        link.raw.write(frame(b"", FrameType.PING))
+        self._timer = loop.call_later(self._settings.ping_timeout, self._check_pong)
+
+    def _check_pong(self) -> None:
+        link = self._link
+        if link is None or link.closed:
+            return
+        if not self._heard_since_ping:
+            log.info("%s: no answer to PING within %ss, closing", link.peer, self._settings.ping_timeout)
+            link.abort("ping timeout")
+            return
+        self._timer = asyncio.get_running_loop().call_later(self._settings.ping_interval, self._keepalive)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._link is not None:
+            self._link.connection_lost()
+
+
+async def serve_rawsocket_tcp(router: Router, settings: RawSocketSettings, host: str, port: int) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: RawSocketProtocol(router, settings, "tcp"), host, port)
+
+
+async def serve_rawsocket_unix(router: Router, settings: RawSocketSettings, path: str) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_unix_server(lambda: RawSocketProtocol(router, settings, "unix"), path)
