@@ -472,8 +472,14 @@ async def role_callee(spec, ctl: Control) -> dict:
     s = await connect(spec["url"], spec["realm"], codec, Callee)
     await asyncio.wait_for(s.register(spec["procedure"]), 10)
     out("READY")
-    await ctl.expect("STOP")
-    res = {"invocations": s.invocations, "errors": s.errors, "lost": s.closed}
+    w = None
+    cmd = await ctl.expect("GO", "STOP")
+    if cmd[0] == "GO":  # optional: meter this process over the window too
+        w = Window(cmd)
+        await w.run()
+        await ctl.expect("STOP")
+    res = {"invocations": s.invocations, "errors": s.errors, "lost_sessions": int(s.closed),
+           "cpu_s": None if w is None else w.cpu_s()}
     s.close()
     return res
 

@@ -503,16 +503,15 @@ def scen_rpc(router: Router, cfg, transport: str, serializer: str, name: str) ->
             callers.append(w)
         for w in callers:
             w.expect("READY", 30)
-        win = Window(router, callers, cfg.warmup, cfg.duration)
+        win = Window(router, [callee] + callers, cfg.warmup, cfg.duration)
         results = [w.result(30) for w in callers]
         callee.send("STOP")
         cres = callee.result(15)
-        # the callee's CPU is not in the window (it has no window); callers' is
-        return summarize(router, name, win, results, {
+        cres["ops"] = 0  # calls are counted once, by the callers
+        return summarize(router, name, win, results + [cres], {
             "bad_results": sum(r["bad_results"] for r in results),
             "undrained": sum(r["undrained"] for r in results),
             "invocations": cres["invocations"],
-            "errors_callee": cres["errors"],
         })
     finally:
         for w in workers:
@@ -541,7 +540,7 @@ def scen_pubsub(router: Router, cfg, nsubs: int, name: str) -> dict:
         for w in subs:
             w.expect("READY", 60)
         pub = Worker(dict(common, role="publisher", slot=0, nslots=nslots, local_subscribers=local,
-                          total_subscribers=nsubs, window=cfg.pub_window), cfg.tmp, "%s-%s-pub" % (router.name, name))
+                          total_subscribers=nsubs, window=cfg.pub_window if nsubs == 1 else cfg.fanout_window), cfg.tmp, "%s-%s-pub" % (router.name, name))
         workers.append(pub)
         pub.expect("READY", 60)
         time.sleep(0.2)
@@ -621,8 +620,8 @@ SCENARIOS = {
     "pubsub": ("pub/sub 1->1 WS json", lambda r, c: scen_pubsub(r, c, 1, "pubsub")),
     "fanout": ("fan-out 1->%(fanout)d WS json (per delivery)", lambda r, c: scen_pubsub(r, c, c.fanout, "fanout")),
 }
-UNITS = {"sessions": "per session opened", "fanout": "per delivery", "pubsub": "per event",
-         "rpc-ws-json": "per call", "rpc-ws-msgpack": "per call", "rpc-rs-json": "per call"}
+# counted in the "problems" column: anything but 0 means the router misbehaved (or was overwhelmed)
+PROBLEM_KEYS = ("errors", "bad_results", "undrained", "lost_sessions", "undelivered")
 
 
 # ----------------------------------------------------------------------------------------
@@ -670,7 +669,7 @@ def report(summary: dict, routers: list[str], scenarios: list[str], cfg) -> str:
             if s is None:
                 continue
             if s.get("ok_rounds") == 0:
-                rows.append([labels[sc], rn, "error: " + str(s.get("error"))[:60]] + [""] * 8)
+                rows.append([labels[sc], rn, "error: " + str(s.get("error"))[:60]] + [""] * 9)
                 continue
             mine = s.get("router_cpu_us_per_op")
             ratio = "-" if (rn == "crossbar" or not ref or mine is None) else "%.2f" % (mine / ref)
@@ -679,10 +678,10 @@ def report(summary: dict, routers: list[str], scenarios: list[str], cfg) -> str:
                 fmt(s.get("router_cpu_pct"), 0), fmt(s.get("router_cpu_us_per_op"), 1),
                 fmt((s.get("router_rss_kb") or 0) / 1024, 0),
                 fmt(s.get("kb_per_session"), 1) if sc == "sessions" else "",
-                fmt(s.get("gen_cpu_pct"), 0), ratio,
+                fmt(s.get("gen_cpu_pct"), 0), ratio, fmt(s.get("problems"), 0),
             ])
     t1 = md_table(["scenario", "router", "ops/s", "p50 ms", "p99 ms", "router CPU %", "CPU µs/op",
-                   "router RSS MB", "KB/session", "gen CPU %", "CPU/op vs crossbar"], rows)
+                   "router RSS MB", "KB/session", "gen CPU %", "CPU/op vs crossbar", "problems"], rows)
     rows2 = []
     ref = summary.get(("startup", "crossbar"), {})
     for rn in routers:
@@ -720,7 +719,9 @@ def main(argv=None) -> int:
     p.add_argument("--rpc-sessions", type=int, default=8)
     p.add_argument("--rpc-inflight", type=int, default=16)
     p.add_argument("--fanout", type=int, default=100, help="fan-out subscribers")
-    p.add_argument("--pub-window", type=int, default=128, help="max publications not yet delivered to everyone")
+    p.add_argument("--pub-window", type=int, default=128, help="pub/sub 1->1: max events not yet delivered")
+    p.add_argument("--fanout-window", type=int, default=16,
+                   help="fan-out: max publications not yet delivered to every subscriber")
     p.add_argument("--sessions", type=int, default=1000, help="idle sessions opened and held")
     p.add_argument("--hold", type=float, default=2.0, help="seconds the idle sessions are held")
     p.add_argument("--settle", type=float, default=1.5, help="seconds to settle before reading RSS")
@@ -800,9 +801,10 @@ def main(argv=None) -> int:
                         log("round %d: %s on %s ..." % (rnd + 1, sc, rn))
                         try:
                             row = SCENARIOS[sc][1](r, cfg)
-                            log("  %s/%s: %s ops/s, %s µs router CPU/op, p50 %s ms, errors %s"
+                            row["problems"] = sum(row.get(k) or 0 for k in PROBLEM_KEYS)
+                            log("  %s/%s: %s ops/s, %s µs router CPU/op, p50 %s ms, problems %s"
                                 % (sc, rn, fmt(row.get("ops_per_s"), 0), fmt(row.get("router_cpu_us_per_op"), 1),
-                                   fmt(row.get("lat_p50_ms"), 2), row.get("errors")))
+                                   fmt(row.get("lat_p50_ms"), 2), row.get("problems")))
                         except Exception as e:
                             row = {"scenario": sc, "router": rn, "error": "%s: %s" % (type(e).__name__, e)}
                             log("  %s/%s FAILED: %s" % (sc, rn, row["error"]))

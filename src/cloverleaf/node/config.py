@@ -208,10 +208,7 @@ def load_config(path: str | Path) -> NodeConfig:
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
     try:
-        if source.endswith(".json"):
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
+        data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(source, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
     except yaml.YAMLError as exc:

@@ -1,0 +1,177 @@
+"""Shared fixtures: free ports, a router running as a real subprocess, Autobahn|Python sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class RouterProcess:
+    """A `cloverleaf start --config` subprocess and the addresses it serves."""
+
+    process: subprocess.Popen[bytes]
+    ws_url: str
+    rs_url: str
+    unix_path: str
+    ws_port: int
+    rs_port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # SIGINT
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def router_config(ws_port: int, rs_port: int, unix_path: str, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "realms": [{"name": "realm1"}, {"name": "strict.realm", "uri_check": "strict"}],
+        "transports": [
+            {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port}, "path": "/ws",
+             "max_message_size": 65536},
+            {"type": "rawsocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": rs_port},
+             "max_message_size": 65536},
+            {"type": "rawsocket", "endpoint": {"type": "unix", "path": unix_path}},
+        ],
+        "logging": {"level": "info"},
+        "shutdown_timeout": 2.0,
+    }
+    config.update(extra)
+    return config
+
+
+def start_router(tmp: Path, **extra: Any) -> RouterProcess:
+    ws_port, rs_port = free_port(), free_port()
+    unix_path = str(tmp / "router.sock")
+    config_path = tmp / "node.yaml"
+    config_path.write_text(yaml.safe_dump(router_config(ws_port, rs_port, unix_path, **extra)))
+    log_path = tmp / "router.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cloverleaf", "start", "--config", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        wait_for_port(ws_port)
+        wait_for_port(rs_port)
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"router did not start:\n{log_path.read_text()}") from None
+    return RouterProcess(process, f"ws://127.0.0.1:{ws_port}/ws", f"rs://127.0.0.1:{rs_port}", unix_path,
+                         ws_port, rs_port, log_path)
+
+
+@pytest.fixture(scope="module")
+def router() -> Iterator[RouterProcess]:
+    """One router subprocess shared by a test module."""
+    with tempfile.TemporaryDirectory(prefix="cloverleaf-test-") as tmp:
+        process = start_router(Path(tmp))
+        yield process
+        code = process.stop()
+        assert code == 0, f"router exited with {code}:\n{process.log()}"
+        assert "Traceback" not in process.log(), process.log()
+
+
+@pytest.fixture
+def fresh_router(tmp_path: Path) -> Iterator[RouterProcess]:
+    """A router subprocess of the test's own (for tests that stop or disturb it)."""
+    process = start_router(tmp_path)
+    yield process
+    process.stop()
+
+
+# -- Autobahn|Python as a third-party client ----------------------------------------------------
+
+
+def autobahn_transport(router: RouterProcess, kind: str, serializer: str) -> dict[str, Any]:
+    """Autobahn Component transport config for kind in {"websocket", "rawsocket", "unix"}."""
+    if kind == "websocket":
+        return {"type": "websocket", "url": router.ws_url, "serializers": [serializer]}
+    if kind == "rawsocket":
+        return {"type": "rawsocket", "url": router.rs_url, "serializer": serializer,
+                "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": router.rs_port}}
+    return {"type": "rawsocket", "url": "rs://localhost", "serializer": serializer,
+            "endpoint": {"type": "unix", "path": router.unix_path}}
+
+
+class AutobahnSessions:
+    """Opens Autobahn|Python sessions on the running loop and closes them at the end of a test."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[Any, asyncio.Future[Any]]] = []
+
+    async def open(self, transport: dict[str, Any], realm: str = "realm1", **kw: Any) -> Any:
+        from autobahn.asyncio.component import Component
+
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[Any] = loop.create_future()
+        component = Component(transports=[{**transport, "max_retries": 0}], realm=realm, **kw)
+
+        @component.on_join  # type: ignore[misc]
+        def _on_join(session: Any, details: Any) -> None:
+            if not joined.done():
+                joined.set_result(session)
+
+        @component.on_disconnect  # type: ignore[misc]
+        def _on_disconnect(session: Any, was_clean: bool = True) -> None:
+            if not joined.done():
+                joined.set_exception(ConnectionError("disconnected before joining"))
+
+        done = component.start(loop)
+        self._running.append((component, done))
+        return await asyncio.wait_for(joined, 10)
+
+    async def close(self) -> None:
+        for component, done in self._running:
+            try:
+                await asyncio.wait_for(component.stop(), 5)
+            except Exception:
+                pass
+            if not done.done():
+                done.cancel()
+
+
+@pytest.fixture
+async def autobahn() -> AsyncIterator[AutobahnSessions]:
+    sessions = AutobahnSessions()
+    yield sessions
+    await sessions.close()
