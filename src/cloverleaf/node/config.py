@@ -60,6 +60,9 @@ class _TransportBase(_Strict):
     ping_interval: Annotated[float, Field(ge=0)] = 30.0
     ping_timeout: Annotated[float, Field(gt=0)] = 10.0
     auth: TransportAuth = Field(default_factory=_default_auth)
+    #: the spec requires a client's request IDs to run 1, 2, 3, ...; a gap aborts the session with
+    #: protocol_violation. Crossbar does not check this; set false for clients that use random IDs.
+    sequential_request_ids: bool = True
 
 
 class WebSocketTransport(_TransportBase):

@@ -12,7 +12,7 @@ import time
 from ..router.auth import Action, AnonymousAuthenticator, Authenticator, Permission, RoleAuthorizer
 from ..router.realm import Realm
 from ..router.router import Router
-from ..router.session import QueuePolicy, SessionLimits
+from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
@@ -53,12 +53,12 @@ class Node:
     async def start(self) -> None:
         for transport in self.config.transports:
             serializers = [SERIALIZERS[name] for name in transport.serializers]
-            authenticators = build_authenticators(transport.auth)
+            session_options = SessionOptions(build_authenticators(transport.auth), transport.sequential_request_ids)
             if isinstance(transport, WebSocketTransport):
                 ws_settings = WebSocketSettings(
                     path=transport.path,
                     serializers=serializers,
-                    authenticators=authenticators,
+                    session=session_options,
                     max_message_size=transport.max_message_size,
                     allowed_origins=transport.allowed_origins,
                     handshake_timeout=transport.handshake_timeout,
@@ -72,7 +72,7 @@ class Node:
                 assert isinstance(transport, RawSocketTransport)
                 rs_settings = RawSocketSettings(
                     serializers=serializers,
-                    authenticators=authenticators,
+                    session=session_options,
                     max_message_size=transport.max_message_size,
                     handshake_timeout=transport.handshake_timeout,
                     ping_interval=transport.ping_interval,

@@ -135,6 +135,7 @@ class Dealer:
     def yield_(self, callee: RouterSession, message: Yield) -> None:
         pending = callee.pending_invocations.get(message.request)
         if pending is None:
+            self._check_late_answer(callee, message.request, "YIELD")
             return  # the call was canceled or its caller left: a late answer is dropped
         progress = message.options.get("progress") is True
         if progress and not pending.receive_progress:
@@ -150,6 +151,7 @@ class Dealer:
     def invocation_error(self, callee: RouterSession, message: Error) -> None:
         pending = callee.pending_invocations.pop(message.request, None)
         if pending is None:
+            self._check_late_answer(callee, message.request, "ERROR")
             return
         pending.caller.pending_calls.pop(pending.call_request, None)
         if pending.canceled == "skip" or pending.canceled == "killnowait":
@@ -159,6 +161,12 @@ class Dealer:
             pending,
             Error(Call.MESSAGE_TYPE, pending.call_request, message.details, error, message.args, message.kwargs),
         )
+
+    @staticmethod
+    def _check_late_answer(callee: RouterSession, request: int, kind: str) -> None:
+        """An answer to an INVOCATION never sent is a protocol violation; a late one is not."""
+        if not callee.request_ids.was_issued(request):
+            raise ProtocolError(f"{kind} for INVOCATION {request}, which was never sent to this session")
 
     def _answer_caller(self, pending: PendingCall, answer: Result | Error) -> None:
         caller = pending.caller

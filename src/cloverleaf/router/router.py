@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +10,12 @@ from ..wamp import errors
 from ..wamp.ids import random_id
 from ..wamp.messages import Challenge, Hello, Message, Welcome
 from ..wamp.uri import is_valid_uri
-from .auth import Authenticator, HelloInfo
+from .auth import HelloInfo
 from .broker import BROKER_FEATURES
 from .dealer import DEALER_FEATURES
 from .interfaces import TransportLink
 from .realm import Realm
-from .session import RouterSession, SessionLimits
+from .session import RouterSession, SessionLimits, SessionOptions
 
 log = logging.getLogger("cloverleaf.router")
 
@@ -49,12 +48,9 @@ class Router:
             raise ValueError(f"realm {realm.name!r} is defined twice")
         self.realms[realm.name] = realm
 
-    def open_session(self, link: TransportLink, authenticators: Sequence[Authenticator]) -> RouterSession:
-        """A transport accepted a connection: create its (not yet joined) session.
-
-        ``authenticators`` are the methods this transport offers, in the node's order.
-        """
-        session = RouterSession(self, link, self.limits, authenticators)
+    def open_session(self, link: TransportLink, options: SessionOptions) -> RouterSession:
+        """A transport accepted a connection: create its (not yet joined) session."""
+        session = RouterSession(self, link, self.limits, options)
         self.sessions.add(session)
         return session
 

@@ -13,10 +13,11 @@ from ..wamp.errors import ProtocolError
 from ..wamp.ids import SequentialIds
 from ..wamp.messages import Abort, Error, Goodbye, Message
 from ..wamp.session import Phase, ServerSessionCore
+from .auth import Authenticator
 from .outgoing import OutgoingMessage
 
 if TYPE_CHECKING:
-    from .auth import Authenticator, Identity
+    from .auth import Identity
     from .dealer import PendingCall
     from .interfaces import TransportLink
     from .realm import Realm
@@ -32,6 +33,16 @@ class QueuePolicy(StrEnum):
     DROP_EVENTS = "drop_events"
     #: close the session as soon as anything would overflow
     CLOSE = "close"
+
+
+@dataclass(slots=True, frozen=True)
+class SessionOptions:
+    """What a transport decides for the sessions it carries."""
+
+    #: authentication methods offered, in the node's order of preference
+    authenticators: Sequence[Authenticator] = ()
+    #: enforce sequential request IDs (the spec's rule); see ServerSessionCore
+    sequential_request_ids: bool = True
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,14 +77,12 @@ class RouterSession:
         "session_id",
     )
 
-    def __init__(
-        self, router: Router, link: TransportLink, limits: SessionLimits, authenticators: Sequence[Authenticator]
-    ) -> None:
+    def __init__(self, router: Router, link: TransportLink, limits: SessionLimits, options: SessionOptions) -> None:
         self.router = router
-        self.authenticators = authenticators
+        self.authenticators = options.authenticators
         self.link = link
         self.serializer = link.serializer
-        self.core = ServerSessionCore(link.serializer)
+        self.core = ServerSessionCore(link.serializer, options.sequential_request_ids)
         self._limits = limits
         self.session_id = 0
         self.realm: Realm | None = None

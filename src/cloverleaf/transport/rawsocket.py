@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import cast
 
-from ..router.auth import Authenticator
 from ..router.router import Router
+from ..router.session import SessionOptions
 from ..wamp.rawsocket import FrameType, RawSocketError, RawSocketServer, frame, frame_header
 from ..wamp.serializers import BY_RAWSOCKET_ID, Serializer
 from .link import CoalescingLink, describe_peer
@@ -20,7 +20,7 @@ log = logging.getLogger("cloverleaf.transport.rawsocket")
 @dataclass(slots=True, frozen=True)
 class RawSocketSettings:
     serializers: Collection[Serializer]
-    authenticators: Sequence[Authenticator] = ()
+    session: SessionOptions = field(default_factory=SessionOptions)
     max_message_size: int = 1024 * 1024
     handshake_timeout: float = 10.0
     #: seconds between keepalive PINGs when the peer is idle (0 disables them)
@@ -94,7 +94,7 @@ class RawSocketProtocol(asyncio.Protocol):
         assert serializer_id is not None
         link = RawSocketLink(raw, BY_RAWSOCKET_ID[serializer_id], describe_peer(raw, self._scheme))
         link.peer_max_message_size = self._framing.peer_max_length
-        link.session = self._router.open_session(link, self._settings.authenticators)
+        link.session = self._router.open_session(link, self._settings.session)
         self._link = link
         if self._timer is not None:
             self._timer.cancel()

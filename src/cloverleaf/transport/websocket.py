@@ -26,8 +26,8 @@ from picows import (
     ws_create_server,
 )
 
-from ..router.auth import Authenticator
 from ..router.router import Router
+from ..router.session import SessionOptions
 from ..wamp.serializers import Serializer
 from .link import CoalescingLink, describe_peer
 
@@ -42,7 +42,7 @@ class WebSocketSettings:
     path: str = "/ws"
     #: in order of preference when a client offers several
     serializers: Sequence[Serializer] = ()
-    authenticators: Sequence[Authenticator] = ()
+    session: SessionOptions = field(default_factory=SessionOptions)
     max_message_size: int = 1024 * 1024
     #: shell-style patterns for the Origin header; requests without Origin (non-browsers) pass
     allowed_origins: Sequence[str] = field(default_factory=lambda: ["*"])
@@ -88,7 +88,7 @@ class WampWebSocketListener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         link = WebSocketLink(transport, self._serializer, describe_peer(transport.underlying_transport, "tcp"))
-        link.session = self._router.open_session(link, self._settings.authenticators)
+        link.session = self._router.open_session(link, self._settings.session)
         self._link = link
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:

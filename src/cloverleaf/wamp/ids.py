@@ -35,6 +35,15 @@ class SequentialIds:
         self._last = self._last + 1 if self._last < MAX_ID else 1
         return self._last
 
+    @property
+    def last(self) -> int:
+        """The ID most recently handed out (0 before the first)."""
+        return self._last
+
+    def was_issued(self, value: int) -> bool:
+        """Whether ``value`` was handed out already (exact until the sequence wraps after 2^53 IDs)."""
+        return 1 <= value <= self._last
+
 
 _fast_random = random.Random()  # seeded from the OS at creation
 

@@ -20,7 +20,7 @@ Kwargs = dict[str, Any] | None
 
 # Predefined option/detail keys, and implementation-specific ones (spec: basic/messages,
 # "Extensibility"). Unknown keys that match either form are ignored by the consumer.
-_OPTION_KEY = re.compile(r"^([a-z][a-z0-9_]{2,}|_[a-z0-9_]{3,})$")
+_OPTION_KEY = re.compile(r"[a-z][a-z0-9_]{2,}|_[a-z0-9_]{3,}")
 _checked_keys: dict[str, bool] = {}
 
 
@@ -40,7 +40,7 @@ def _check_dict(value: Any, msg_name: str, what: str) -> dict[str, Any]:
     for key in value:
         ok = _checked_keys.get(key) if type(key) is str else False
         if ok is None:
-            ok = _OPTION_KEY.match(key) is not None
+            ok = _OPTION_KEY.fullmatch(key) is not None
             if len(_checked_keys) < 4096:  # bounded memo of keys seen
                 _checked_keys[key] = ok
         if not ok:

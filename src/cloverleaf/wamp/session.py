@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import ProtocolError
+from .ids import MAX_ID
 from .messages import (
     Abort,
     Authenticate,
@@ -47,16 +48,22 @@ _ESTABLISHED_FROM_CLIENT = frozenset(
     cls.MESSAGE_TYPE
     for cls in (Goodbye, Abort, Error, Publish, Subscribe, Unsubscribe, Call, Cancel, Register, Unregister, Yield)
 )
+# Messages that open a new request and so carry the next session-scope request ID.
+_NEW_REQUESTS = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Subscribe, Unsubscribe, Call, Register, Unregister))
 
 
 class ServerSessionCore:
     """Decoding, validation and ordering for one router-side session."""
 
-    __slots__ = ("phase", "serializer")
+    __slots__ = ("last_request", "phase", "sequential_requests", "serializer")
 
-    def __init__(self, serializer: Serializer) -> None:
+    def __init__(self, serializer: Serializer, sequential_requests: bool = True) -> None:
         self.serializer = serializer
         self.phase = Phase.WAITING_HELLO
+        #: enforce the spec's rule that a client's request IDs go 1, 2, 3, ... (basic/building_blocks,
+        #: "Protocol Errors"); off, any ID in [1, 2^53] is accepted as Crossbar does
+        self.sequential_requests = sequential_requests
+        self.last_request = 0
 
     def receive(self, payload: bytes | bytearray | memoryview) -> Message | None:
         """Decode and check one payload; return the message, or None when it must be ignored.
@@ -80,7 +87,16 @@ class ServerSessionCore:
                 raise ProtocolError(f"{message.NAME} is not allowed from a client in an established session")
             if code == Error.MESSAGE_TYPE and message.request_type != Invocation.MESSAGE_TYPE:  # type: ignore[attr-defined]
                 raise ProtocolError("a client may only send ERROR in reply to an INVOCATION")
-            if code == Goodbye.MESSAGE_TYPE or code == Abort.MESSAGE_TYPE:
+            if code in _NEW_REQUESTS:
+                request: int = message.request  # type: ignore[attr-defined]
+                if self.sequential_requests:
+                    expected = self.last_request + 1 if self.last_request < MAX_ID else 1
+                    if request != expected:
+                        raise ProtocolError(
+                            f"{message.NAME} request ID {request} is not the next in sequence (expected {expected})"
+                        )
+                self.last_request = request
+            elif code == Goodbye.MESSAGE_TYPE or code == Abort.MESSAGE_TYPE:
                 self.phase = Phase.CLOSED
             return message
         if phase is Phase.WAITING_HELLO:

@@ -15,17 +15,18 @@ class UriCheck(StrEnum):
 
 
 # The spec's regular expressions (basic/uris, "Relaxed/Loose URIs" and "Strict URIs").
-_LOOSE = re.compile(r"^([^\s.#]+\.)*([^\s.#]+)$")
-_STRICT = re.compile(r"^([0-9a-z_]+\.)*([0-9a-z_]+)$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline, which would admit "a.b\n".
+_LOOSE = re.compile(r"([^\s.#]+\.)*([^\s.#]+)")
+_STRICT = re.compile(r"([0-9a-z_]+\.)*([0-9a-z_]+)")
 # Patterns with empty components, e.g. "com..on" (wildcard matching).
-_LOOSE_EMPTY = re.compile(r"^(([^\s.#]+\.)|\.)*([^\s.#]+)?$")
-_STRICT_EMPTY = re.compile(r"^(([0-9a-z_]+\.)|\.)*([0-9a-z_]+)?$")
+_LOOSE_EMPTY = re.compile(r"(([^\s.#]+\.)|\.)*([^\s.#]+)?")
+_STRICT_EMPTY = re.compile(r"(([0-9a-z_]+\.)|\.)*([0-9a-z_]+)?")
 
 _CHECKERS = {
-    (UriCheck.LOOSE, False): _LOOSE.match,
-    (UriCheck.STRICT, False): _STRICT.match,
-    (UriCheck.LOOSE, True): _LOOSE_EMPTY.match,
-    (UriCheck.STRICT, True): _STRICT_EMPTY.match,
+    (UriCheck.LOOSE, False): _LOOSE.fullmatch,
+    (UriCheck.STRICT, False): _STRICT.fullmatch,
+    (UriCheck.LOOSE, True): _LOOSE_EMPTY.fullmatch,
+    (UriCheck.STRICT, True): _STRICT_EMPTY.fullmatch,
 }
 
 
