@@ -95,7 +95,7 @@ class RawClient:
                 data = await asyncio.wait_for(self._reader.read(65536), timeout)
                 if not data:
                     return True
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return False
         except (ConnectionError, websockets.ConnectionClosed):
             return True

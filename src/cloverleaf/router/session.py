@@ -167,7 +167,8 @@ class RouterSession:
                 link.peer,
                 limit,
             )
-            self._leave("slow consumer")
+            # No detaching here: we may be inside the broker's loop over this very subscription.
+            # Aborting the link makes the transport report the loss on the next loop pass.
             self.core.sent_abort()
             link.abort("outgoing queue full")
             return

@@ -10,6 +10,9 @@ from ..wamp.serializers import Serializer
 
 log = logging.getLogger("cloverleaf.transport")
 
+#: queued bytes at which a link writes at once instead of waiting for the end of the loop pass
+FLUSH_AT_BYTES = 64 * 1024
+
 
 def describe_peer(transport: asyncio.BaseTransport, scheme: str) -> str:
     peer = transport.get_extra_info("peername")
@@ -50,18 +53,25 @@ class CoalescingLink:
         self._pending.append(self.frame_header(payload))
         self._pending.append(payload)
         self._pending_bytes += len(payload)
-        if not self._flush_scheduled:
+        if self._pending_bytes >= FLUSH_AT_BYTES:
+            # Joining beyond this gains nothing, and writing now keeps the backlog an honest
+            # measure of what the peer has not taken (the router's queue policy reads it).
+            self.flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+            self._loop.call_soon(self._scheduled_flush)
 
     def flush(self) -> None:
-        self._flush_scheduled = False
         if not self._pending or self._closed:
             return
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
         self.raw.write(data)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def backlog(self) -> int:
         return self._pending_bytes + self.raw.get_write_buffer_size()
