@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -162,10 +163,8 @@ class AutobahnSessions:
 
     async def close(self) -> None:
         for component, done in self._running:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(component.stop(), 5)
-            except Exception:
-                pass
             if not done.done():
                 done.cancel()
 

@@ -7,6 +7,7 @@ library, and exposes raw ``send_bytes``/``send``/``recv`` so tests can build mal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from typing import Any
 
@@ -105,10 +106,8 @@ class RawClient:
             await self._ws.close()
         elif self._writer is not None:
             self._writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await self._writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
     # -- WAMP helpers -----------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
-
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
 TRANSPORTS = ["websocket", "rawsocket", "unix"]
