@@ -194,3 +194,15 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=30, env={**os.environ})
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_unknown_role_is_refused(tmp_path: Path) -> None:
+    router = start_router(tmp_path, realms=[{"name": "realm1", "roles": [{"name": "member"}]}])
+    try:
+        client = await RawClient.websocket(router.ws_url, "json")
+        await client.send([1, "realm1", {"roles": {"caller": {}}}])
+        abort = await client.recv()
+        assert abort[0] == ABORT and abort[2] == "wamp.error.no_such_role"
+        assert await client.closed()
+    finally:
+        router.stop()

@@ -67,6 +67,9 @@ class Authorizer(Protocol):
     def authorize(self, authrole: str, action: Action, uri: str) -> bool:
         """Whether a session with ``authrole`` may perform ``action`` on ``uri``."""
 
+    def knows_role(self, authrole: str) -> bool:
+        """Whether the realm defines ``authrole`` (joining under an unknown role is refused)."""
+
 
 @dataclass(slots=True, frozen=True)
 class Permission:
@@ -97,6 +100,9 @@ class RoleAuthorizer:
                 (p for p in permissions if p.match == "prefix"), key=lambda p: len(p.uri), reverse=True
             )
         self._cache: dict[tuple[str, Action, str], bool] = {}
+
+    def knows_role(self, authrole: str) -> bool:
+        return authrole in self._exact
 
     def authorize(self, authrole: str, action: Action, uri: str) -> bool:
         key = (authrole, action, uri)

@@ -87,6 +87,9 @@ class Router:
         if identity is None:
             session.abort(errors.AUTHENTICATION_FAILED, "authentication failed")
             return
+        if not realm.authorizer.knows_role(identity.authrole):
+            session.abort(errors.NO_SUCH_ROLE, f"role '{identity.authrole}' does not exist on realm '{realm.name}'")
+            return
         while (session_id := random_id()) in self._session_ids:
             pass
         self._session_ids.add(session_id)
