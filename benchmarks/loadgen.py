@@ -26,9 +26,11 @@ It can also be run standalone as a quick functional check::
 
     python benchmarks/loadgen.py smoke ws://127.0.0.1:8080/ws [--serializer msgpack]
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import mmap
 import os
@@ -41,7 +43,7 @@ from urllib.parse import urlparse
 import msgspec
 import orjson
 import uvloop
-from picows import WSListener, WSMsgType, WSCloseCode, ws_connect
+from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
 
 now_ns = time.monotonic_ns  # CLOCK_MONOTONIC: one clock for every process on the host
 
@@ -75,7 +77,7 @@ class Codec:
             self.binary = True
             self.rawsocket_id = 2
         else:
-            raise ValueError("unknown serializer %r (json|msgpack)" % name)
+            raise ValueError(f"unknown serializer {name!r} (json|msgpack)")
         self.ws_type = WSMsgType.BINARY if self.binary else WSMsgType.TEXT
 
 
@@ -130,7 +132,7 @@ class Session:
             self.session_id = msg[1]
             if not self.welcome.done():
                 self.welcome.set_result(msg[2])
-        elif t == REGISTERED or t == SUBSCRIBED or t == PUBLISHED:
+        elif t in (REGISTERED, SUBSCRIBED, PUBLISHED):
             f = self.pending.pop(msg[1], None)
             if f is not None and not f.done():
                 f.set_result(msg[2])
@@ -138,16 +140,14 @@ class Session:
             self.errors += 1
             f = self.pending.pop(msg[2], None)
             if f is not None and not f.done():
-                f.set_exception(RuntimeError("WAMP ERROR %r" % (msg,)))
+                f.set_exception(RuntimeError(f"WAMP ERROR {msg!r}"))
         elif t == ABORT:
             if not self.welcome.done():
-                self.welcome.set_exception(RuntimeError("ABORT %r" % (msg,)))
+                self.welcome.set_exception(RuntimeError(f"ABORT {msg!r}"))
             self._close_transport()
         elif t == GOODBYE:
-            try:
+            with contextlib.suppress(Exception):
                 self.send([GOODBYE, {}, "wamp.close.goodbye_and_out"])
-            except Exception:
-                pass
             self._close_transport()
 
     # requests answered by the router
@@ -168,10 +168,8 @@ class Session:
     def close(self) -> None:
         if self.closed:
             return
-        try:
+        with contextlib.suppress(Exception):
             self.send([GOODBYE, {}, "wamp.close.normal"])
-        except Exception:
-            pass
         self._close_transport()
 
 
@@ -195,10 +193,8 @@ class _WSListener(WSListener):
         t = self.t
         if t is None:
             return
-        try:
+        with contextlib.suppress(Exception):
             t.send_close(WSCloseCode.OK)
-        except Exception:
-            pass
         t.disconnect()
 
     def on_ws_frame(self, transport, frame):
@@ -215,10 +211,8 @@ class _WSListener(WSListener):
                     data, self.frag = bytes(self.frag), None
                     self.s.payload(data)
         elif mt == WSMsgType.CLOSE:
-            try:
+            with contextlib.suppress(Exception):
                 transport.send_close(frame.get_close_code())
-            except Exception:
-                pass
             transport.disconnect()
 
     def on_ws_disconnected(self, transport):
@@ -239,10 +233,8 @@ class _RawSocketProtocol(asyncio.Protocol):
         self.t = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         # 0x7F magic, max message length 2**(9+15) = 16 MiB << 4 | serializer id, 2 reserved bytes
         transport.write(bytes((0x7F, 0xF0 | self.s.codec.rawsocket_id, 0, 0)))
         write = transport.write
@@ -264,7 +256,7 @@ class _RawSocketProtocol(asyncio.Protocol):
                 return
             if buf[0] != 0x7F or (buf[1] & 0x0F) == 0:
                 if not self.hs.done():
-                    self.hs.set_exception(RuntimeError("RawSocket handshake refused: %r" % bytes(buf[:4])))
+                    self.hs.set_exception(RuntimeError(f"RawSocket handshake refused: {bytes(buf[:4])!r}"))
                 self.t.close()
                 return
             self.ready = True
@@ -308,15 +300,16 @@ async def connect(url: str, realm: str, codec: Codec, cls=Session, timeout: floa
         got = transport.response.headers.get("Sec-WebSocket-Protocol")
         if got != codec.subprotocol:
             transport.disconnect()
-            raise RuntimeError("router did not accept subprotocol %s (got %r)" % (codec.subprotocol, got))
+            raise RuntimeError(f"router did not accept subprotocol {codec.subprotocol} (got {got!r})")
     elif u.scheme == "rs":
         loop = asyncio.get_running_loop()
         hs = loop.create_future()
-        await asyncio.wait_for(loop.create_connection(lambda: _RawSocketProtocol(sess, hs), u.hostname, u.port),
-                               timeout)
+        await asyncio.wait_for(
+            loop.create_connection(lambda: _RawSocketProtocol(sess, hs), u.hostname, u.port), timeout
+        )
         await asyncio.wait_for(hs, timeout)
     else:
-        raise ValueError("unsupported URL %r (ws://host:port/path or rs://host:port)" % url)
+        raise ValueError(f"unsupported URL {url!r} (ws://host:port/path or rs://host:port)")
     sess.opened()
     try:
         await asyncio.wait_for(sess.welcome, timeout)
@@ -326,8 +319,9 @@ async def connect(url: str, realm: str, codec: Codec, cls=Session, timeout: floa
     return sess
 
 
-async def wait_for_welcome(url: str, realm: str, codec_name: str = "json", deadline_s: float = 60.0,
-                           retry_s: float = 0.02, give_up=None) -> tuple[int, int]:
+async def wait_for_welcome(
+    url: str, realm: str, codec_name: str = "json", deadline_s: float = 60.0, retry_s: float = 0.02, give_up=None
+) -> tuple[int, int]:
     """Retry connecting until a WELCOME arrives. Returns (monotonic ns of WELCOME, attempts).
     ``give_up()`` (optional) is checked before each attempt, e.g. "has the router process exited?"."""
     codec = Codec(codec_name)
@@ -336,7 +330,7 @@ async def wait_for_welcome(url: str, realm: str, codec_name: str = "json", deadl
     last = None
     while time.monotonic() < end:
         if give_up is not None and give_up():
-            raise RuntimeError("gave up waiting for WELCOME from %s (last error: %r)" % (url, last))
+            raise RuntimeError(f"gave up waiting for WELCOME from {url} (last error: {last!r})")
         attempts += 1
         try:
             s = await connect(url, realm, codec, timeout=min(5.0, max(0.1, end - time.monotonic())))
@@ -348,8 +342,7 @@ async def wait_for_welcome(url: str, realm: str, codec_name: str = "json", deadl
         s.close()
         await asyncio.sleep(0.01)
         return t, attempts
-    raise RuntimeError("no WELCOME from %s within %.0f s (%d attempts, last error: %r)" % (url, deadline_s, attempts,
-                                                                                            last))
+    raise RuntimeError(f"no WELCOME from {url} within {deadline_s:.0f} s ({attempts} attempts, last error: {last!r})")
 
 
 # ----------------------------------------------------------------------------------------
@@ -478,8 +471,12 @@ async def role_callee(spec, ctl: Control) -> dict:
         w = Window(cmd)
         await w.run()
         await ctl.expect("STOP")
-    res = {"invocations": s.invocations, "errors": s.errors, "lost_sessions": int(s.closed),
-           "cpu_s": None if w is None else w.cpu_s()}
+    res = {
+        "invocations": s.invocations,
+        "errors": s.errors,
+        "lost_sessions": int(s.closed),
+        "cpu_s": None if w is None else w.cpu_s(),
+    }
     s.close()
     return res
 
@@ -537,10 +534,12 @@ async def role_callers(spec, ctl: Control) -> dict:
     codec = Codec(spec["serializer"])
     st = CallerState()
     args = [1, "hello"]
-    callers = await asyncio.gather(*[
-        connect(spec["url"], spec["realm"], codec, Caller, st=st, procedure=spec["procedure"], args=args)
-        for _ in range(spec["sessions"])
-    ])
+    callers = await asyncio.gather(
+        *[
+            connect(spec["url"], spec["realm"], codec, Caller, st=st, procedure=spec["procedure"], args=args)
+            for _ in range(spec["sessions"])
+        ]
+    )
     out("READY")
     cmd = await ctl.expect("GO")
     if cmd[0] != "GO":
@@ -611,19 +610,18 @@ class Subscriber(Session):
 
 
 def open_counters(path: str):
-    f = open(path, "r+b")
-    mm = mmap.mmap(f.fileno(), 0)
-    f.close()
+    with open(path, "r+b") as f:
+        mm = mmap.mmap(f.fileno(), 0)
     return mm, memoryview(mm).cast("q")
 
 
 async def role_subscribers(spec, ctl: Control) -> dict:
     codec = Codec(spec["serializer"])
-    mm, counters = open_counters(spec["counters"])
+    _mm, counters = open_counters(spec["counters"])
     st = SubState(counters, spec["slot"], spec.get("sample_every", 1))
     subs, fails, _ = await open_many(spec["url"], spec["realm"], codec, spec["sessions"], Subscriber, 50, st=st)
     if fails:
-        raise RuntimeError("%d subscriber sessions failed: %r" % (len(fails), fails[0]))
+        raise RuntimeError(f"{len(fails)} subscriber sessions failed: {fails[0]!r}")
     await asyncio.wait_for(asyncio.gather(*[s.subscribe(spec["topic"]) for s in subs]), 20)
     out("READY")
     cmd = await ctl.expect("GO")
@@ -652,15 +650,16 @@ async def role_publisher(spec, ctl: Control) -> dict:
     undelivered (counted over all subscriber sessions of all processes). Optionally hosts
     ``local_subscribers`` subscriber sessions itself (slot ``slot``)."""
     codec = Codec(spec["serializer"])
-    mm, counters = open_counters(spec["counters"])
+    _mm, counters = open_counters(spec["counters"])
     nslots = spec["nslots"]
     st = SubState(counters, spec["slot"], spec.get("sample_every", 1))
     subs = []
     if spec.get("local_subscribers"):
-        subs, fails, _ = await open_many(spec["url"], spec["realm"], codec, spec["local_subscribers"], Subscriber,
-                                         50, st=st)
+        subs, fails, _ = await open_many(
+            spec["url"], spec["realm"], codec, spec["local_subscribers"], Subscriber, 50, st=st
+        )
         if fails:
-            raise RuntimeError("%d subscriber sessions failed: %r" % (len(fails), fails[0]))
+            raise RuntimeError(f"{len(fails)} subscriber sessions failed: {fails[0]!r}")
         await asyncio.wait_for(asyncio.gather(*[s.subscribe(spec["topic"]) for s in subs]), 20)
     pub = await connect(spec["url"], spec["realm"], codec)
     out("READY")
@@ -721,7 +720,7 @@ async def role_publisher(spec, ctl: Control) -> dict:
         "undelivered": state["published"] * nsubs - delivered(),
         "ops": st.in_window,  # deliveries to the local subscribers
         "errors": pub.errors + sum(s.errors for s in subs),
-        "lost_sessions": sum(1 for s in subs + [pub] if s.closed),
+        "lost_sessions": sum(1 for s in [*subs, pub] if s.closed),
         "cpu_s": w.cpu_s(),
         "lat_ns": subsample(st.lat),
     }
@@ -741,19 +740,29 @@ async def role_sessions(spec, ctl: Control) -> dict:
         return {"error": "orchestrator went away"}
     cpu0 = cpu_self_s()
     t0 = now_ns()
-    ok, fails, lat = await open_many(spec["url"], spec["realm"], codec, spec["count"], Session,
-                                     spec.get("concurrency", 100))
+    ok, fails, lat = await open_many(
+        spec["url"], spec["realm"], codec, spec["count"], Session, spec.get("concurrency", 100)
+    )
     t1 = now_ns()
-    out("OPENED " + json.dumps({"opened": len(ok), "failed": len(fails), "t0": t0, "t1": t1,
-                                "cpu_s": round(cpu_self_s() - cpu0, 4),
-                                "first_failure": repr(fails[0])[:300] if fails else None}))
+    out(
+        "OPENED "
+        + json.dumps(
+            {
+                "opened": len(ok),
+                "failed": len(fails),
+                "t0": t0,
+                "t1": t1,
+                "cpu_s": round(cpu_self_s() - cpu0, 4),
+                "first_failure": repr(fails[0])[:300] if fails else None,
+            }
+        )
+    )
     await ctl.expect("CLOSE")
     alive = sum(1 for s in ok if not s.closed)
     for s in ok:
         s.close()
     await asyncio.sleep(0.2)
-    return {"opened": len(ok), "failed": len(fails), "alive_at_close": alive, "ops": len(ok),
-            "lat_ns": subsample(lat)}
+    return {"opened": len(ok), "failed": len(fails), "alive_at_close": alive, "ops": len(ok), "lat_ns": subsample(lat)}
 
 
 ROLES = {
@@ -770,7 +779,7 @@ async def worker_main(spec: dict) -> int:
     try:
         res = await asyncio.wait_for(ROLES[spec["role"]](spec, ctl), spec.get("hard_s", 120))
     except Exception as e:  # report, the orchestrator decides
-        res = {"error": "%s: %s" % (type(e).__name__, e)}
+        res = {"error": f"{type(e).__name__}: {e}"}
     out("RESULT " + json.dumps(res))
     await asyncio.sleep(0.05)
     return 0 if "error" not in res else 1
@@ -803,7 +812,8 @@ async def smoke(url: str, realm: str, serializer: str) -> dict:
     await asyncio.wait_for(s.register("com.bench.smoke.add"), 5)
     result = await asyncio.wait_for(s.request(lambda r: [CALL, r, {}, "com.bench.smoke.add", [2, 3]]), 5)
     await asyncio.wait_for(s.subscribe("com.bench.smoke.topic"), 5)
-    s.send([PUBLISH, 999999, {"exclude_me": False}, "com.bench.smoke.topic", ["hello", 42]])
+    s.req += 1  # request IDs must run 1, 2, 3, ... within a session
+    s.send([PUBLISH, s.req, {"exclude_me": False}, "com.bench.smoke.topic", ["hello", 42]])
     ev = await asyncio.wait_for(s.event, 5)
     s.close()
     await asyncio.sleep(0.05)
@@ -820,6 +830,7 @@ def main(argv: list[str]) -> int:
         return uvloop.run(worker_main(json.loads(argv[1])))
     if len(argv) >= 2 and argv[0] == "smoke":
         import argparse
+
         p = argparse.ArgumentParser(prog="loadgen.py smoke")
         p.add_argument("url")
         p.add_argument("--realm", default="realm1")

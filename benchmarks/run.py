@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Cloverleaf vs Crossbar.io benchmark: one command, bounded in time, stops by itself.
 
-    .venv/bin/python benchmarks/run.py                       # both routers, full run (~5 min)
-    .venv/bin/python benchmarks/run.py --quick               # smoke run (~1.5 min)
+    .venv/bin/python benchmarks/run.py                       # both routers, full run (~2.5 min per round)
+    .venv/bin/python benchmarks/run.py --quick               # smoke run (~1 min)
     .venv/bin/python benchmarks/run.py --routers crossbar    # the reference only
 
 For each router it starts a fresh process on free 127.0.0.1 ports, measures the time from
@@ -14,10 +14,26 @@ separate processes, and meters the router's CPU (utime+stime from /proc/<pid>/st
 Crossbar.io is installed on first use into .bench/crossbar-venv (git-ignored; ~375 MB, about
 a minute); point CROSSBAR_VENV (or --crossbar-venv) at an existing venv to reuse one.
 """
+
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
 import os
+import queue
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -25,33 +41,20 @@ REPO = os.path.dirname(HERE)
 
 def _reexec_in_repo_venv() -> None:
     """`python benchmarks/run.py` with a Python lacking the load generator's packages: use .venv's."""
-    try:
-        import msgspec, orjson, picows, uvloop  # noqa: F401
-    except ImportError:
-        venv_py = os.path.join(REPO, ".venv", "bin", "python")
-        if os.path.exists(venv_py) and os.path.realpath(sys.executable) != os.path.realpath(venv_py) \
-                and not os.environ.get("CLOVERLEAF_BENCH_REEXEC"):
-            os.environ["CLOVERLEAF_BENCH_REEXEC"] = "1"
-            os.execv(venv_py, [venv_py] + sys.argv)
-        raise
+    if all(importlib.util.find_spec(m) is not None for m in ("msgspec", "orjson", "picows", "uvloop")):
+        return
+    venv_py = os.path.join(REPO, ".venv", "bin", "python")
+    if (
+        os.path.exists(venv_py)
+        and os.path.realpath(sys.executable) != os.path.realpath(venv_py)
+        and not os.environ.get("CLOVERLEAF_BENCH_REEXEC")
+    ):
+        os.environ["CLOVERLEAF_BENCH_REEXEC"] = "1"
+        os.execv(venv_py, [venv_py, *sys.argv])
+    raise SystemExit("benchmarks need msgspec, orjson, picows and uvloop (pip install -e '.[test]' or see docs)")
 
 
 _reexec_in_repo_venv()
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import queue  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
 sys.path.insert(0, HERE)
 import loadgen  # noqa: E402
 
@@ -63,7 +66,7 @@ now_ns = time.monotonic_ns
 
 
 def log(msg: str) -> None:
-    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+    print("[bench {}] {}".format(time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -74,7 +77,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def proc_cpu_s(pid: int) -> float:
     """utime + stime of a process (all its threads), seconds."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
@@ -83,7 +86,7 @@ def proc_cpu_s(pid: int) -> float:
 
 def proc_rss_kb(pid: int) -> int:
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
@@ -95,9 +98,9 @@ def proc_rss_kb(pid: int) -> int:
 def proc_children(pid: int) -> list[int]:
     kids = []
     try:
-        for tid in os.listdir("/proc/%d/task" % pid):
+        for tid in os.listdir(f"/proc/{pid}/task"):
             try:
-                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
                     kids += [int(x) for x in f.read().split()]
             except OSError:
                 pass
@@ -125,7 +128,7 @@ def listening_inodes(port: int) -> set[str]:
                 for line in f:
                     p = line.split()
                     if p[3] == "0A" and int(p[1].rsplit(":", 1)[1], 16) == port:
-                        inodes.add("socket:[%s]" % p[9])
+                        inodes.add(f"socket:[{p[9]}]")
         except OSError:
             pass
     return inodes
@@ -133,9 +136,9 @@ def listening_inodes(port: int) -> set[str]:
 
 def owns_any(pid: int, targets: set[str]) -> bool:
     try:
-        for fd in os.listdir("/proc/%d/fd" % pid):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in targets:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
                     return True
             except OSError:
                 pass
@@ -187,22 +190,28 @@ class Router:
 
     @property
     def ws_url(self) -> str:
-        return "ws://127.0.0.1:%d/ws" % self.ws_port
+        return f"ws://127.0.0.1:{self.ws_port}/ws"
 
     @property
     def rs_url(self) -> str:
-        return "rs://127.0.0.1:%d" % self.rs_port
+        return f"rs://127.0.0.1:{self.rs_port}"
 
     def command(self) -> tuple[list[str], str, dict]:
         raise NotImplementedError
 
     def spawn(self) -> None:
         cmd, cwd, env = self.command()
-        logf = open(self.log_path, "ab")
-        self.t_spawn = now_ns()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        logf.close()
+        with open(self.log_path, "ab") as logf:
+            self.t_spawn = now_ns()
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -229,24 +238,19 @@ class Router:
             return
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         # the router was started in its own session: its process group id is its pid
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 class CrossbarRouter(Router):
     """`crossbar start` runs a node controller that spawns the router worker as a child
     process; only that worker (the process holding the listening socket) is metered."""
+
     name = "crossbar"
 
     def __init__(self, workdir, taken_ports, realm, venv: str):
@@ -273,7 +277,7 @@ class CrossbarRouter(Router):
         return cmd, os.path.join(self.dir, "node"), dict(os.environ)
 
     def metered_pids(self) -> list[int]:
-        if self._worker and all(os.path.exists("/proc/%d" % p) for p in self._worker):
+        if self._worker and all(os.path.exists(f"/proc/{p}") for p in self._worker):
             return self._worker
         if self.proc is None:
             return []
@@ -284,6 +288,7 @@ class CrossbarRouter(Router):
 
 class CloverleafRouter(Router):
     """`<python> -m cloverleaf start --config FILE`; the whole process tree is metered."""
+
     name = "cloverleaf"
 
     def __init__(self, workdir, taken_ports, realm, python: str, cmd_template: str | None = None):
@@ -296,25 +301,27 @@ class CloverleafRouter(Router):
         with open(cfg, "w") as f:
             f.write(
                 "realms:\n"
-                "  - name: %s\n"
+                f"  - name: {self.realm}\n"
                 "transports:\n"
                 "  - type: websocket\n"
-                "    endpoint: {type: tcp, host: 127.0.0.1, port: %d}\n"
+                f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.ws_port}}}\n"
                 "    path: /ws\n"
                 "  - type: rawsocket\n"
-                "    endpoint: {type: tcp, host: 127.0.0.1, port: %d}\n" % (self.realm, self.ws_port, self.rs_port))
+                f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.rs_port}}}\n"
+            )
         env = dict(os.environ)
         src = os.path.join(REPO, "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         if self.cmd_template:
             import shlex
+
             return [a.replace("{config}", cfg) for a in shlex.split(self.cmd_template)], REPO, env
         return [self.python, "-m", "cloverleaf", "start", "--config", cfg], REPO, env
 
     def metered_pids(self) -> list[int]:
         if not self.alive():
             return []
-        return [self.proc.pid] + proc_descendants(self.proc.pid)
+        return [self.proc.pid, *proc_descendants(self.proc.pid)]
 
 
 def ensure_crossbar_venv(venv: str) -> str:
@@ -325,31 +332,43 @@ def ensure_crossbar_venv(venv: str) -> str:
         os.makedirs(BENCH_DIR, exist_ok=True)
         with open(os.path.join(BENCH_DIR, ".gitignore"), "w") as f:
             f.write("# benchmark scratch space (Crossbar venv, results): never committed\n*\n")
-    log("installing Crossbar.io into %s (one time, about a minute) ..." % venv)
+    log(f"installing Crossbar.io into {venv} (one time, about a minute) ...")
     base = getattr(sys, "_base_executable", None) or sys.executable
     subprocess.run([base, "-m", "venv", venv], check=True)
     subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "-r", CROSSBAR_REQS], check=True)
     if not os.path.exists(exe):
-        raise SystemExit("Crossbar install finished but %s is missing" % exe)
+        raise SystemExit(f"Crossbar install finished but {exe} is missing")
     return venv
 
 
 def start_router(r: Router, cfg) -> dict:
     """Spawn, wait for the first WELCOME (WebSocket), check RawSocket too, then read the idle RSS."""
-    log("starting %s (ws %d, rawsocket %d)" % (r.name, r.ws_port, r.rs_port))
+    log(f"starting {r.name} (ws {r.ws_port}, rawsocket {r.rs_port})")
     r.spawn()
-    t_welcome, attempts = asyncio.run(loadgen.wait_for_welcome(
-        r.ws_url, r.realm, "json", deadline_s=cfg.start_timeout, give_up=lambda: not r.alive()))
+    t_welcome, attempts = asyncio.run(
+        loadgen.wait_for_welcome(r.ws_url, r.realm, "json", deadline_s=cfg.start_timeout, give_up=lambda: not r.alive())
+    )
     startup_s = (t_welcome - r.t_spawn) / 1e9
     asyncio.run(loadgen.wait_for_welcome(r.rs_url, r.realm, "json", deadline_s=15, give_up=lambda: not r.alive()))
     time.sleep(cfg.settle)
     pids = r.metered_pids()
     if not pids:
-        raise RuntimeError("cannot find the %s router process to meter" % r.name)
-    row = {"scenario": "startup", "router": r.name, "startup_s": round(startup_s, 3), "probe_attempts": attempts,
-           "idle_rss_kb": r.rss_kb(), "metered_pids": pids}
-    log("%s up: first WELCOME %.2f s after spawn, idle RSS %.1f MB, metering pids %s"
-        % (r.name, startup_s, row["idle_rss_kb"] / 1024, pids))
+        raise RuntimeError(f"cannot find the {r.name} router process to meter")
+    row = {
+        "scenario": "startup",
+        "router": r.name,
+        "startup_s": round(startup_s, 3),
+        "probe_attempts": attempts,
+        "idle_rss_kb": r.rss_kb(),
+        "metered_pids": pids,
+        # every process started (for Crossbar: node controller + router worker)
+        "idle_rss_kb_all_processes": sum(proc_rss_kb(p) for p in [r.proc.pid, *proc_descendants(r.proc.pid)]),
+    }
+    log(
+        "{} up: first WELCOME {:.2f} s after spawn, idle RSS {:.1f} MB, metering pids {}".format(
+            r.name, startup_s, row["idle_rss_kb"] / 1024, pids
+        )
+    )
     return row
 
 
@@ -359,11 +378,16 @@ class Worker:
     def __init__(self, spec: dict, logdir: str, tag: str):
         spec = dict(spec)
         self.tag = tag
-        self.err_path = os.path.join(logdir, "worker-%s.log" % tag)
-        errf = open(self.err_path, "ab")
-        self.p = subprocess.Popen([sys.executable, LOADGEN, "worker", json.dumps(spec)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=errf, text=True, bufsize=1)
-        errf.close()
+        self.err_path = os.path.join(logdir, f"worker-{tag}.log")
+        with open(self.err_path, "ab") as errf:
+            self.p = subprocess.Popen(
+                [sys.executable, LOADGEN, "worker", json.dumps(spec)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errf,
+                text=True,
+                bufsize=1,
+            )
         self.q: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -377,22 +401,22 @@ class Worker:
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise RuntimeError("worker %s: no %s within %.0f s%s" % (self.tag, word, timeout, self._err()))
+                raise RuntimeError(f"worker {self.tag}: no {word} within {timeout:.0f} s{self._err()}")
             try:
                 line = self.q.get(timeout=left)
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeError("worker %s exited before %s%s" % (self.tag, word, self._err()))
+                raise RuntimeError(f"worker {self.tag} exited before {word}{self._err()}")
             if line == word or line.startswith(word + " "):
-                return line[len(word) + 1:]
+                return line[len(word) + 1 :]
             if line.startswith("RESULT "):  # a worker reporting early means it failed
-                raise RuntimeError("worker %s: %s" % (self.tag, line[7:300]))
+                raise RuntimeError(f"worker {self.tag}: {line[7:300]}")
 
     def result(self, timeout: float) -> dict:
         res = json.loads(self.expect("RESULT", timeout))
         if "error" in res:
-            raise RuntimeError("worker %s: %s%s" % (self.tag, res["error"], self._err()))
+            raise RuntimeError("worker {}: {}{}".format(self.tag, res["error"], self._err()))
         return res
 
     def send(self, line: str) -> None:
@@ -408,14 +432,12 @@ class Worker:
                 tail = f.read()[-600:].strip()
         except OSError:
             tail = ""
-        return (" (stderr: %s)" % tail) if tail else ""
+        return (f" (stderr: {tail})") if tail else ""
 
     def finish(self) -> None:
         if self.p.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 self.p.stdin.close()
-            except OSError:
-                pass
             try:
                 self.p.wait(3)
             except subprocess.TimeoutExpired:
@@ -431,7 +453,7 @@ def split(n: int, k: int) -> list[int]:
 def percentile(sorted_vals: list, q: float):
     if not sorted_vals:
         return None
-    i = min(len(sorted_vals) - 1, max(0, int(round(q / 100.0 * (len(sorted_vals) - 1)))))
+    i = min(len(sorted_vals) - 1, max(0, round(q / 100.0 * (len(sorted_vals) - 1))))
     return sorted_vals[i]
 
 
@@ -442,7 +464,7 @@ class Window:
         self.t0 = now_ns() + int(warmup * 1e9)
         self.t1 = self.t0 + int(duration * 1e9)
         for w in workers:
-            w.send("GO %d %d" % (self.t0, self.t1))
+            w.send(f"GO {self.t0} {self.t1}")
         sleep_until_ns(self.t0)
         a = (now_ns(), router.cpu_s(), machine_cpu())
         sleep_until_ns(self.t1)
@@ -470,8 +492,9 @@ def summarize(router: Router, scenario: str, win: Window, results: list[dict], e
         "router_cpu_us_per_op": round(win.router_cpu_s / ops * 1e6, 2) if ops else None,
         "router_rss_kb": router.rss_kb(),
         "gen_cpu_pct": round(client_cpu / window_s * 100, 1),
-        "other_cpu_pct": None if win.machine_cpu_s is None else
-        round(max(0.0, win.machine_cpu_s - win.router_cpu_s - client_cpu) / win.wall_s * 100, 1),
+        "other_cpu_pct": None
+        if win.machine_cpu_s is None
+        else round(max(0.0, win.machine_cpu_s - win.router_cpu_s - client_cpu) / win.wall_s * 100, 1),
         "errors": sum(r.get("errors", 0) for r in results),
         "lost_sessions": sum(r.get("lost_sessions", 0) for r in results),
     }
@@ -482,8 +505,7 @@ def summarize(router: Router, scenario: str, win: Window, results: list[dict], e
 # ----------------------------------------------------------------------------------------
 # Scenarios
 def base_spec(router: Router, url: str, serializer: str, cfg) -> dict:
-    return {"url": url, "realm": router.realm, "serializer": serializer,
-            "hard_s": cfg.warmup + cfg.duration + 90}
+    return {"url": url, "realm": router.realm, "serializer": serializer, "hard_s": cfg.warmup + cfg.duration + 90}
 
 
 def scen_rpc(router: Router, cfg, transport: str, serializer: str, name: str) -> dict:
@@ -492,27 +514,36 @@ def scen_rpc(router: Router, cfg, transport: str, serializer: str, name: str) ->
     proc = "com.bench.echo"
     workers: list[Worker] = []
     try:
-        callee = Worker(dict(spec, role="callee", procedure=proc), cfg.tmp, "%s-%s-callee" % (router.name, name))
+        callee = Worker(dict(spec, role="callee", procedure=proc), cfg.tmp, f"{router.name}-{name}-callee")
         workers.append(callee)
         callee.expect("READY", 30)
         callers = []
         for i, n in enumerate(split(cfg.rpc_sessions, cfg.procs)):
-            w = Worker(dict(spec, role="callers", procedure=proc, sessions=n, inflight=cfg.rpc_inflight), cfg.tmp,
-                       "%s-%s-callers%d" % (router.name, name, i))
+            w = Worker(
+                dict(spec, role="callers", procedure=proc, sessions=n, inflight=cfg.rpc_inflight),
+                cfg.tmp,
+                f"{router.name}-{name}-callers{i}",
+            )
             workers.append(w)
             callers.append(w)
         for w in callers:
             w.expect("READY", 30)
-        win = Window(router, [callee] + callers, cfg.warmup, cfg.duration)
+        win = Window(router, [callee, *callers], cfg.warmup, cfg.duration)
         results = [w.result(30) for w in callers]
         callee.send("STOP")
         cres = callee.result(15)
         cres["ops"] = 0  # calls are counted once, by the callers
-        return summarize(router, name, win, results + [cres], {
-            "bad_results": sum(r["bad_results"] for r in results),
-            "undrained": sum(r["undrained"] for r in results),
-            "invocations": cres["invocations"],
-        })
+        return summarize(
+            router,
+            name,
+            win,
+            [*results, cres],
+            {
+                "bad_results": sum(r["bad_results"] for r in results),
+                "undrained": sum(r["undrained"] for r in results),
+                "invocations": cres["invocations"],
+            },
+        )
     finally:
         for w in workers:
             w.finish()
@@ -524,7 +555,7 @@ def scen_pubsub(router: Router, cfg, nsubs: int, name: str) -> dict:
     groups = split(nsubs, cfg.procs) if nsubs > 1 else [1]
     local, remote = groups[-1], groups[:-1]  # the smallest group lives in the publisher's process
     nslots = 1 + len(remote)
-    counters = os.path.join(cfg.tmp, "counters-%s-%s" % (router.name, name))
+    counters = os.path.join(cfg.tmp, f"counters-{router.name}-{name}")
     with open(counters, "wb") as f:
         f.write(b"\0" * 8 * nslots)
     sample_every = 1 if nsubs == 1 else 10
@@ -533,28 +564,48 @@ def scen_pubsub(router: Router, cfg, nsubs: int, name: str) -> dict:
     try:
         subs = []
         for i, n in enumerate(remote):
-            w = Worker(dict(common, role="subscribers", sessions=n, slot=i + 1), cfg.tmp,
-                       "%s-%s-subs%d" % (router.name, name, i))
+            w = Worker(
+                dict(common, role="subscribers", sessions=n, slot=i + 1),
+                cfg.tmp,
+                f"{router.name}-{name}-subs{i}",
+            )
             workers.append(w)
             subs.append(w)
         for w in subs:
             w.expect("READY", 60)
-        pub = Worker(dict(common, role="publisher", slot=0, nslots=nslots, local_subscribers=local,
-                          total_subscribers=nsubs, window=cfg.pub_window if nsubs == 1 else cfg.fanout_window), cfg.tmp, "%s-%s-pub" % (router.name, name))
+        pub = Worker(
+            dict(
+                common,
+                role="publisher",
+                slot=0,
+                nslots=nslots,
+                local_subscribers=local,
+                total_subscribers=nsubs,
+                window=cfg.pub_window if nsubs == 1 else cfg.fanout_window,
+            ),
+            cfg.tmp,
+            f"{router.name}-{name}-pub",
+        )
         workers.append(pub)
         pub.expect("READY", 60)
         time.sleep(0.2)
-        win = Window(router, [pub] + subs, cfg.warmup, cfg.duration)
+        win = Window(router, [pub, *subs], cfg.warmup, cfg.duration)
         pres = pub.result(30)
         for w in subs:
             w.send("STOP")
         results = [pres] + [w.result(15) for w in subs]
-        return summarize(router, name, win, results, {
-            "subscribers": nsubs,
-            "published_in_window": pres["published_in_window"],
-            "undelivered": pres["undelivered"],
-            "latency_sampled_every": sample_every,
-        })
+        return summarize(
+            router,
+            name,
+            win,
+            results,
+            {
+                "subscribers": nsubs,
+                "published_in_window": pres["published_in_window"],
+                "undelivered": pres["undelivered"],
+                "latency_sampled_every": sample_every,
+            },
+        )
     finally:
         for w in workers:
             w.finish()
@@ -562,8 +613,7 @@ def scen_pubsub(router: Router, cfg, nsubs: int, name: str) -> dict:
 
 def scen_sessions(router: Router, cfg, name: str) -> dict:
     spec = base_spec(router, router.ws_url, "json", cfg)
-    w = Worker(dict(spec, role="sessions", count=cfg.sessions, concurrency=100), cfg.tmp,
-               "%s-%s" % (router.name, name))
+    w = Worker(dict(spec, role="sessions", count=cfg.sessions, concurrency=100), cfg.tmp, f"{router.name}-{name}")
     try:
         w.expect("READY", 30)
         time.sleep(cfg.settle)
@@ -611,12 +661,18 @@ def scen_sessions(router: Router, cfg, name: str) -> dict:
 SCENARIOS = {
     # name: (label for the table, runner)
     "sessions": ("%(sessions)d sessions held (WS json)", lambda r, c: scen_sessions(r, c, "sessions")),
-    "rpc-ws-json": ("RPC %(rpc_sessions)dx%(rpc_inflight)d WS json",
-                    lambda r, c: scen_rpc(r, c, "ws", "json", "rpc-ws-json")),
-    "rpc-ws-msgpack": ("RPC %(rpc_sessions)dx%(rpc_inflight)d WS msgpack",
-                       lambda r, c: scen_rpc(r, c, "ws", "msgpack", "rpc-ws-msgpack")),
-    "rpc-rs-json": ("RPC %(rpc_sessions)dx%(rpc_inflight)d RawSocket json",
-                    lambda r, c: scen_rpc(r, c, "rs", "json", "rpc-rs-json")),
+    "rpc-ws-json": (
+        "RPC %(rpc_sessions)dx%(rpc_inflight)d WS json",
+        lambda r, c: scen_rpc(r, c, "ws", "json", "rpc-ws-json"),
+    ),
+    "rpc-ws-msgpack": (
+        "RPC %(rpc_sessions)dx%(rpc_inflight)d WS msgpack",
+        lambda r, c: scen_rpc(r, c, "ws", "msgpack", "rpc-ws-msgpack"),
+    ),
+    "rpc-rs-json": (
+        "RPC %(rpc_sessions)dx%(rpc_inflight)d RawSocket json",
+        lambda r, c: scen_rpc(r, c, "rs", "json", "rpc-rs-json"),
+    ),
     "pubsub": ("pub/sub 1->1 WS json", lambda r, c: scen_pubsub(r, c, 1, "pubsub")),
     "fanout": ("fan-out 1->%(fanout)d WS json (per delivery)", lambda r, c: scen_pubsub(r, c, c.fanout, "fanout")),
 }
@@ -646,10 +702,10 @@ def fmt(v, digits=1):
         return "-"
     if isinstance(v, float):
         if abs(v) >= 1000:
-            return "{:,.0f}".format(v)
+            return f"{v:,.0f}"
         return ("%." + str(digits) + "f") % v
     if isinstance(v, int):
-        return "{:,}".format(v)
+        return f"{v:,}"
     return str(v)
 
 
@@ -673,15 +729,39 @@ def report(summary: dict, routers: list[str], scenarios: list[str], cfg) -> str:
                 continue
             mine = s.get("router_cpu_us_per_op")
             ratio = "-" if (rn == "crossbar" or not ref or mine is None) else "%.2f" % (mine / ref)
-            rows.append([
-                labels[sc], rn, fmt(s.get("ops_per_s"), 0), fmt(s.get("lat_p50_ms"), 2), fmt(s.get("lat_p99_ms"), 2),
-                fmt(s.get("router_cpu_pct"), 0), fmt(s.get("router_cpu_us_per_op"), 1),
-                fmt((s.get("router_rss_kb") or 0) / 1024, 0),
-                fmt(s.get("kb_per_session"), 1) if sc == "sessions" else "",
-                fmt(s.get("gen_cpu_pct"), 0), ratio, fmt(s.get("problems"), 0),
-            ])
-    t1 = md_table(["scenario", "router", "ops/s", "p50 ms", "p99 ms", "router CPU %", "CPU µs/op",
-                   "router RSS MB", "KB/session", "gen CPU %", "CPU/op vs crossbar", "problems"], rows)
+            rows.append(
+                [
+                    labels[sc],
+                    rn,
+                    fmt(s.get("ops_per_s"), 0),
+                    fmt(s.get("lat_p50_ms"), 2),
+                    fmt(s.get("lat_p99_ms"), 2),
+                    fmt(s.get("router_cpu_pct"), 0),
+                    fmt(s.get("router_cpu_us_per_op"), 1),
+                    fmt((s.get("router_rss_kb") or 0) / 1024, 0),
+                    fmt(s.get("kb_per_session"), 1) if sc == "sessions" else "",
+                    fmt(s.get("gen_cpu_pct"), 0),
+                    ratio,
+                    fmt(s.get("problems"), 0),
+                ]
+            )
+    t1 = md_table(
+        [
+            "scenario",
+            "router",
+            "ops/s",
+            "p50 ms",
+            "p99 ms",
+            "router CPU %",
+            "CPU µs/op",
+            "router RSS MB",
+            "KB/session",
+            "gen CPU %",
+            "CPU/op vs crossbar",
+            "problems",
+        ],
+        rows,
+    )
     rows2 = []
     ref = summary.get(("startup", "crossbar"), {})
     for rn in routers:
@@ -689,7 +769,7 @@ def report(summary: dict, routers: list[str], scenarios: list[str], cfg) -> str:
         if s is None:
             continue
         if s.get("ok_rounds") == 0:
-            rows2.append([rn, "error: " + str(s.get("error"))[:80], "", "", ""])
+            rows2.append([rn, "error: " + str(s.get("error"))[:80], "", "", "", ""])
             continue
         kb = summary.get(("sessions", rn), {}).get("kb_per_session")
         kb_ref = summary.get(("sessions", "crossbar"), {}).get("kb_per_session")
@@ -699,17 +779,36 @@ def report(summary: dict, routers: list[str], scenarios: list[str], cfg) -> str:
             ratio.append("idle RSS %.2f" % (s["idle_rss_kb"] / ref["idle_rss_kb"]))
             if kb and kb_ref:
                 ratio.append("KB/session %.2f" % (kb / kb_ref))
-        rows2.append([rn, fmt(s.get("startup_s"), 2), fmt(s["idle_rss_kb"] / 1024, 1), fmt(kb, 1),
-                      ", ".join(ratio) or "-"])
-    t2 = md_table(["router", "start → first WELCOME s", "idle RSS MB", "KB per idle session",
-                   "vs crossbar"], rows2)
+        rows2.append(
+            [
+                rn,
+                fmt(s.get("startup_s"), 2),
+                fmt(s["idle_rss_kb"] / 1024, 1),
+                fmt(s["idle_rss_kb_all_processes"] / 1024, 1),
+                fmt(kb, 1),
+                ", ".join(ratio) or "-",
+            ]
+        )
+    t2 = md_table(
+        [
+            "router",
+            "start → first WELCOME s",
+            "idle RSS MB (metered)",
+            "idle RSS MB (all processes)",
+            "KB per idle session",
+            "vs crossbar",
+        ],
+        rows2,
+    )
     return t1 + "\n\n" + t2
 
 
 # ----------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Benchmark Cloverleaf against Crossbar.io (router CPU per operation).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description="Benchmark Cloverleaf against Crossbar.io (router CPU per operation).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--routers", default="crossbar,cloverleaf", help="comma list of: crossbar, cloverleaf")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: " + ",".join(SCENARIOS))
     p.add_argument("--duration", type=float, default=6.0, help="measurement window per scenario, s")
@@ -720,24 +819,37 @@ def main(argv=None) -> int:
     p.add_argument("--rpc-inflight", type=int, default=16)
     p.add_argument("--fanout", type=int, default=100, help="fan-out subscribers")
     p.add_argument("--pub-window", type=int, default=128, help="pub/sub 1->1: max events not yet delivered")
-    p.add_argument("--fanout-window", type=int, default=16,
-                   help="fan-out: max publications not yet delivered to every subscriber")
+    p.add_argument(
+        "--fanout-window", type=int, default=16, help="fan-out: max publications not yet delivered to every subscriber"
+    )
     p.add_argument("--sessions", type=int, default=1000, help="idle sessions opened and held")
     p.add_argument("--hold", type=float, default=2.0, help="seconds the idle sessions are held")
     p.add_argument("--settle", type=float, default=1.5, help="seconds to settle before reading RSS")
     p.add_argument("--start-timeout", type=float, default=60.0, help="max seconds to the first WELCOME")
     p.add_argument("--quick", action="store_true", help="smoke run: 1.5 s windows, 200 sessions")
     p.add_argument("--realm", default="realm1")
-    p.add_argument("--crossbar-venv", default=os.environ.get("CROSSBAR_VENV", os.path.join(BENCH_DIR, "crossbar-venv")),
-                   help="Crossbar.io venv (created if missing; env CROSSBAR_VENV)")
+    p.add_argument(
+        "--crossbar-venv",
+        default=os.environ.get("CROSSBAR_VENV", os.path.join(BENCH_DIR, "crossbar-venv")),
+        help="Crossbar.io venv (created if missing; env CROSSBAR_VENV)",
+    )
     default_py = os.path.join(REPO, ".venv", "bin", "python")
-    p.add_argument("--cloverleaf-python", default=default_py if os.path.exists(default_py) else sys.executable,
-                   help="Python that runs `-m cloverleaf` (src/ is put on PYTHONPATH)")
-    p.add_argument("--cloverleaf-cmd", default=None,
-                   help="replace `PYTHON -m cloverleaf start --config {config}` by this command line "
-                        "({config} is replaced by the generated YAML file)")
-    p.add_argument("--json", default=None, help="write all raw rows and the summary here "
-                                                "(default: .bench/results/bench-<time>.json)")
+    p.add_argument(
+        "--cloverleaf-python",
+        default=default_py if os.path.exists(default_py) else sys.executable,
+        help="Python that runs `-m cloverleaf` (src/ is put on PYTHONPATH)",
+    )
+    p.add_argument(
+        "--cloverleaf-cmd",
+        default=None,
+        help="replace `PYTHON -m cloverleaf start --config {config}` by this command line "
+        "({config} is replaced by the generated YAML file)",
+    )
+    p.add_argument(
+        "--json",
+        default=None,
+        help="write all raw rows and the summary here (default: .bench/results/bench-<time>.json)",
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, router and worker logs)")
     cfg = p.parse_args(argv)
     if cfg.quick:
@@ -747,10 +859,10 @@ def main(argv=None) -> int:
     scenarios = [s.strip() for s in cfg.scenarios.split(",") if s.strip()]
     for r in routers:
         if r not in ("crossbar", "cloverleaf"):
-            p.error("unknown router %r" % r)
+            p.error(f"unknown router {r!r}")
     for s in scenarios:
         if s not in SCENARIOS:
-            p.error("unknown scenario %r" % s)
+            p.error(f"unknown scenario {s!r}")
     try:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by routers and workers
@@ -758,9 +870,16 @@ def main(argv=None) -> int:
         pass
     if "crossbar" in routers:
         cfg.crossbar_venv = ensure_crossbar_venv(os.path.abspath(cfg.crossbar_venv))
+
+    def _terminate(signum, frame):  # let the finally: blocks stop the routers
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     cfg.tmp = tempfile.mkdtemp(prefix="cloverleaf-bench-")
-    log("temp dir %s; routers %s; scenarios %s; window %.1f s (+%.1f s warm-up)"
-        % (cfg.tmp, routers, scenarios, cfg.duration, cfg.warmup))
+    log(
+        f"temp dir {cfg.tmp}; routers {routers}; scenarios {scenarios}; "
+        f"window {cfg.duration:.1f} s (+{cfg.warmup:.1f} s warm-up)"
+    )
 
     raw: list[dict] = []
     t_begin = time.monotonic()
@@ -772,44 +891,61 @@ def main(argv=None) -> int:
             taken: set[int] = set()
             try:
                 for rn in order:
-                    rdir = os.path.join(cfg.tmp, "round%d" % rnd)
-                    r = CrossbarRouter(rdir, taken, cfg.realm, cfg.crossbar_venv) if rn == "crossbar" else \
-                        CloverleafRouter(rdir, taken, cfg.realm, cfg.cloverleaf_python, cfg.cloverleaf_cmd)
+                    rdir = os.path.join(cfg.tmp, f"round{rnd}")
+                    r = (
+                        CrossbarRouter(rdir, taken, cfg.realm, cfg.crossbar_venv)
+                        if rn == "crossbar"
+                        else CloverleafRouter(rdir, taken, cfg.realm, cfg.cloverleaf_python, cfg.cloverleaf_cmd)
+                    )
                     try:
                         row = start_router(r, cfg)
                         live[rn] = r
                     except Exception as e:
-                        r.error = "%s: %s" % (type(e).__name__, e)
+                        r.error = f"{type(e).__name__}: {e}"
                         row = {"scenario": "startup", "router": rn, "error": r.error}
-                        log("%s failed to start: %s\n--- %s log tail ---\n%s" % (rn, r.error, rn, r.log_tail()))
+                        log(f"{rn} failed to start: {r.error}\n--- {rn} log tail ---\n{r.log_tail()}")
                         r.stop()
                         failed = True
                     row["round"] = rnd
                     raw.append(row)
                 for i, sc in enumerate(scenarios):
                     # alternate which router goes first, scenario by scenario
-                    for rn in (order if i % 2 == 0 else order[::-1]):
+                    for rn in order if i % 2 == 0 else order[::-1]:
                         r = live.get(rn)
                         if r is None:
                             raw.append({"scenario": sc, "router": rn, "round": rnd, "error": "router not running"})
                             continue
                         if not r.alive():
-                            raw.append({"scenario": sc, "router": rn, "round": rnd,
-                                        "error": "router exited (rc %s)" % r.proc.returncode})
+                            raw.append(
+                                {
+                                    "scenario": sc,
+                                    "router": rn,
+                                    "round": rnd,
+                                    "error": f"router exited (rc {r.proc.returncode})",
+                                }
+                            )
                             failed = True
                             continue
-                        log("round %d: %s on %s ..." % (rnd + 1, sc, rn))
+                        log(f"round {rnd + 1}: {sc} on {rn} ...")
                         try:
                             row = SCENARIOS[sc][1](r, cfg)
                             row["problems"] = sum(row.get(k) or 0 for k in PROBLEM_KEYS)
-                            log("  %s/%s: %s ops/s, %s µs router CPU/op, p50 %s ms, problems %s"
-                                % (sc, rn, fmt(row.get("ops_per_s"), 0), fmt(row.get("router_cpu_us_per_op"), 1),
-                                   fmt(row.get("lat_p50_ms"), 2), row.get("problems")))
+                            log(
+                                "  {}/{}: {} ops/s, {} µs router CPU/op, p50 {} ms, problems {}, other CPU {} %".format(
+                                    sc,
+                                    rn,
+                                    fmt(row.get("ops_per_s"), 0),
+                                    fmt(row.get("router_cpu_us_per_op"), 1),
+                                    fmt(row.get("lat_p50_ms"), 2),
+                                    row.get("problems"),
+                                    fmt(row.get("other_cpu_pct"), 0),
+                                )
+                            )
                         except Exception as e:
-                            row = {"scenario": sc, "router": rn, "error": "%s: %s" % (type(e).__name__, e)}
-                            log("  %s/%s FAILED: %s" % (sc, rn, row["error"]))
+                            row = {"scenario": sc, "router": rn, "error": f"{type(e).__name__}: {e}"}
+                            log("  {}/{} FAILED: {}".format(sc, rn, row["error"]))
                             if not r.alive():
-                                log("--- %s log tail ---\n%s" % (rn, r.log_tail()))
+                                log(f"--- {rn} log tail ---\n{r.log_tail()}")
                             failed = True
                         row["round"] = rnd
                         raw.append(row)
@@ -828,14 +964,24 @@ def main(argv=None) -> int:
     text = report(summary, routers, scenarios, cfg)
     print()
     print("Router CPU per operation is the number to compare (ops/s depends on the load generator and on the")
-    print("other processes of this machine). Medians of %d round(s); %.1f s windows; %s; %d CPUs; %.0f s total."
-          % (cfg.rounds, cfg.duration, "quick" if cfg.quick else "full", os.cpu_count() or 1,
-             time.monotonic() - t_begin))
+    print(
+        f"other processes of this machine). Medians of {cfg.rounds} round(s); {cfg.duration:.1f} s windows; "
+        f"{'quick' if cfg.quick else 'full'}; {os.cpu_count() or 1} CPUs; {time.monotonic() - t_begin:.0f} s total."
+    )
     print()
     print(text)
     print()
+    noisy = sorted({"{}/{}".format(r["scenario"], r["router"]) for r in raw if (r.get("other_cpu_pct") or 0) > 30})
+    if noisy:
+        print(
+            "Note: other processes used more than 30 % of a core during {}; CPU/op is fairly robust to that,"
+            " ops/s and latency are not. Re-run on a quiet machine (or with --rounds 3) for the record.".format(
+                ", ".join(noisy)
+            )
+        )
+        print()
 
-    out_path = cfg.json or os.path.join(BENCH_DIR, "results", "bench-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
+    out_path = cfg.json or os.path.join(BENCH_DIR, "results", "bench-{}.json".format(time.strftime("%Y%m%d-%H%M%S")))
     if out_path.startswith(BENCH_DIR + os.sep):
         os.makedirs(BENCH_DIR, exist_ok=True)
         gi = os.path.join(BENCH_DIR, ".gitignore")
@@ -844,11 +990,19 @@ def main(argv=None) -> int:
                 f.write("# benchmark scratch space (Crossbar venv, results): never committed\n*\n")
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w") as f:
-        json.dump({"config": {k: v for k, v in vars(cfg).items()}, "raw": raw,
-                   "summary": [dict(v) for v in summary.values()], "table_md": text}, f, indent=1)
-    log("raw results: %s" % out_path)
+        json.dump(
+            {
+                "config": {k: v for k, v in vars(cfg).items()},
+                "raw": raw,
+                "summary": [dict(v) for v in summary.values()],
+                "table_md": text,
+            },
+            f,
+            indent=1,
+        )
+    log(f"raw results: {out_path}")
     if cfg.keep_tmp or failed:
-        log("logs and configs kept in %s" % cfg.tmp)
+        log(f"logs and configs kept in {cfg.tmp}")
     else:
         shutil.rmtree(cfg.tmp, ignore_errors=True)
     return 1 if failed else 0
