@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..wamp import errors
-from ..wamp.errors import ProtocolError
+from ..wamp.errors import ProtocolError, UnencodableError
 from ..wamp.messages import (
     Call,
     Cancel,
@@ -170,7 +170,18 @@ class Dealer:
 
     def _answer_caller(self, pending: PendingCall, answer: Result | Error) -> None:
         caller = pending.caller
-        payload = caller.serializer.encode(answer.marshal())
+        try:
+            payload = caller.serializer.encode(answer.marshal())
+        except UnencodableError as exc:
+            payload = caller.serializer.encode(
+                Error(
+                    Call.MESSAGE_TYPE,
+                    pending.call_request,
+                    {},
+                    errors.INVALID_ARGUMENT,
+                    [f"the answer cannot be represented in the caller's serializer: {exc}"],
+                ).marshal()
+            )
         if not caller.fits(len(payload)):
             payload = caller.serializer.encode(
                 Error(
@@ -222,9 +233,18 @@ class Dealer:
             details["caller_authid"] = caller.identity.authid
             details["caller_authrole"] = caller.identity.authrole
         invocation_request = callee.request_ids.next()
-        payload = callee.serializer.encode(
-            Invocation(invocation_request, registration.id, details, message.args, message.kwargs).marshal()
-        )
+        try:
+            payload = callee.serializer.encode(
+                Invocation(invocation_request, registration.id, details, message.args, message.kwargs).marshal()
+            )
+        except UnencodableError as exc:
+            caller.error(
+                Call.MESSAGE_TYPE,
+                request,
+                errors.INVALID_ARGUMENT,
+                f"the call's payload cannot be represented in the callee's serializer: {exc}",
+            )
+            return
         if not callee.fits(len(payload)):
             caller.error(
                 Call.MESSAGE_TYPE,

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..wamp import errors
-from ..wamp.errors import ProtocolError
+from ..wamp.errors import ProtocolError, UnencodableError
 from ..wamp.ids import SequentialIds
 from ..wamp.messages import Abort, Error, Goodbye, Message
 from ..wamp.session import Phase, ServerSessionCore
@@ -144,8 +144,17 @@ class RouterSession:
         self._enqueue(self.serializer.encode(message.marshal()), droppable=False)
 
     def send_outgoing(self, outgoing: OutgoingMessage, droppable: bool) -> None:
-        """Queue a message that may be shared with other recipients (encoded once per serializer)."""
-        self._enqueue(outgoing.encoded(self.serializer), droppable)
+        """Queue a message that may be shared with other recipients (encoded once per serializer).
+
+        A payload this session's serializer cannot represent (a CBOR tag for a JSON peer, say)
+        skips this recipient only; the others still get it.
+        """
+        try:
+            payload = outgoing.encoded(self.serializer)
+        except UnencodableError as exc:
+            log.info("session %d: %s not delivered: %s", self.session_id, outgoing.message.NAME, exc)
+            return
+        self._enqueue(payload, droppable)
 
     def _enqueue(self, payload: bytes, droppable: bool) -> None:
         link = self.link

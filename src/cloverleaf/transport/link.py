@@ -22,6 +22,27 @@ def describe_peer(transport: asyncio.BaseTransport, scheme: str) -> str:
     return f"{scheme}:{peer or 'unix'}"
 
 
+#: seconds a half-closed connection keeps reading (and discarding) before it is dropped
+LINGER_SECONDS = 2.0
+
+
+def linger_close(raw: asyncio.Transport) -> None:
+    """Close after the queued bytes are sent, without a reset destroying them.
+
+    Closing a socket that still has unread input makes the kernel send a TCP reset, and the
+    peer may then lose our last message (an ABORT, say) before reading it. So: send FIN after
+    the queued bytes, keep reading until the peer closes too, and drop the connection after
+    LINGER_SECONDS at the latest. The protocol must discard what arrives meanwhile.
+    """
+    if raw.is_closing():
+        return
+    if raw.can_write_eof():
+        raw.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, raw.abort)
+    else:
+        raw.close()
+
+
 class CoalescingLink:
     """A :class:`~cloverleaf.router.interfaces.TransportLink` that frames and batches payloads.
 
@@ -100,6 +121,10 @@ class CoalescingLink:
     def connection_lost(self) -> None:
         self._closed = True
         self._pending.clear()
+        self.detach_session()
+
+    def detach_session(self) -> None:
+        """End the session now (its registrations, subscriptions and calls), whatever the socket does."""
         session, self.session = self.session, None
         if session is not None:
             session.connection_lost()

@@ -12,7 +12,7 @@ from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.rawsocket import FrameType, RawSocketError, RawSocketServer, frame, frame_header
 from ..wamp.serializers import BY_RAWSOCKET_ID, Serializer
-from .link import CoalescingLink, describe_peer
+from .link import CoalescingLink, describe_peer, linger_close
 
 log = logging.getLogger("cloverleaf.transport.rawsocket")
 
@@ -35,6 +35,9 @@ class RawSocketLink(CoalescingLink):
     def frame_header(self, payload: bytes) -> bytes:
         return frame_header(len(payload))
 
+    def close_transport(self) -> None:
+        linger_close(self.raw)
+
 
 class RawSocketProtocol(asyncio.Protocol):
     """One RawSocket connection: handshake, then frames to and from a router session."""
@@ -48,6 +51,7 @@ class RawSocketProtocol(asyncio.Protocol):
         self._link: RawSocketLink | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._heard_since_ping = True
+        self._closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._raw = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
@@ -62,6 +66,8 @@ class RawSocketProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         raw = self._raw
         assert raw is not None
+        if self._closing or (self._link is not None and self._link.closed):
+            return  # closing: input is read only so that the close does not become a reset
         self._heard_since_ping = True
         try:
             payloads = self._framing.receive(data)
@@ -72,8 +78,10 @@ class RawSocketProtocol(asyncio.Protocol):
             log.info("%s: closing RawSocket connection: %s", describe_peer(raw, self._scheme), exc.message)
             if self._link is not None:
                 self._link.close("framing error")
+                self._link.detach_session()
             else:
-                raw.close()
+                self._closing = True
+                linger_close(raw)
             return
         control = self._framing.data_to_send()
         link = self._link

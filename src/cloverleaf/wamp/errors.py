@@ -50,6 +50,13 @@ class SerializationError(ProtocolError):
     """A payload could not be decoded (or a value could not be encoded) by the chosen serializer."""
 
 
+class UnencodableError(Exception):
+    """A value cannot be represented in the chosen serializer (e.g. a CBOR tag bound for JSON).
+
+    Not a protocol violation of the sender: the router answers or skips that one recipient.
+    """
+
+
 class ApplicationError(Exception):
     """An error carrying a WAMP error URI and an optional payload, as sent in ERROR messages."""
 

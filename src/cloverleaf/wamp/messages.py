@@ -160,13 +160,18 @@ class Abort(Message):
     details: dict[str, Any]
     reason: str
 
+    args: Args = None
+    kwargs: Kwargs = None
+
     @classmethod
     def parse(cls, wmsg: list[Any]) -> Abort:
-        _check_length(wmsg, 3, 3, cls.NAME)
-        return cls(_check_dict(wmsg[1], cls.NAME, "Details"), _check_str(wmsg[2], cls.NAME, "Reason"))
+        # Arguments and ArgumentsKw may carry more detail (spec: basic/uri_reference).
+        _check_length(wmsg, 3, 5, cls.NAME)
+        args, kwargs = _payload(wmsg, 3, cls.NAME)
+        return cls(_check_dict(wmsg[1], cls.NAME, "Details"), _check_str(wmsg[2], cls.NAME, "Reason"), args, kwargs)
 
     def marshal(self) -> list[Any]:
-        return [3, self.details, self.reason]
+        return _append_payload([3, self.details, self.reason], self.args, self.kwargs)
 
 
 @dataclass(slots=True)
@@ -208,13 +213,18 @@ class Goodbye(Message):
     details: dict[str, Any]
     reason: str
 
+    args: Args = None
+    kwargs: Kwargs = None
+
     @classmethod
     def parse(cls, wmsg: list[Any]) -> Goodbye:
-        _check_length(wmsg, 3, 3, cls.NAME)
-        return cls(_check_dict(wmsg[1], cls.NAME, "Details"), _check_str(wmsg[2], cls.NAME, "Reason"))
+        # Arguments and ArgumentsKw may carry more detail (spec: basic/uri_reference).
+        _check_length(wmsg, 3, 5, cls.NAME)
+        args, kwargs = _payload(wmsg, 3, cls.NAME)
+        return cls(_check_dict(wmsg[1], cls.NAME, "Details"), _check_str(wmsg[2], cls.NAME, "Reason"), args, kwargs)
 
     def marshal(self) -> list[Any]:
-        return [6, self.details, self.reason]
+        return _append_payload([6, self.details, self.reason], self.args, self.kwargs)
 
 
 @dataclass(slots=True)

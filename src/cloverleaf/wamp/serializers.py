@@ -8,13 +8,14 @@ binary values: a string whose first character is NUL carries base64 of the bytes
 from __future__ import annotations
 
 import base64
+import io
 from typing import Any, ClassVar, Final
 
 import cbor2
 import msgspec
 import orjson
 
-from .errors import SerializationError
+from .errors import SerializationError, UnencodableError
 
 
 class Serializer:
@@ -77,7 +78,7 @@ class JsonSerializer(Serializer):
         try:
             return orjson.dumps(wmsg, default=_json_default)
         except TypeError as exc:
-            raise SerializationError(f"cannot encode message as JSON: {exc}") from exc
+            raise UnencodableError(f"cannot encode message as JSON: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
         try:
@@ -87,7 +88,10 @@ class JsonSerializer(Serializer):
         # A NUL can only appear escaped in valid JSON, so one substring scan decides whether the
         # (comparatively slow) walk for binary values is needed at all.
         if _NUL_ESCAPED in payload:
-            value = _unescape_binary(value)
+            try:
+                value = _unescape_binary(value)
+            except RecursionError as exc:
+                raise SerializationError("JSON nested too deeply") from exc
         return value
 
 
@@ -105,12 +109,12 @@ class MsgpackSerializer(Serializer):
         try:
             return self._encoder.encode(wmsg)
         except (TypeError, OverflowError, msgspec.EncodeError) as exc:
-            raise SerializationError(f"cannot encode message as MessagePack: {exc}") from exc
+            raise UnencodableError(f"cannot encode message as MessagePack: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
         try:
             return self._decoder.decode(payload)
-        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        except (msgspec.DecodeError, ValueError, TypeError, RecursionError) as exc:
             raise SerializationError(f"invalid MessagePack: {exc}") from exc
 
 
@@ -125,14 +129,20 @@ class CborSerializer(Serializer):
     def encode(self, wmsg: list[Any]) -> bytes:
         try:
             return cbor2.dumps(wmsg)
-        except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
-            raise SerializationError(f"cannot encode message as CBOR: {exc}") from exc
+        except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
+            raise UnencodableError(f"cannot encode message as CBOR: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
+        # A decoder on a stream (not cbor2.loads) so that bytes after the first item, which
+        # cbor2.loads silently ignores, are caught: the JSON and MessagePack decoders reject them too.
+        stream = io.BytesIO(payload)
         try:
-            return cbor2.loads(payload)
+            value = cbor2.CBORDecoder(stream).decode()
         except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise SerializationError(f"invalid CBOR: {exc}") from exc
+        if stream.tell() != len(payload):
+            raise SerializationError("invalid CBOR: bytes after the message")
+        return value
 
 
 JSON: Final = JsonSerializer()
