@@ -63,7 +63,8 @@ class RouterProcess:
         return int(self.process.returncode)
 
 
-def router_config(ws_port: int, rs_port: int, unix_path: str, **extra: Any) -> dict[str, Any]:
+def router_config(ws_port: int, rs_port: int, unix_path: str, ws_options: dict[str, Any] | None = None,
+                  rs_options: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "realms": [{"name": "realm1"}, {"name": "strict.realm", "uri_check": "strict"}],
         "transports": [
@@ -76,6 +77,8 @@ def router_config(ws_port: int, rs_port: int, unix_path: str, **extra: Any) -> d
         "logging": {"level": "info"},
         "shutdown_timeout": 2.0,
     }
+    config["transports"][0].update(ws_options or {})
+    config["transports"][1].update(rs_options or {})
     config.update(extra)
     return config
 

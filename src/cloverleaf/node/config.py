@@ -7,11 +7,12 @@ Every error names the file, the key path and what was expected, e.g.
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from ..wamp.uri import is_valid_uri
 
@@ -21,7 +22,7 @@ ActionName = Literal["call", "register", "publish", "subscribe"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class TcpEndpoint(_Strict):
@@ -35,7 +36,15 @@ class UnixEndpoint(_Strict):
     path: Annotated[str, Field(min_length=1)]
 
 
-Endpoint = Annotated[TcpEndpoint | UnixEndpoint, Field(discriminator="type")]
+def _endpoint_type(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return str(value.get("type", "tcp"))  # "type" may be omitted for TCP, as on WebSocket transports
+    return None if value is None else str(getattr(value, "type", ""))
+
+
+Endpoint = Annotated[
+    Annotated[TcpEndpoint, Tag("tcp")] | Annotated[UnixEndpoint, Tag("unix")], Discriminator(_endpoint_type)
+]
 
 
 class AnonymousAuth(_Strict):
@@ -53,7 +62,9 @@ def _default_auth() -> TransportAuth:
 
 
 class _TransportBase(_Strict):
-    serializers: Annotated[list[SerializerName], Field(min_length=1)] = Field(default_factory=lambda: ALL_SERIALIZERS)
+    serializers: Annotated[list[SerializerName], Field(min_length=1)] = Field(
+        default_factory=lambda: list(ALL_SERIALIZERS)
+    )
     #: the largest WAMP message accepted from a client, in bytes
     max_message_size: Annotated[int, Field(ge=512, le=16 * 1024 * 1024)] = 1024 * 1024
     handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
@@ -136,13 +147,14 @@ class NodeConfig(_Strict):
     #: seconds to wait for sessions to answer GOODBYE on shutdown
     shutdown_timeout: Annotated[float, Field(ge=0)] = 5.0
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> NodeConfig:
-        names = [realm.name for realm in self.realms]
+    @field_validator("realms")
+    @classmethod
+    def _unique_realm_names(cls, realms: list[RealmConfig]) -> list[RealmConfig]:
+        names = [realm.name for realm in realms]
         for name in names:
             if names.count(name) > 1:
-                raise ValueError(f"realm names must be unique, '{name}' appears {names.count(name)} times")
-        return self
+                raise ValueError(f"unique realm names, but '{name}' appears {names.count(name)} times")
+        return realms
 
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -178,6 +190,41 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
+_TAGGED: dict[str, type[BaseModel]] = {
+    "websocket": WebSocketTransport,
+    "rawsocket": RawSocketTransport,
+    "tcp": TcpEndpoint,
+    "unix": UnixEndpoint,
+}
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the mapping at ``loc`` may hold (for "unknown key" messages); [] if unknown."""
+    model: Any = NodeConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None) or {}
+        if part not in fields and part in _TAGGED:
+            model = _TAGGED[part]  # pydantic puts the chosen union member into the location
+            continue
+        if part not in fields:
+            return []
+        model = _model_of(fields[part].annotation)
+    return sorted(getattr(model, "model_fields", None) or {})
+
+
+def _model_of(annotation: Any) -> Any:
+    """The first BaseModel inside ``annotation`` (through list[...], X | None, Annotated[...])."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "value_error":
@@ -186,7 +233,8 @@ def _describe(error: Any) -> str:
     if error["type"] == "missing":
         return f"{path}: required key is missing"
     if error["type"] == "extra_forbidden":
-        return f"{path}: unknown key"
+        allowed = _allowed_keys(tuple(error["loc"])[:-1])
+        return f"{path}: unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
     shown = error.get("input")
     if isinstance(shown, (dict, list)):
         return f"{path}: {message}"

@@ -369,7 +369,7 @@ class Unsubscribed(Message):
         details = _check_dict(wmsg[2], cls.NAME, "Details") if len(wmsg) == 3 else None
         # A revocation (Advanced Profile) carries request 0.
         request = wmsg[1]
-        if not (request == 0 and details):
+        if not (type(request) is int and request == 0 and details):
             _check_id(request, cls.NAME, "Request")
         return cls(request, details)
 
@@ -529,7 +529,7 @@ class Unregistered(Message):
         _check_length(wmsg, 2, 3, cls.NAME)
         details = _check_dict(wmsg[2], cls.NAME, "Details") if len(wmsg) == 3 else None
         request = wmsg[1]
-        if not (request == 0 and details):
+        if not (type(request) is int and request == 0 and details):
             _check_id(request, cls.NAME, "Request")
         return cls(request, details)
 

@@ -56,7 +56,18 @@ def handshake_error(code: HandshakeError) -> bytes:
 
 def frame_header(length: int, frame_type: FrameType = FrameType.MESSAGE) -> bytes:
     """The 4-byte header preceding a payload of ``length`` bytes."""
+    if length == 1 << 24:  # the X bit is the 25th length bit, used only for exactly 2^24
+        return bytes((frame_type | 0x08, 0, 0, 0))
+    if not 0 <= length < 1 << 24:
+        raise ValueError(f"a RawSocket frame cannot carry {length} bytes")
     return bytes((frame_type, (length >> 16) & 0xFF, (length >> 8) & 0xFF, length & 0xFF))
+
+
+def _parse_header(first: int, length: int) -> tuple[int, int]:
+    """Frame type and payload length from the first header byte and the 24-bit length field."""
+    if first & 0xF0 or first & 0x07 > 2 or (first & 0x08 and length):
+        raise RawSocketError(f"RawSocket frame header uses reserved bits or a reserved type (0x{first:02x})")
+    return first & 0x07, (1 << 24 if first & 0x08 else length)
 
 
 def frame(payload: bytes, frame_type: FrameType = FrameType.MESSAGE) -> bytes:
@@ -117,10 +128,9 @@ class RawSocketServer:
         offset = 0
         available = len(buffer)
         while available - offset >= 4:
-            kind = buffer[offset]
-            length = (buffer[offset + 1] << 16) | (buffer[offset + 2] << 8) | buffer[offset + 3]
-            if kind > 2:
-                raise RawSocketError(f"RawSocket frame of reserved type {kind}")
+            kind, length = _parse_header(
+                buffer[offset], (buffer[offset + 1] << 16) | (buffer[offset + 2] << 8) | buffer[offset + 3]
+            )
             if length > self._max_receive:
                 raise RawSocketError(f"RawSocket message of {length} bytes exceeds the limit of {self._max_receive}")
             end = offset + 4 + length
@@ -194,10 +204,7 @@ class RawSocketClient:
             self.is_open = True
         payloads: list[bytes] = []
         while len(buffer) >= 4:
-            kind = buffer[0]
-            length = (buffer[1] << 16) | (buffer[2] << 8) | buffer[3]
-            if kind > 2:
-                raise RawSocketError(f"RawSocket frame of reserved type {kind}")
+            kind, length = _parse_header(buffer[0], (buffer[1] << 16) | (buffer[2] << 8) | buffer[3])
             if length > self._max_receive:
                 raise RawSocketError("RawSocket message exceeds our announced limit")
             if len(buffer) < 4 + length:

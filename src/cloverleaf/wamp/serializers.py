@@ -81,6 +81,8 @@ class JsonSerializer(Serializer):
             raise UnencodableError(f"cannot encode message as JSON: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
+        if type(payload) is memoryview:
+            payload = payload.tobytes()  # "in" on a memoryview compares items, not substrings
         try:
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -108,7 +110,7 @@ class MsgpackSerializer(Serializer):
     def encode(self, wmsg: list[Any]) -> bytes:
         try:
             return self._encoder.encode(wmsg)
-        except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
             raise UnencodableError(f"cannot encode message as MessagePack: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:

@@ -43,4 +43,4 @@ def is_valid_uri(uri: str, check: UriCheck = UriCheck.LOOSE, allow_empty_compone
 
 def is_reserved(uri: str) -> bool:
     """Whether the URI lies in the ``wamp.`` namespace reserved for the protocol itself."""
-    return uri.startswith("wamp.")
+    return uri == "wamp" or uri.startswith("wamp.")
