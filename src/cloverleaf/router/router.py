@@ -15,7 +15,7 @@ from .broker import BROKER_FEATURES
 from .dealer import DEALER_FEATURES
 from .interfaces import TransportLink
 from .realm import Realm
-from .session import RouterSession, SessionLimits, SessionOptions
+from .session import RouterSession, SessionLimits, SessionOptions, client_features
 
 log = logging.getLogger("cloverleaf.router")
 
@@ -95,7 +95,7 @@ class Router:
         self._session_ids.add(session_id)
         session.session_id = session_id
         session.identity = identity
-        session.client_roles = details["roles"]
+        session.client_features = client_features(details["roles"])
         session.realm = realm
         realm.attach(session)
         welcome_details: dict[str, Any] = {

@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloverleaf.session")
 
 
+def client_features(roles: dict[str, Any]) -> frozenset[str]:
+    """Flatten HELLO.Details.roles into "role.feature" strings for the features set to true."""
+    return frozenset(
+        f"{role}.{name}"
+        for role, info in roles.items()
+        if type(info) is dict and type(info.get("features")) is dict
+        for name, value in info["features"].items()
+        if value is True
+    )
+
+
 class QueuePolicy(StrEnum):
     """What happens when a session's outgoing backlog reaches its cap (a slow consumer)."""
 
@@ -63,7 +74,7 @@ class RouterSession:
         "_limits",
         "_we_said_goodbye",
         "authenticators",
-        "client_roles",
+        "client_features",
         "core",
         "dropped_events",
         "identity",
@@ -87,7 +98,8 @@ class RouterSession:
         self.session_id = 0
         self.realm: Realm | None = None
         self.identity: Identity | None = None
-        self.client_roles: dict[str, Any] = {}
+        #: "role.feature" for every feature the client announced as true (the HELLO itself is not kept)
+        self.client_features: frozenset[str] = frozenset()
         #: IDs for the INVOCATIONs this session receives as callee (session scope)
         self.request_ids = SequentialIds()
         #: as caller: CALL request ID -> pending call
@@ -152,7 +164,7 @@ class RouterSession:
         try:
             payload = outgoing.encoded(self.serializer)
         except UnencodableError as exc:
-            log.info("session %d: %s not delivered: %s", self.session_id, outgoing.message.NAME, exc)
+            log.debug("session %d: %s not delivered: %s", self.session_id, outgoing.message.NAME, exc)
             return
         self._enqueue(payload, droppable)
 
@@ -228,11 +240,7 @@ class RouterSession:
 
     def supports(self, role: str, feature: str) -> bool:
         """Whether the client announced ``feature`` for ``role`` in its HELLO."""
-        role_info = self.client_roles.get(role)
-        if type(role_info) is not dict:
-            return False
-        features = role_info.get("features")
-        return type(features) is dict and features.get(feature) is True
+        return f"{role}.{feature}" in self.client_features
 
     @property
     def is_open(self) -> bool:
