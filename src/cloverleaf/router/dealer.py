@@ -192,7 +192,7 @@ class Dealer:
                     ["the result is larger than the caller accepts"],
                 ).marshal()
             )
-        caller._enqueue(payload, droppable=False)
+        caller.send_payload(payload, droppable=False)
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ class Dealer:
         pending = PendingCall(caller, request, callee, invocation_request, receive_progress)
         caller.pending_calls[request] = pending
         callee.pending_invocations[invocation_request] = pending
-        callee._enqueue(payload, droppable=False)
+        callee.send_payload(payload, droppable=False)
 
     def cancel(self, caller: RouterSession, message: Cancel) -> None:
         pending = caller.pending_calls.get(message.request)

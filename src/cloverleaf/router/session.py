@@ -153,7 +153,7 @@ class RouterSession:
 
     def send(self, message: Message) -> None:
         """Encode and queue a message for this session alone."""
-        self._enqueue(self.serializer.encode(message.marshal()), droppable=False)
+        self.send_payload(self.serializer.encode(message.marshal()), droppable=False)
 
     def send_outgoing(self, outgoing: OutgoingMessage, droppable: bool) -> None:
         """Queue a message that may be shared with other recipients (encoded once per serializer).
@@ -166,9 +166,14 @@ class RouterSession:
         except UnencodableError as exc:
             log.debug("session %d: %s not delivered: %s", self.session_id, outgoing.message.NAME, exc)
             return
-        self._enqueue(payload, droppable)
+        self.send_payload(payload, droppable)
 
-    def _enqueue(self, payload: bytes, droppable: bool) -> None:
+    def send_payload(self, payload: bytes, droppable: bool) -> None:
+        """Queue an encoded payload, applying the queue policy when the backlog is over its cap.
+
+        ``droppable`` marks EVENTs, which the ``drop_events`` policy may drop; anything else that
+        does not fit closes the session.
+        """
         link = self.link
         limit = self._limits.max_outgoing_bytes
         if link.backlog() + len(payload) > limit:
