@@ -58,19 +58,22 @@ class UnencodableError(Exception):
 
 
 class ApplicationError(Exception):
-    """An error carrying a WAMP error URI and an optional payload, as sent in ERROR messages."""
+    """An error carrying a WAMP error URI and an optional payload, as sent in ERROR messages.
 
-    def __init__(
-        self,
-        error: str,
-        *args: Any,
-        kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(error, *args)
+    ``args`` are the error's positional payload (``Arguments``) and ``kwargs`` its keyword payload
+    (``ArgumentsKw``), as in Autobahn, so ``raise ApplicationError("com.example.too_big", 11,
+    limit=10)`` in a procedure reaches the caller with the same URI, args and kwargs.
+    """
+
+    def __init__(self, error: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args)
         self.error = error
-        self.args_list: list[Any] = list(args)
-        self.kwargs: dict[str, Any] = kwargs or {}
+        self.kwargs: dict[str, Any] = kwargs
 
     def __str__(self) -> str:
-        detail = f" {self.args_list}" if self.args_list else ""
-        return f"{self.error}{detail}"
+        parts = [self.error]
+        if self.args:
+            parts.append(", ".join(repr(a) for a in self.args))
+        if self.kwargs:
+            parts.append(", ".join(f"{k}={v!r}" for k, v in self.kwargs.items()))
+        return ": ".join(parts)
