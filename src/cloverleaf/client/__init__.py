@@ -4,8 +4,12 @@
 >>> await session.register("com.example.add", lambda a, b: a + b)
 >>> await session.call("com.example.add", 2, 3)
 5
+
+``App`` declares an application with decorators (run it with ``cloverleaf run module:app``);
+``cloverleaf.connect`` (in :mod:`cloverleaf.client.sync`) is the synchronous facade.
 """
 
+from .app import App
 from .auth import ClientAuthenticator, TicketAuth, WampCraAuth
 from .session import Registration, Session, Subscription, connect
 from .types import (
@@ -27,6 +31,7 @@ from .types import (
 
 __all__ = [
     "NO_RECONNECT",
+    "App",
     "ApplicationError",
     "CallDetails",
     "CallOptions",

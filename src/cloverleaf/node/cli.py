@@ -1,15 +1,26 @@
-"""The ``cloverleaf`` command: start a router, check a config, print the version."""
+"""The ``cloverleaf`` command: start a router, run a client app, check a config, print the version."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
+import os
 import sys
+import traceback
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from .config import ConfigError, NodeConfig, default_config, load_config
 from .node import install_event_loop_policy, run_node
+
+if TYPE_CHECKING:
+    from ..client.app import App
+
+#: where ``cloverleaf run`` connects without --url / --realm (the embedded default router)
+DEFAULT_URL = "ws://127.0.0.1:8080/ws"
+DEFAULT_REALM = "realm1"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +29,20 @@ def _parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="start a router (on the embedded default without --config)")
     start.add_argument("--config", "-c", help="node config file (YAML or JSON)")
     start.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level")
+    run = commands.add_parser(
+        "run",
+        help="run a client application (an App) against a router",
+        description="Import MODULE (from the current directory too), find the App named ATTRIBUTE "
+        "(default: app; a function returning an App also works), connect it and serve until SIGINT/SIGTERM.",
+    )
+    run.add_argument("app", metavar="MODULE[:ATTRIBUTE]", help="e.g. myservice:app or examples.service_app:app")
+    run.add_argument("--url", default=os.environ.get("CLOVERLEAF_URL", DEFAULT_URL),
+                     help="router URL: ws://, wss://, rs://, rss:// or unix:///path "
+                     "(default: $CLOVERLEAF_URL or %(default)s)")  # fmt: skip
+    run.add_argument("--realm", default=os.environ.get("CLOVERLEAF_REALM", DEFAULT_REALM),
+                     help="realm to join (default: $CLOVERLEAF_REALM or %(default)s)")  # fmt: skip
+    run.add_argument("--serializer", choices=["json", "msgpack", "cbor"], default="json")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     check = commands.add_parser("check", help="validate a config file and print every problem")
     check.add_argument("file")
     commands.add_parser("version", help="print the version")
@@ -47,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.file}: OK")
         return 0
+    if args.command == "run":
+        return run_app(args.app, args.url, args.realm, serializer=args.serializer, log_level=args.log_level)
     try:
         config: NodeConfig = load_config(args.config) if args.config else default_config()
     except ConfigError as exc:
@@ -60,6 +87,61 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("cloverleaf.node").error("cannot start: %s", exc)
         return 1
     return 0
+
+
+class AppNotFound(Exception):
+    """``cloverleaf run`` could not find the application; the message says why."""
+
+
+def load_app(spec: str) -> App:
+    """Import ``module[:attribute]`` (the current directory first on the path) and return its App.
+
+    The attribute (dotted for nested objects; ``app`` when omitted) is an :class:`App` or a
+    callable without arguments returning one. Raise :class:`AppNotFound` with a clear message.
+    """
+    from ..client.app import App
+
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if not module_name or module_name.endswith(".py") or "/" in module_name:
+        raise AppNotFound(f"{spec!r} is not MODULE[:ATTRIBUTE] (e.g. myservice:app or examples.service_app:app)")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only when the module itself is missing; a missing import inside it is the module's bug.
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppNotFound(f"cannot import module {module_name!r}: no module named {exc.name!r}") from None
+        raise
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppNotFound(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(target, App) and callable(target) and not isinstance(target, type):
+        target = target()
+    if not isinstance(target, App):
+        raise AppNotFound(
+            f"{module_name}:{attribute} is not a cloverleaf.client.App (or a function returning one) "
+            f"but a {type(target).__name__!r} object"
+        )
+    return target
+
+
+def run_app(spec: str, url: str, realm: str, *, serializer: str = "json", log_level: str = "info") -> int:
+    _configure_logging(log_level)
+    try:
+        app = load_app(spec)
+    except AppNotFound as exc:
+        print(f"cloverleaf run: {exc}", file=sys.stderr)
+        return 1
+    except Exception:  # the module (or the factory) itself failed: its traceback is the useful part
+        traceback.print_exc()
+        print(f"cloverleaf run: loading {spec!r} failed (traceback above)", file=sys.stderr)
+        return 1
+    return app.run(url, realm, serializer=serializer)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
-"""The broker: SUBSCRIBE / UNSUBSCRIBE / PUBLISH, delivering each EVENT encoded once per serializer."""
+"""The broker: SUBSCRIBE / UNSUBSCRIBE / PUBLISH, delivering each EVENT encoded once per serializer.
+
+Exact, prefix and wildcard subscriptions; black/white-listing by session ID, authid and authrole;
+publisher exclusion and disclosure; event retention (the last retained event per topic).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..wamp import errors
@@ -9,7 +14,8 @@ from ..wamp.ids import fast_random_id
 from ..wamp.messages import Event, Publish, Published, Subscribe, Subscribed, Unsubscribe, Unsubscribed
 from .auth import Action
 from .outgoing import OutgoingMessage
-from .registry import LocalSubscriptionStore, SubscriptionStore
+from .patterns import EXACT, MATCH_POLICIES, PREFIX, wildcard_matches
+from .registry import LocalSubscriptionStore, Subscription, SubscriptionStore
 
 if TYPE_CHECKING:
     from .realm import Realm
@@ -17,65 +23,147 @@ if TYPE_CHECKING:
 
 #: Features announced in WELCOME.Details.roles.broker (only what is implemented).
 BROKER_FEATURES: dict[str, Any] = {
+    "pattern_based_subscription": True,
     "publisher_exclusion": True,
     "publisher_identification": True,
     "subscriber_blackwhite_listing": True,
+    "event_retention": True,
+    "subscription_meta_api": True,
+    "session_meta_api": True,
 }
 
+_ID_LISTS = ("exclude", "eligible")
+_STRING_LISTS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
 
-def _id_list(options: dict[str, Any], key: str) -> frozenset[int] | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if type(value) is not list or any(type(item) is not int for item in value):
-        raise ValueError(f"option {key!r} must be a list of session IDs")
-    return frozenset(value)
+
+@dataclass(slots=True, frozen=True)
+class Audience:
+    """Who may receive a publication: the publisher's exclusion and black/white lists."""
+
+    publisher: int
+    exclude_me: bool
+    exclude: frozenset[int] | None = None
+    eligible: frozenset[int] | None = None
+    exclude_authid: frozenset[str] | None = None
+    exclude_authrole: frozenset[str] | None = None
+    eligible_authid: frozenset[str] | None = None
+    eligible_authrole: frozenset[str] | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        """No black or white list: only publisher exclusion applies."""
+        return (
+            self.exclude is None and self.eligible is None and self.exclude_authid is None
+            and self.exclude_authrole is None and self.eligible_authid is None and self.eligible_authrole is None
+        )  # fmt: skip
+
+    def admits(self, subscriber: RouterSession) -> bool:
+        session_id = subscriber.session_id
+        if session_id == self.publisher and self.exclude_me:
+            return False
+        if self.exclude is not None and session_id in self.exclude:
+            return False
+        if self.eligible is not None and session_id not in self.eligible:
+            return False
+        identity = subscriber.identity
+        authid = identity.authid if identity else None
+        authrole = identity.authrole if identity else None
+        if self.exclude_authid is not None and authid in self.exclude_authid:
+            return False
+        if self.exclude_authrole is not None and authrole in self.exclude_authrole:
+            return False
+        if self.eligible_authid is not None and authid not in self.eligible_authid:
+            return False
+        return self.eligible_authrole is None or authrole in self.eligible_authrole
+
+
+def _audience(session: RouterSession, options: dict[str, Any]) -> Audience:
+    """Read and type-check the publish options that restrict delivery; raise ValueError if malformed."""
+    exclude_me = options.get("exclude_me", True)
+    if type(exclude_me) is not bool:
+        raise ValueError("option 'exclude_me' must be a boolean")
+    lists: dict[str, frozenset[Any]] = {}
+    for key in _ID_LISTS:
+        value = options.get(key)
+        if value is not None:
+            if type(value) is not list or any(type(item) is not int for item in value):
+                raise ValueError(f"option {key!r} must be a list of session IDs")
+            lists[key] = frozenset(value)
+    for key in _STRING_LISTS:
+        value = options.get(key)
+        if value is not None:
+            if type(value) is not list or any(type(item) is not str for item in value):
+                raise ValueError(f"option {key!r} must be a list of strings")
+            lists[key] = frozenset(value)
+    return Audience(session.session_id, exclude_me, **lists)
+
+
+@dataclass(slots=True)
+class RetainedEvent:
+    publication: int
+    details: dict[str, Any]
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    audience: Audience
 
 
 class Broker:
-    __slots__ = ("realm", "subscriptions")
+    __slots__ = ("realm", "retained", "subscriptions")
 
     def __init__(self, realm: Realm, subscriptions: SubscriptionStore[RouterSession] | None = None) -> None:
         self.realm = realm
         self.subscriptions: SubscriptionStore[RouterSession] = subscriptions or LocalSubscriptionStore()
+        #: the last retained event per topic (event_retention)
+        self.retained: dict[str, RetainedEvent] = {}
 
     def subscribe(self, session: RouterSession, message: Subscribe) -> None:
         realm = self.realm
-        match = message.options.get("match", "exact")
-        if match != "exact":
-            session.error(
-                Subscribe.MESSAGE_TYPE,
-                message.request,
-                errors.INVALID_ARGUMENT,
-                f"match policy {match!r:.40} is not supported (supported: 'exact')",
-            )
+        options = message.options
+        match = options.get("match", EXACT)
+        if match not in MATCH_POLICIES:
+            session.error(Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
+                          f"match policy {match!r:.40} is not one of {', '.join(MATCH_POLICIES)}")  # fmt: skip
             return
-        if not realm.valid_uri(message.topic):
-            session.error(
-                Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_URI, f"invalid topic URI {message.topic!r:.200}"
-            )
+        if not realm.valid_uri(message.topic, pattern=match):
+            session.error(Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_URI,
+                          f"invalid topic URI {message.topic!r:.200}")  # fmt: skip
             return
         if not realm.authorize(session, Action.SUBSCRIBE, message.topic):
-            session.error(
-                Subscribe.MESSAGE_TYPE,
-                message.request,
-                errors.NOT_AUTHORIZED,
-                f"session is not authorized to subscribe to topic '{message.topic}'",
-            )
+            session.error(Subscribe.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
+                          f"session is not authorized to subscribe to topic '{message.topic}'")  # fmt: skip
             return
-        subscription, _created = self.subscriptions.subscribe(message.topic, match, session)
+        already = False
+        existing = self.subscriptions.lookup(message.topic, match)
+        if existing is not None:
+            already = session.session_id in existing.subscribers
+        subscription, created = self.subscriptions.subscribe(message.topic, match, session)
         session.send(Subscribed(message.request, subscription.id))
+        if not already:
+            realm.meta.subscribed(session, subscription, created)
+        if options.get("get_retained") is True:
+            self._send_retained(session, subscription)
+
+    def _send_retained(self, session: RouterSession, subscription: Subscription[RouterSession]) -> None:
+        for topic, retained in list(self.retained.items()):
+            if not _matches(subscription, topic) or not retained.audience.admits(session):
+                continue
+            details = dict(retained.details)
+            details["retained"] = True
+            if subscription.match != EXACT:
+                details["topic"] = topic
+            session.send_outgoing(
+                OutgoingMessage(Event(subscription.id, retained.publication, details, retained.args, retained.kwargs)),
+                droppable=True,
+            )
 
     def unsubscribe(self, session: RouterSession, message: Unsubscribe) -> None:
-        if self.subscriptions.unsubscribe(message.subscription, session) is None:
-            session.error(
-                Unsubscribe.MESSAGE_TYPE,
-                message.request,
-                errors.NO_SUCH_SUBSCRIPTION,
-                f"session has no subscription {message.subscription}",
-            )
+        removed = self.subscriptions.unsubscribe(message.subscription, session)
+        if removed is None:
+            session.error(Unsubscribe.MESSAGE_TYPE, message.request, errors.NO_SUCH_SUBSCRIPTION,
+                          f"session has no subscription {message.subscription}")  # fmt: skip
             return
         session.send(Unsubscribed(message.request))
+        self.realm.meta.unsubscribed(session, removed[0], removed[1])
 
     def publish(self, session: RouterSession, message: Publish) -> None:
         realm = self.realm
@@ -84,48 +172,69 @@ class Broker:
         acknowledge = options.get("acknowledge", False)
         if not realm.valid_uri(topic):
             if acknowledge is True:
-                session.error(
-                    Publish.MESSAGE_TYPE, message.request, errors.INVALID_URI, f"invalid topic URI {topic!r:.200}"
-                )
+                session.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_URI,
+                              f"invalid topic URI {topic!r:.200}")  # fmt: skip
             return
         if topic.startswith("wamp.") or not realm.authorize(session, Action.PUBLISH, topic):
             if acknowledge is True:
-                session.error(
-                    Publish.MESSAGE_TYPE,
-                    message.request,
-                    errors.NOT_AUTHORIZED,
-                    f"session is not authorized to publish to topic '{topic}'",
-                )
+                session.error(Publish.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
+                              f"session is not authorized to publish to topic '{topic}'")  # fmt: skip
             return
-        exclude_me = options.get("exclude_me", True)
         try:
-            if type(acknowledge) is not bool or type(exclude_me) is not bool:
-                raise ValueError("options 'acknowledge' and 'exclude_me' must be booleans")
-            exclude = _id_list(options, "exclude")
-            eligible = _id_list(options, "eligible")
+            if type(acknowledge) is not bool:
+                raise ValueError("option 'acknowledge' must be a boolean")
+            audience = _audience(session, options)
         except ValueError as exc:
             session.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, str(exc))
             return
-
         publication = fast_random_id()
         details: dict[str, Any] = {}
         if options.get("disclose_me") is True and session.identity is not None:
             details["publisher"] = session.session_id
             details["publisher_authid"] = session.identity.authid
             details["publisher_authrole"] = session.identity.authrole
-        publisher_id = session.session_id
-        for subscription in self.subscriptions.matching(topic):
-            outgoing = OutgoingMessage(Event(subscription.id, publication, details, message.args, message.kwargs))
-            for subscriber_id, subscriber in subscription.subscribers.items():
-                if subscriber_id == publisher_id and exclude_me:
-                    continue
-                if exclude is not None and subscriber_id in exclude:
-                    continue
-                if eligible is not None and subscriber_id not in eligible:
-                    continue
-                subscriber.send_outgoing(outgoing, droppable=True)
+        self.deliver(topic, publication, details, message.args, message.kwargs, audience)
+        if options.get("retain") is True:
+            self.retained[topic] = RetainedEvent(publication, details, message.args, message.kwargs, audience)
         if acknowledge:
             session.send(Published(message.request, publication))
 
+    def deliver(
+        self,
+        topic: str,
+        publication: int,
+        details: dict[str, Any],
+        args: list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        audience: Audience | None = None,
+    ) -> None:
+        """Send one publication to every eligible subscriber of every matching subscription."""
+        unrestricted = audience is None or audience.unrestricted
+        publisher = audience.publisher if audience is not None and audience.exclude_me else 0
+        for subscription in self.subscriptions.matching(topic):
+            event_details = details
+            if subscription.match != EXACT:
+                event_details = dict(details)
+                event_details["topic"] = topic
+            outgoing = OutgoingMessage(Event(subscription.id, publication, event_details, args, kwargs))
+            if unrestricted:
+                for subscriber_id, subscriber in subscription.subscribers.items():
+                    if subscriber_id != publisher:
+                        subscriber.send_outgoing(outgoing, droppable=True)
+            else:
+                assert audience is not None
+                for subscriber in subscription.subscribers.values():
+                    if audience.admits(subscriber):
+                        subscriber.send_outgoing(outgoing, droppable=True)
+
     def detach(self, session: RouterSession) -> None:
-        self.subscriptions.remove_member(session)
+        for subscription, deleted in self.subscriptions.remove_member(session):
+            self.realm.meta.unsubscribed(session, subscription, deleted)
+
+
+def _matches(subscription: Subscription[Any], topic: str) -> bool:
+    if subscription.match == EXACT:
+        return subscription.topic == topic
+    if subscription.match == PREFIX:
+        return topic.startswith(subscription.topic)
+    return wildcard_matches(subscription.topic, topic)

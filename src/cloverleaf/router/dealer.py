@@ -1,11 +1,18 @@
-"""The dealer: REGISTER / UNREGISTER / CALL / INVOCATION / YIELD / RESULT / ERROR / CANCEL routing."""
+"""The dealer: REGISTER / UNREGISTER / CALL / INVOCATION / YIELD / RESULT / ERROR / CANCEL routing.
+
+Exact, prefix and wildcard registrations (spec precedence), shared registrations with the
+``single``, ``roundrobin``, ``random``, ``first`` and ``last`` policies, progressive results, call
+canceling, call timeouts, caller disclosure, and the router's own meta procedures.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import TYPE_CHECKING, Any
 
 from ..wamp import errors
-from ..wamp.errors import ProtocolError, UnencodableError
+from ..wamp.errors import ApplicationError, ProtocolError, UnencodableError
 from ..wamp.messages import (
     Call,
     Cancel,
@@ -20,7 +27,8 @@ from ..wamp.messages import (
     Yield,
 )
 from .auth import Action
-from .registry import AlreadyRegistered, LocalRegistrationStore, RegistrationStore
+from .patterns import EXACT, MATCH_POLICIES
+from .registry import AlreadyRegistered, LocalRegistrationStore, Registration, RegistrationStore
 
 if TYPE_CHECKING:
     from .realm import Realm
@@ -31,15 +39,30 @@ DEALER_FEATURES: dict[str, Any] = {
     "caller_identification": True,
     "progressive_call_results": True,
     "call_canceling": True,
+    "call_timeout": True,
+    "pattern_based_registration": True,
+    "shared_registration": True,
+    "registration_meta_api": True,
+    "session_meta_api": True,
+    "testament_meta_api": True,
 }
 
 _CANCEL_MODES = ("skip", "kill", "killnowait")
+INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
 
 
 class PendingCall:
     """A CALL routed to a callee and not yet answered."""
 
-    __slots__ = ("call_request", "callee", "caller", "canceled", "invocation_request", "receive_progress")
+    __slots__ = (
+        "call_request",
+        "callee",
+        "caller",
+        "canceled",
+        "invocation_request",
+        "receive_progress",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -56,93 +79,103 @@ class PendingCall:
         self.receive_progress = receive_progress
         #: mode of a CANCEL waiting for the callee's answer ("kill"), else None
         self.canceled: str | None = None
+        #: the router-side timeout, when the call has one
+        self.timer: asyncio.TimerHandle | None = None
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def call_timeout_seconds(value: Any) -> float:
+    """The CALL's ``timeout`` option in seconds (0: none).
+
+    The spec gives milliseconds as an integer. Autobahn sends seconds; a float (10.0, 2.5) is
+    taken as seconds, which is the form of Autobahn's value that can be told apart.
+    """
+    if type(value) is int:
+        if value < 0:
+            raise ValueError("option 'timeout' must not be negative")
+        return value / 1000
+    if type(value) is float:
+        if value < 0:
+            raise ValueError("option 'timeout' must not be negative")
+        return value
+    raise ValueError("option 'timeout' must be a number of milliseconds")
 
 
 class Dealer:
-    __slots__ = ("realm", "registrations")
+    __slots__ = ("_random", "realm", "registrations")
 
     def __init__(self, realm: Realm, registrations: RegistrationStore[RouterSession] | None = None) -> None:
         self.realm = realm
         self.registrations: RegistrationStore[RouterSession] = registrations or LocalRegistrationStore()
+        self._random = random.Random()
 
     # -- callee side -------------------------------------------------------------------------
 
     def register(self, session: RouterSession, message: Register) -> None:
         options = message.options
-        match = options.get("match", "exact")
+        match = options.get("match", EXACT)
         invoke = options.get("invoke", "single")
-        if match != "exact":
-            session.error(
-                Register.MESSAGE_TYPE,
-                message.request,
-                errors.INVALID_ARGUMENT,
-                f"match policy {match!r:.40} is not supported (supported: 'exact')",
-            )
+        request = message.request
+        if match not in MATCH_POLICIES:
+            session.error(Register.MESSAGE_TYPE, request, errors.INVALID_ARGUMENT,
+                          f"match policy {match!r:.40} is not one of {', '.join(MATCH_POLICIES)}")  # fmt: skip
             return
-        if invoke != "single":
-            session.error(
-                Register.MESSAGE_TYPE,
-                message.request,
-                errors.INVALID_ARGUMENT,
-                f"invocation policy {invoke!r:.40} is not supported (supported: 'single')",
-            )
+        if invoke not in INVOKE_POLICIES:
+            session.error(Register.MESSAGE_TYPE, request, errors.INVALID_ARGUMENT,
+                          f"invocation policy {invoke!r:.40} is not one of {', '.join(INVOKE_POLICIES)}")  # fmt: skip
             return
         procedure = message.procedure
-        if not self.realm.valid_uri(procedure):
+        if not self.realm.valid_uri(procedure, pattern=match):
             session.error(
-                Register.MESSAGE_TYPE, message.request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}"
+                Register.MESSAGE_TYPE, request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}"
             )
             return
         if procedure.startswith("wamp."):
-            session.error(
-                Register.MESSAGE_TYPE,
-                message.request,
-                errors.INVALID_URI,
-                f"procedure URI '{procedure}' is in the reserved 'wamp.' namespace",
-            )
+            session.error(Register.MESSAGE_TYPE, request, errors.INVALID_URI,
+                          f"procedure URI '{procedure}' is in the reserved 'wamp.' namespace")  # fmt: skip
             return
         if not self.realm.authorize(session, Action.REGISTER, procedure):
-            session.error(
-                Register.MESSAGE_TYPE,
-                message.request,
-                errors.NOT_AUTHORIZED,
-                f"session is not authorized to register procedure '{procedure}'",
-            )
+            session.error(Register.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
+                          f"session is not authorized to register procedure '{procedure}'")  # fmt: skip
             return
         try:
-            registration = self.registrations.register(procedure, match, invoke, session)
+            registration, created = self.registrations.register(procedure, match, invoke, session)
         except AlreadyRegistered:
-            session.error(
-                Register.MESSAGE_TYPE,
-                message.request,
-                errors.PROCEDURE_ALREADY_EXISTS,
-                f"procedure '{procedure}' is already registered",
-            )
+            session.error(Register.MESSAGE_TYPE, request, errors.PROCEDURE_ALREADY_EXISTS,
+                          f"procedure '{procedure}' is already registered")  # fmt: skip
             return
-        session.send(Registered(message.request, registration.id))
+        if created:
+            registration.options = {
+                key: options[key] for key in ("disclose_caller", "forward_timeout") if options.get(key) is True
+            }
+        session.send(Registered(request, registration.id))
+        self.realm.meta.registered(session, registration, created)
 
     def unregister(self, session: RouterSession, message: Unregister) -> None:
-        if self.registrations.unregister(message.registration, session) is None:
-            session.error(
-                Unregister.MESSAGE_TYPE,
-                message.request,
-                errors.NO_SUCH_REGISTRATION,
-                f"session has no registration {message.registration}",
-            )
+        removed = self.registrations.unregister(message.registration, session)
+        if removed is None:
+            session.error(Unregister.MESSAGE_TYPE, message.request, errors.NO_SUCH_REGISTRATION,
+                          f"session has no registration {message.registration}")  # fmt: skip
             return
         session.send(Unregistered(message.request))
+        self.realm.meta.unregistered(session, removed[0], removed[1])
 
     def yield_(self, callee: RouterSession, message: Yield) -> None:
         pending = callee.pending_invocations.get(message.request)
         if pending is None:
             self._check_late_answer(callee, message.request, "YIELD")
-            return  # the call was canceled or its caller left: a late answer is dropped
+            return  # the call was canceled, timed out, or its caller left: a late answer is dropped
         progress = message.options.get("progress") is True
         if progress and not pending.receive_progress:
             return  # the caller did not ask for progressive results
         if not progress:
             del callee.pending_invocations[message.request]
             pending.caller.pending_calls.pop(pending.call_request, None)
+            pending.stop_timer()
         if pending.canceled is not None and (progress or pending.canceled != "kill"):
             return  # canceled: only a final answer still matters, and only in "kill" mode
         result = Result(pending.call_request, {"progress": True} if progress else {}, message.args, message.kwargs)
@@ -154,6 +187,7 @@ class Dealer:
             self._check_late_answer(callee, message.request, "ERROR")
             return
         pending.caller.pending_calls.pop(pending.call_request, None)
+        pending.stop_timer()
         if pending.canceled == "skip" or pending.canceled == "killnowait":
             return  # the caller already got its ERROR
         error = message.error if self.realm.valid_uri(message.error) else errors.INVALID_URI
@@ -174,24 +208,14 @@ class Dealer:
             payload = caller.serializer.encode(answer.marshal())
         except UnencodableError as exc:
             payload = caller.serializer.encode(
-                Error(
-                    Call.MESSAGE_TYPE,
-                    pending.call_request,
-                    {},
-                    errors.INVALID_ARGUMENT,
-                    [f"the answer cannot be represented in the caller's serializer: {exc}"],
-                ).marshal()
-            )
+                Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.INVALID_ARGUMENT,
+                      [f"the answer cannot be represented in the caller's serializer: {exc}"]).marshal()
+            )  # fmt: skip
         if not caller.fits(len(payload)):
             payload = caller.serializer.encode(
-                Error(
-                    Call.MESSAGE_TYPE,
-                    pending.call_request,
-                    {},
-                    errors.PAYLOAD_SIZE_EXCEEDED,
-                    ["the result is larger than the caller accepts"],
-                ).marshal()
-            )
+                Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.PAYLOAD_SIZE_EXCEEDED,
+                      ["the result is larger than the caller accepts"]).marshal()
+            )  # fmt: skip
         caller.send_payload(payload, droppable=False)
 
     # -- caller side -------------------------------------------------------------------------
@@ -206,57 +230,99 @@ class Dealer:
             caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}")
             return
         if not realm.authorize(caller, Action.CALL, procedure):
-            caller.error(
-                Call.MESSAGE_TYPE,
-                request,
-                errors.NOT_AUTHORIZED,
-                f"session is not authorized to call procedure '{procedure}'",
-            )
+            caller.error(Call.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
+                         f"session is not authorized to call procedure '{procedure}'")  # fmt: skip
             return
-        registration = self.registrations.lookup(procedure)
-        if registration is None:
-            caller.error(
-                Call.MESSAGE_TYPE,
-                request,
-                errors.NO_SUCH_PROCEDURE,
-                f"no callee registered for procedure '{procedure}'",
-            )
-            return
-        callee = next(iter(registration.callees.values()))
         options = message.options
+        try:
+            timeout = call_timeout_seconds(options["timeout"]) if "timeout" in options else 0.0
+        except ValueError as exc:
+            caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_ARGUMENT, str(exc))
+            return
+        if procedure.startswith("wamp."):
+            self._call_meta(caller, message)
+            return
+        registration = self.registrations.best(procedure)
+        if registration is None or not registration.callees:
+            caller.error(Call.MESSAGE_TYPE, request, errors.NO_SUCH_PROCEDURE,
+                         f"no callee registered for procedure '{procedure}'")  # fmt: skip
+            return
+        callee = self._pick_callee(registration)
         details: dict[str, Any] = {}
         receive_progress = options.get("receive_progress") is True
         if receive_progress and callee.supports("callee", "progressive_call_results"):
             details["receive_progress"] = True
-        if options.get("disclose_me") is True and caller.identity is not None:
+        if (options.get("disclose_me") is True or "disclose_caller" in registration.options) and caller.identity:
             details["caller"] = caller.session_id
             details["caller_authid"] = caller.identity.authid
             details["caller_authrole"] = caller.identity.authrole
+        if registration.match != EXACT:
+            details["procedure"] = procedure
+        forward_timeout = timeout > 0 and "forward_timeout" in registration.options
+        if forward_timeout:
+            details["timeout"] = round(timeout * 1000)
         invocation_request = callee.request_ids.next()
         try:
             payload = callee.serializer.encode(
                 Invocation(invocation_request, registration.id, details, message.args, message.kwargs).marshal()
             )
         except UnencodableError as exc:
-            caller.error(
-                Call.MESSAGE_TYPE,
-                request,
-                errors.INVALID_ARGUMENT,
-                f"the call's payload cannot be represented in the callee's serializer: {exc}",
-            )
+            caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_ARGUMENT,
+                         f"the call's payload cannot be represented in the callee's serializer: {exc}")  # fmt: skip
             return
         if not callee.fits(len(payload)):
-            caller.error(
-                Call.MESSAGE_TYPE,
-                request,
-                errors.PAYLOAD_SIZE_EXCEEDED,
-                "the call's payload is larger than the callee accepts",
-            )
+            caller.error(Call.MESSAGE_TYPE, request, errors.PAYLOAD_SIZE_EXCEEDED,
+                         "the call's payload is larger than the callee accepts")  # fmt: skip
             return
         pending = PendingCall(caller, request, callee, invocation_request, receive_progress)
         caller.pending_calls[request] = pending
         callee.pending_invocations[invocation_request] = pending
+        if timeout > 0 and not forward_timeout:
+            pending.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, pending)
         callee.send_payload(payload, droppable=False)
+
+    def _pick_callee(self, registration: Registration[RouterSession]) -> RouterSession:
+        callees = registration.callees
+        policy = registration.invoke
+        if policy == "single" or len(callees) == 1:
+            return next(iter(callees.values()))
+        values = list(callees.values())
+        if policy == "roundrobin":
+            callee = values[registration.next_index % len(values)]
+            registration.next_index = (registration.next_index + 1) % len(values)
+            return callee
+        if policy == "random":
+            return self._random.choice(values)
+        if policy == "last":
+            return values[-1]
+        return values[0]  # "first"
+
+    def _timed_out(self, pending: PendingCall) -> None:
+        """The call's timeout passed: the caller gets wamp.error.timeout, the callee an INTERRUPT."""
+        pending.timer = None
+        caller, callee = pending.caller, pending.callee
+        if caller.pending_calls.pop(pending.call_request, None) is None:
+            return
+        callee.pending_invocations.pop(pending.invocation_request, None)
+        if caller.is_open:
+            caller.send(Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.TIMEOUT,
+                              ["the call was not answered within its timeout"]))  # fmt: skip
+        if callee.is_open and callee.supports("callee", "call_canceling"):
+            callee.send(Interrupt(pending.invocation_request, {"mode": "killnowait", "reason": errors.TIMEOUT}))
+
+    def _call_meta(self, caller: RouterSession, message: Call) -> None:
+        handler = self.realm.meta.procedures.get(message.procedure)
+        if handler is None:
+            caller.error(Call.MESSAGE_TYPE, message.request, errors.NO_SUCH_PROCEDURE,
+                         f"no meta procedure '{message.procedure}'")  # fmt: skip
+            return
+        try:
+            value = handler(caller, list(message.args or ()), dict(message.kwargs or {}))
+        except ApplicationError as exc:
+            caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, exc.error, list(exc.args) or None,
+                              exc.kwargs or None))  # fmt: skip
+            return
+        caller.send(Result(message.request, {}, None if value is None else [value]))
 
     def cancel(self, caller: RouterSession, message: Cancel) -> None:
         pending = caller.pending_calls.get(message.request)
@@ -264,17 +330,15 @@ class Dealer:
             return  # already answered: nothing to cancel
         mode = message.options.get("mode", "killnowait")
         if mode not in _CANCEL_MODES:
-            caller.error(
-                Cancel.MESSAGE_TYPE,
-                message.request,
-                errors.INVALID_ARGUMENT,
-                f"cancel mode {mode!r:.40} is not one of {', '.join(_CANCEL_MODES)}",
-            )
+            caller.error(Cancel.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
+                         f"cancel mode {mode!r:.40} is not one of {', '.join(_CANCEL_MODES)}")  # fmt: skip
             return
         callee = pending.callee
         if mode != "skip" and not callee.supports("callee", "call_canceling"):
             mode = "skip"
         pending.canceled = mode
+        if mode != "kill":
+            pending.stop_timer()
         if mode != "skip":
             callee.send(Interrupt(pending.invocation_request, {"mode": mode}))
         if mode != "kill":
@@ -287,21 +351,17 @@ class Dealer:
 
     def detach(self, session: RouterSession) -> None:
         """Clean up after a session that left: its registrations and both sides of its calls."""
-        self.registrations.remove_member(session)
+        for registration, deleted in self.registrations.remove_member(session):
+            self.realm.meta.unregistered(session, registration, deleted)
         for pending in session.pending_invocations.values():
+            pending.stop_timer()
             caller = pending.caller
             if caller.pending_calls.pop(pending.call_request, None) is not None and caller.is_open:
-                caller.send(
-                    Error(
-                        Call.MESSAGE_TYPE,
-                        pending.call_request,
-                        {},
-                        errors.CANCELED,
-                        ["callee disconnected from in-flight request"],
-                    )
-                )
+                caller.send(Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.CANCELED,
+                                  ["callee disconnected from in-flight request"]))  # fmt: skip
         session.pending_invocations.clear()
         for pending in session.pending_calls.values():
+            pending.stop_timer()
             callee = pending.callee
             if callee.pending_invocations.pop(pending.invocation_request, None) is None:
                 continue

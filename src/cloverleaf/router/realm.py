@@ -23,6 +23,8 @@ from ..wamp.uri import UriCheck, is_valid_uri
 from .auth import Action, Authorizer
 from .broker import Broker
 from .dealer import Dealer
+from .meta import MetaApi
+from .patterns import EXACT, PREFIX, WILDCARD
 
 if TYPE_CHECKING:
     from .session import RouterSession
@@ -45,6 +47,7 @@ class Realm:
         self.sessions: dict[int, RouterSession] = {}
         self.broker = Broker(self)
         self.dealer = Dealer(self)
+        self.meta = MetaApi(self)
         self._valid_uris: dict[str, bool] = {}
         dealer, broker = self.dealer, self.broker
         # One dispatch table, built once: message type -> handler.
@@ -67,8 +70,16 @@ class Realm:
             raise ProtocolError(f"{message.NAME} cannot be routed")
         handler(session, message)
 
-    def valid_uri(self, uri: str) -> bool:
-        """Whether ``uri`` is valid under this realm's rule (memoized: URIs repeat a lot)."""
+    def valid_uri(self, uri: str, pattern: str = EXACT) -> bool:
+        """Whether ``uri`` is valid under this realm's rule (memoized: URIs repeat a lot).
+
+        A wildcard pattern may have empty components ("a..c"); a prefix pattern may also end with
+        a dot ("com.example.", matching every URI below it).
+        """
+        if pattern == WILDCARD:
+            return is_valid_uri(uri, self.uri_check, allow_empty_components=True)
+        if pattern == PREFIX and uri.endswith("."):
+            return is_valid_uri(uri[:-1], self.uri_check)
         known = self._valid_uris.get(uri)
         if known is None:
             known = is_valid_uri(uri, self.uri_check)
@@ -85,6 +96,7 @@ class Realm:
         self.sessions[session.session_id] = session
         identity = session.identity
         assert identity is not None
+        self.meta.joined(session)
         log.info(
             "session %d joined realm %s as %s/%s (%s) from %s via %s/%s",
             session.session_id,
@@ -102,4 +114,5 @@ class Realm:
             return
         self.broker.detach(session)
         self.dealer.detach(session)
+        self.meta.left(session)
         log.info("session %d left realm %s (%s): %s", session.session_id, self.name, session.link.peer, why)

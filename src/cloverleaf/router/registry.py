@@ -8,11 +8,12 @@ in-process stores here keep everything in dictionaries; a subscriber or callee i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..wamp.ids import random_id
+from .patterns import PatternIndex
 
 
 class Member(Protocol):
@@ -32,6 +33,8 @@ class Subscription(Generic[M]):
     match: str
     #: subscribers by session ID, in subscription order
     subscribers: dict[int, M] = field(default_factory=dict)
+    #: seconds since the epoch, set by the broker (meta API "created")
+    created: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -42,6 +45,11 @@ class Registration(Generic[M]):
     invoke: str
     #: callees by session ID, in registration order
     callees: dict[int, M] = field(default_factory=dict)
+    created: str = ""
+    #: position of the next callee for the roundrobin policy
+    next_index: int = 0
+    #: REGISTER options the dealer honours for every call (disclose_caller, forward_timeout)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class SubscriptionStore(Protocol[M]):
@@ -52,47 +60,73 @@ class SubscriptionStore(Protocol[M]):
         """Remove ``member``; return the subscription and whether it was deleted, or None if
         ``member`` was not subscribed to it."""
 
-    def matching(self, topic: str) -> Iterable[Subscription[M]]:
-        """Subscriptions that receive an event published to ``topic``."""
+    def matching(self, topic: str) -> tuple[Subscription[M], ...]:
+        """Subscriptions that receive an event published to ``topic`` (exact and patterns)."""
+
+    def get(self, subscription_id: int) -> Subscription[M] | None: ...
+
+    def lookup(self, topic: str, match: str) -> Subscription[M] | None:
+        """The subscription for exactly this (topic, match), if any."""
+
+    def all(self) -> list[Subscription[M]]: ...
 
     def remove_member(self, member: M) -> list[tuple[Subscription[M], bool]]:
         """Drop ``member`` from everything; return each subscription touched and whether it was deleted."""
 
 
 class RegistrationStore(Protocol[M]):
-    def register(self, procedure: str, match: str, invoke: str, member: M) -> Registration[M]:
-        """Register ``member``; raise :class:`AlreadyRegistered` if (procedure, match) is taken."""
+    def register(self, procedure: str, match: str, invoke: str, member: M) -> tuple[Registration[M], bool]:
+        """Add ``member`` as a callee; return the registration and whether it is new. Raise
+        :class:`AlreadyRegistered` if (procedure, match) is taken under an incompatible policy."""
 
     def unregister(self, registration_id: int, member: M) -> tuple[Registration[M], bool] | None: ...
 
-    def lookup(self, procedure: str) -> Registration[M] | None:
-        """The registration a CALL to ``procedure`` is routed to, if any."""
+    def best(self, procedure: str) -> Registration[M] | None:
+        """The registration a CALL to ``procedure`` is routed to: exact, longest prefix, best wildcard."""
+
+    def get(self, registration_id: int) -> Registration[M] | None: ...
+
+    def lookup(self, procedure: str, match: str) -> Registration[M] | None: ...
+
+    def matching(self, procedure: str) -> list[Registration[M]]: ...
+
+    def all(self) -> list[Registration[M]]: ...
 
     def remove_member(self, member: M) -> list[tuple[Registration[M], bool]]: ...
 
 
 class AlreadyRegistered(Exception):
-    """The procedure already has a registration whose policy does not admit another callee."""
+    """The procedure already has a registration whose policy does not admit this callee."""
+
+
+_MATCH_CACHE_LIMIT = 10_000
 
 
 class LocalSubscriptionStore(Generic[M]):
-    """In-process subscription state (exact matching)."""
+    """In-process subscription state: exact, prefix and wildcard subscriptions.
 
-    __slots__ = ("_by_id", "_exact", "_member_subscriptions", "_new_id")
+    Matching results are cached per topic (bounded) and the cache is cleared whenever a
+    subscription is created or deleted, so with pattern subscriptions present an event to a
+    topic seen before costs one dictionary lookup, as without them.
+    """
+
+    __slots__ = ("_by_id", "_cache", "_index", "_member_subscriptions", "_new_id")
 
     def __init__(self, new_id: Callable[[], int] = random_id) -> None:
-        self._exact: dict[str, Subscription[M]] = {}
+        self._index: PatternIndex[Subscription[M]] = PatternIndex()
         self._by_id: dict[int, Subscription[M]] = {}
         self._member_subscriptions: dict[int, set[int]] = {}
+        self._cache: dict[str, tuple[Subscription[M], ...]] = {}
         self._new_id = new_id
 
     def subscribe(self, topic: str, match: str, member: M) -> tuple[Subscription[M], bool]:
-        subscription = self._exact.get(topic)
+        subscription = self._index.get(topic, match)
         created = subscription is None
         if subscription is None:
-            subscription = Subscription(self._unused_id(), topic, match)
-            self._exact[topic] = subscription
+            subscription = Subscription(_unused_id(self._new_id, self._by_id), topic, match)
+            self._index.add(topic, match, subscription)
             self._by_id[subscription.id] = subscription
+            self._cache.clear()
         subscription.subscribers[member.session_id] = member
         self._member_subscriptions.setdefault(member.session_id, set()).add(subscription.id)
         return subscription, created
@@ -106,12 +140,24 @@ class LocalSubscriptionStore(Generic[M]):
             mine.discard(subscription_id)
         return subscription, self._delete_if_empty(subscription)
 
-    def matching(self, topic: str) -> Iterable[Subscription[M]]:
-        subscription = self._exact.get(topic)
-        return () if subscription is None else (subscription,)
+    def matching(self, topic: str) -> tuple[Subscription[M], ...]:
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
+        found = tuple(value for _, _, value in self._index.matching(topic))
+        if len(self._cache) >= _MATCH_CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
 
     def get(self, subscription_id: int) -> Subscription[M] | None:
         return self._by_id.get(subscription_id)
+
+    def lookup(self, topic: str, match: str) -> Subscription[M] | None:
+        return self._index.get(topic, match)
+
+    def all(self) -> list[Subscription[M]]:
+        return list(self._by_id.values())
 
     def remove_member(self, member: M) -> list[tuple[Subscription[M], bool]]:
         touched = []
@@ -125,39 +171,48 @@ class LocalSubscriptionStore(Generic[M]):
         if subscription.subscribers:
             return False
         del self._by_id[subscription.id]
-        del self._exact[subscription.topic]
+        self._index.remove(subscription.topic, subscription.match)
+        self._cache.clear()
         return True
-
-    def _unused_id(self) -> int:
-        while (new := self._new_id()) in self._by_id:
-            pass
-        return new
 
     def __len__(self) -> int:
         return len(self._by_id)
 
 
-class LocalRegistrationStore(Generic[M]):
-    """In-process registration state (exact matching, ``single`` invocation policy)."""
+def _unused_id(new_id: Callable[[], int], taken: Container[int]) -> int:
+    while (value := new_id()) in taken:
+        pass
+    return value
 
-    __slots__ = ("_by_id", "_exact", "_member_registrations", "_new_id")
+
+class LocalRegistrationStore(Generic[M]):
+    """In-process registration state: exact, prefix and wildcard registrations, shared or single."""
+
+    __slots__ = ("_by_id", "_index", "_member_registrations", "_new_id")
 
     def __init__(self, new_id: Callable[[], int] = random_id) -> None:
-        self._exact: dict[str, Registration[M]] = {}
+        self._index: PatternIndex[Registration[M]] = PatternIndex()
         self._by_id: dict[int, Registration[M]] = {}
         self._member_registrations: dict[int, set[int]] = {}
         self._new_id = new_id
 
-    def register(self, procedure: str, match: str, invoke: str, member: M) -> Registration[M]:
-        if procedure in self._exact:
-            raise AlreadyRegistered(procedure)
-        while (new := self._new_id()) in self._by_id:
-            pass
-        registration = Registration(new, procedure, match, invoke, {member.session_id: member})
-        self._exact[procedure] = registration
+    def register(self, procedure: str, match: str, invoke: str, member: M) -> tuple[Registration[M], bool]:
+        registration = self._index.get(procedure, match)
+        if registration is not None:
+            # Several callees share a registration only when all ask for the same non-single policy
+            # (spec: advanced/rpc_shared_registration).
+            if invoke == "single" or registration.invoke != invoke or member.session_id in registration.callees:
+                raise AlreadyRegistered(procedure)
+            registration.callees[member.session_id] = member
+            self._member_registrations.setdefault(member.session_id, set()).add(registration.id)
+            return registration, False
+        registration = Registration(
+            _unused_id(self._new_id, self._by_id), procedure, match, invoke, {member.session_id: member}
+        )
+        self._index.add(procedure, match, registration)
         self._by_id[registration.id] = registration
         self._member_registrations.setdefault(member.session_id, set()).add(registration.id)
-        return registration
+        return registration, True
 
     def unregister(self, registration_id: int, member: M) -> tuple[Registration[M], bool] | None:
         registration = self._by_id.get(registration_id)
@@ -168,11 +223,21 @@ class LocalRegistrationStore(Generic[M]):
             mine.discard(registration_id)
         return registration, self._delete_if_empty(registration)
 
-    def lookup(self, procedure: str) -> Registration[M] | None:
-        return self._exact.get(procedure)
+    def best(self, procedure: str) -> Registration[M] | None:
+        found = self._index.best(procedure)
+        return None if found is None else found[2]
 
     def get(self, registration_id: int) -> Registration[M] | None:
         return self._by_id.get(registration_id)
+
+    def lookup(self, procedure: str, match: str) -> Registration[M] | None:
+        return self._index.get(procedure, match)
+
+    def matching(self, procedure: str) -> list[Registration[M]]:
+        return [value for _, _, value in self._index.matching(procedure)]
+
+    def all(self) -> list[Registration[M]]:
+        return list(self._by_id.values())
 
     def remove_member(self, member: M) -> list[tuple[Registration[M], bool]]:
         touched = []
@@ -186,7 +251,7 @@ class LocalRegistrationStore(Generic[M]):
         if registration.callees:
             return False
         del self._by_id[registration.id]
-        del self._exact[registration.procedure]
+        self._index.remove(registration.procedure, registration.match)
         return True
 
     def __len__(self) -> int:

@@ -1,0 +1,307 @@
+"""The meta API of a realm (spec: advanced/meta_api_*, advanced/pubsub_testament).
+
+Meta procedures (``wamp.session.*``, ``wamp.registration.*``, ``wamp.subscription.*``) are served
+by the router itself: the dealer routes a CALL to them after the same authorization check as any
+other procedure. Meta events are published through the broker like any other event, so they can be
+subscribed to (and authorized) by URI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..wamp import errors
+from ..wamp.errors import ApplicationError
+from ..wamp.ids import fast_random_id
+from ..wamp.uri import is_valid_uri
+from .patterns import EXACT, MATCH_POLICIES, PREFIX, WILDCARD
+from .registry import Registration, Subscription
+
+if TYPE_CHECKING:
+    from .realm import Realm
+    from .session import RouterSession
+
+MetaProcedure = Callable[["RouterSession", list[Any], dict[str, Any]], Any]
+
+#: Testament scopes (spec: advanced/pubsub_testament)
+SCOPES = ("destroyed", "detached")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Testament:
+    topic: str
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _arg(args: list[Any], index: int, kind: type, name: str) -> Any:
+    if len(args) <= index or not isinstance(args[index], kind) or (isinstance(args[index], bool) and kind is int):
+        raise ApplicationError(errors.INVALID_ARGUMENT, f"argument {index + 1} ({name}) must be a {kind.__name__}")
+    return args[index]
+
+
+class MetaApi:
+    """Meta procedures and events of one realm."""
+
+    def __init__(self, realm: Realm) -> None:
+        self.realm = realm
+        #: session ID -> scope -> testaments, in the order they were added
+        self.testaments: dict[int, dict[str, list[Testament]]] = {}
+        self.procedures: dict[str, MetaProcedure] = {
+            "wamp.session.count": self._session_count,
+            "wamp.session.list": self._session_list,
+            "wamp.session.get": self._session_get,
+            "wamp.session.kill": self._session_kill,
+            "wamp.session.kill_by_authid": self._session_kill_by_authid,
+            "wamp.session.kill_by_authrole": self._session_kill_by_authrole,
+            "wamp.session.kill_all": self._session_kill_all,
+            "wamp.session.add_testament": self._add_testament,
+            "wamp.session.flush_testaments": self._flush_testaments,
+            "wamp.registration.list": self._registration_list,
+            "wamp.registration.lookup": self._registration_lookup,
+            "wamp.registration.match": self._registration_match,
+            "wamp.registration.get": self._registration_get,
+            "wamp.registration.list_callees": self._registration_list_callees,
+            "wamp.registration.count_callees": self._registration_count_callees,
+            "wamp.subscription.list": self._subscription_list,
+            "wamp.subscription.lookup": self._subscription_lookup,
+            "wamp.subscription.match": self._subscription_match,
+            "wamp.subscription.get": self._subscription_get,
+            "wamp.subscription.list_subscribers": self._subscription_list_subscribers,
+            "wamp.subscription.count_subscribers": self._subscription_count_subscribers,
+        }
+
+    # -- events -------------------------------------------------------------------------------
+
+    def publish(self, topic: str, *args: Any) -> None:
+        """Deliver a meta event to the realm's subscribers of ``topic`` (cheap when there are none)."""
+        broker = self.realm.broker
+        if broker.subscriptions.matching(topic):
+            broker.deliver(topic, fast_random_id(), {}, list(args), None)
+
+    def joined(self, session: RouterSession) -> None:
+        self.publish("wamp.session.on_join", session.describe())
+
+    def left(self, session: RouterSession) -> None:
+        identity = session.identity
+        for scope in ("detached", "destroyed"):  # no session resumption: both happen now
+            for testament in self.testaments.get(session.session_id, {}).get(scope, []):
+                self._publish_testament(session, testament)
+        self.testaments.pop(session.session_id, None)
+        self.publish(
+            "wamp.session.on_leave", session.session_id, identity.authid if identity else None,
+            identity.authrole if identity else None,
+        )  # fmt: skip
+
+    def _publish_testament(self, session: RouterSession, testament: Testament) -> None:
+        from .broker import _audience  # the broker's option parsing, shared
+
+        try:
+            audience = _audience(session, testament.options)
+        except ValueError:
+            audience = None
+        self.realm.broker.deliver(testament.topic, fast_random_id(), {}, testament.args, testament.kwargs, audience)
+
+    def subscribed(self, session: RouterSession, subscription: Subscription[Any], created: bool) -> None:
+        if created:
+            subscription.created = now_iso()
+            self.publish("wamp.subscription.on_create", session.session_id, _subscription_details(subscription))
+        self.publish("wamp.subscription.on_subscribe", session.session_id, subscription.id)
+
+    def unsubscribed(self, session: RouterSession, subscription: Subscription[Any], deleted: bool) -> None:
+        self.publish("wamp.subscription.on_unsubscribe", session.session_id, subscription.id)
+        if deleted:
+            self.publish("wamp.subscription.on_delete", session.session_id, subscription.id)
+
+    def registered(self, session: RouterSession, registration: Registration[Any], created: bool) -> None:
+        if created:
+            registration.created = now_iso()
+            self.publish("wamp.registration.on_create", session.session_id, _registration_details(registration))
+        self.publish("wamp.registration.on_register", session.session_id, registration.id)
+
+    def unregistered(self, session: RouterSession, registration: Registration[Any], deleted: bool) -> None:
+        self.publish("wamp.registration.on_unregister", session.session_id, registration.id)
+        if deleted:
+            self.publish("wamp.registration.on_delete", session.session_id, registration.id)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _sessions(self, args: list[Any]) -> list[RouterSession]:
+        sessions = list(self.realm.sessions.values())
+        if args:
+            roles = args[0]
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                raise ApplicationError(errors.INVALID_ARGUMENT, "filter_authroles must be a list of strings")
+            sessions = [s for s in sessions if s.identity is not None and s.identity.authrole in roles]
+        return sessions
+
+    def _session_count(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return len(self._sessions(args))
+
+    def _session_list(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return [s.session_id for s in self._sessions(args)]
+
+    def _session_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        session = self.realm.sessions.get(_arg(args, 0, int, "session"))
+        if session is None:
+            raise ApplicationError(errors.NO_SUCH_SESSION, "no session with this ID on the realm")
+        return session.describe()
+
+    @staticmethod
+    def _close_reason(kwargs: dict[str, Any]) -> tuple[str, str | None]:
+        reason = kwargs.get("reason", errors.CLOSE_KILLED)
+        if not isinstance(reason, str) or not is_valid_uri(reason):
+            raise ApplicationError(errors.INVALID_URI, f"reason {reason!r:.80} is not a valid URI")
+        message = kwargs.get("message")
+        return reason, message if isinstance(message, str) else None
+
+    def _kill(self, victims: list[RouterSession], kwargs: dict[str, Any]) -> int:
+        reason, message = self._close_reason(kwargs)
+        for victim in victims:
+            victim.say_goodbye(reason, message)
+        return len(victims)
+
+    def _session_kill(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        target = _arg(args, 0, int, "session")
+        victim = self.realm.sessions.get(target)
+        if victim is None or victim is caller:
+            raise ApplicationError(errors.NO_SUCH_SESSION, "no other session with this ID on the realm")
+        self._kill([victim], kwargs)
+        return None
+
+    def _session_kill_by_authid(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        authid = _arg(args, 0, str, "authid")
+        victims = [s for s in self.realm.sessions.values()
+                   if s is not caller and s.identity is not None and s.identity.authid == authid]  # fmt: skip
+        return [s.session_id for s in victims] if self._kill(victims, kwargs) else []
+
+    def _session_kill_by_authrole(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        authrole = _arg(args, 0, str, "authrole")
+        victims = [s for s in self.realm.sessions.values()
+                   if s is not caller and s.identity is not None and s.identity.authrole == authrole]  # fmt: skip
+        return self._kill(victims, kwargs)
+
+    def _session_kill_all(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        victims = [s for s in self.realm.sessions.values() if s is not caller]
+        return self._kill(victims, kwargs)
+
+    def _add_testament(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        topic = _arg(args, 0, str, "topic")
+        if not self.realm.valid_uri(topic):
+            raise ApplicationError(errors.INVALID_URI, f"invalid topic URI {topic!r:.200}")
+        event_args = args[1] if len(args) > 1 else None
+        event_kwargs = args[2] if len(args) > 2 else None
+        if event_args is not None and not isinstance(event_args, list):
+            raise ApplicationError(errors.INVALID_ARGUMENT, "args must be a list")
+        if event_kwargs is not None and not isinstance(event_kwargs, dict):
+            raise ApplicationError(errors.INVALID_ARGUMENT, "kwargs must be a dictionary")
+        scope = kwargs.get("scope", "destroyed")
+        if scope not in SCOPES:
+            raise ApplicationError(errors.INVALID_ARGUMENT, f"scope must be one of {', '.join(SCOPES)}")
+        options = kwargs.get("publish_options") or {}
+        if not isinstance(options, dict):
+            raise ApplicationError(errors.INVALID_ARGUMENT, "publish_options must be a dictionary")
+        bucket = self.testaments.setdefault(caller.session_id, {}).setdefault(scope, [])
+        if len(bucket) >= 100:  # bounded: a session cannot grow the router's memory without end
+            raise ApplicationError(errors.INVALID_ARGUMENT, "at most 100 testaments per scope")
+        bucket.append(Testament(topic, event_args, event_kwargs, options))
+        return None
+
+    def _flush_testaments(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        scope = kwargs.get("scope", "destroyed")
+        if scope not in SCOPES:
+            raise ApplicationError(errors.INVALID_ARGUMENT, f"scope must be one of {', '.join(SCOPES)}")
+        removed = self.testaments.get(caller.session_id, {}).pop(scope, [])
+        return len(removed)
+
+    # -- registrations ------------------------------------------------------------------------
+
+    def _registration(self, args: list[Any]) -> Registration[Any]:
+        registration = self.realm.dealer.registrations.get(_arg(args, 0, int, "registration"))
+        if registration is None:
+            raise ApplicationError(errors.NO_SUCH_REGISTRATION, "no registration with this ID on the realm")
+        return registration
+
+    def _registration_list(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        lists: dict[str, list[int]] = {EXACT: [], PREFIX: [], WILDCARD: []}
+        for registration in self.realm.dealer.registrations.all():
+            lists[registration.match].append(registration.id)
+        return lists
+
+    def _registration_lookup(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        procedure = _arg(args, 0, str, "procedure")
+        options = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+        match = options.get("match", EXACT)
+        if match not in MATCH_POLICIES:
+            raise ApplicationError(errors.INVALID_ARGUMENT, f"match must be one of {', '.join(MATCH_POLICIES)}")
+        registration = self.realm.dealer.registrations.lookup(procedure, match)
+        return None if registration is None else registration.id
+
+    def _registration_match(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        registration = self.realm.dealer.registrations.best(_arg(args, 0, str, "procedure"))
+        return None if registration is None else registration.id
+
+    def _registration_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return _registration_details(self._registration(args))
+
+    def _registration_list_callees(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return list(self._registration(args).callees)
+
+    def _registration_count_callees(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return len(self._registration(args).callees)
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def _subscription(self, args: list[Any]) -> Subscription[Any]:
+        subscription = self.realm.broker.subscriptions.get(_arg(args, 0, int, "subscription"))
+        if subscription is None:
+            raise ApplicationError(errors.NO_SUCH_SUBSCRIPTION, "no subscription with this ID on the realm")
+        return subscription
+
+    def _subscription_list(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        lists: dict[str, list[int]] = {EXACT: [], PREFIX: [], WILDCARD: []}
+        for subscription in self.realm.broker.subscriptions.all():
+            lists[subscription.match].append(subscription.id)
+        return lists
+
+    def _subscription_lookup(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        topic = _arg(args, 0, str, "topic")
+        options = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+        match = options.get("match", EXACT)
+        if match not in MATCH_POLICIES:
+            raise ApplicationError(errors.INVALID_ARGUMENT, f"match must be one of {', '.join(MATCH_POLICIES)}")
+        subscription = self.realm.broker.subscriptions.lookup(topic, match)
+        return None if subscription is None else subscription.id
+
+    def _subscription_match(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        found = self.realm.broker.subscriptions.matching(_arg(args, 0, str, "topic"))
+        return [s.id for s in found] or None
+
+    def _subscription_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return _subscription_details(self._subscription(args))
+
+    def _subscription_list_subscribers(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return list(self._subscription(args).subscribers)
+
+    def _subscription_count_subscribers(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return len(self._subscription(args).subscribers)
+
+
+def _registration_details(registration: Registration[Any]) -> dict[str, Any]:
+    return {
+        "id": registration.id, "created": registration.created, "uri": registration.procedure,
+        "match": registration.match, "invoke": registration.invoke,
+    }  # fmt: skip
+
+
+def _subscription_details(subscription: Subscription[Any]) -> dict[str, Any]:
+    return {"id": subscription.id, "created": subscription.created, "uri": subscription.topic,
+            "match": subscription.match}  # fmt: skip
