@@ -51,7 +51,8 @@ async def test_reserved_wamp_namespace_cannot_be_registered(router: RouterProces
 async def test_unsupported_match_and_invoke_policies(router: RouterProcess) -> None:
     client = await _client(router, "websocket", "msgpack")
     await client.join()
-    for message in ([REGISTER, client.request_id(), {"invoke": "roundrobin"}, "com.example.p"],
+    for message in ([REGISTER, client.request_id(), {"invoke": "fastest"}, "com.example.p"],
+                    [REGISTER, client.request_id(), {"match": "regex"}, "com.example.p"],
                     [SUBSCRIBE, client.request_id(), {"match": "fuzzy"}, "com.example.t"]):
         answer = await client.request(message)
         assert answer[0] == ERROR and answer[4] == "wamp.error.invalid_argument"

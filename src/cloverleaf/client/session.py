@@ -668,7 +668,7 @@ class Session:
             if options.timeout is None:
                 return await pending.future
             try:
-                return await asyncio.wait_for(asyncio.shield(pending.future), options.timeout)
+                return await asyncio.wait_for(asyncio.shield(pending.future), self._local_timeout(options.timeout))
             except TimeoutError:
                 self._cancel_call(connection, request, options.cancel_mode)
                 raise ApplicationError(errors.TIMEOUT, f"no result within {options.timeout}s") from None
@@ -688,7 +688,7 @@ class Session:
         queue: asyncio.Queue[Result | BaseException] = asyncio.Queue()
         request, pending = self._send_call(connection, procedure, args, kwargs, options, queue)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + options.timeout if options.timeout is not None else None
+        deadline = loop.time() + self._local_timeout(options.timeout) if options.timeout is not None else None
         finished = False
         try:
             while True:
@@ -708,6 +708,12 @@ class Session:
             if not finished:
                 self._cancel_call(connection, request, options.cancel_mode)
             pending.future.cancel()
+
+    def _local_timeout(self, timeout: float) -> float:
+        """When the router enforces call timeouts (feature call_timeout) its ERROR decides, and the
+        local timer is only a safety net; otherwise the client enforces the timeout itself."""
+        features = self.details.get("roles", {}).get("dealer", {}).get("features", {})
+        return timeout + 1.0 if features.get("call_timeout") is True else timeout
 
     def _send_call(
         self,
