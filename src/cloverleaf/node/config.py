@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..wamp.uri import is_valid_uri
 
@@ -113,11 +122,40 @@ class RoleConfig(_Strict):
     )
 
 
+class EventHistoryConfig(_Strict):
+    """Keep the last ``limit`` events published to a topic or pattern (wamp.subscription.get_events)."""
+
+    uri: str
+    match: Literal["exact", "prefix", "wildcard"] = "exact"
+    limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+
+
+class EventStoreConfig(_Strict):
+    #: "memory": lost on restart; "sqlite": kept in ``path`` across restarts
+    type: Literal["memory", "sqlite"] = "memory"
+    path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("a file path")
+        return value
+
+
 class RealmConfig(_Strict):
     name: str
     #: "strict" admits only lower-case letters, digits and "_" in URI components
     uri_check: Literal["loose", "strict"] = "loose"
     roles: list[RoleConfig] = Field(default_factory=lambda: [RoleConfig(name="anonymous")])
+    event_history: list[EventHistoryConfig] = Field(default_factory=list)
+    event_store: EventStoreConfig = Field(default_factory=EventStoreConfig)
+
+    @model_validator(mode="after")
+    def _sqlite_needs_a_path(self) -> RealmConfig:
+        if self.event_store.type == "sqlite" and not self.event_store.path:
+            raise ValueError("event_store.path: a file path for the sqlite event store")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -10,6 +10,7 @@ import signal
 import time
 
 from ..router.auth import Action, AnonymousAuthenticator, Authenticator, Permission, RoleAuthorizer
+from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
@@ -27,7 +28,17 @@ def build_realm(config: RealmConfig) -> Realm:
         role.name: [Permission(p.uri, p.match, frozenset(Action(a) for a in p.allow)) for p in role.permissions]
         for role in config.roles
     }
-    return Realm(config.name, RoleAuthorizer(roles), UriCheck(config.uri_check))
+    realm = Realm(config.name, RoleAuthorizer(roles), UriCheck(config.uri_check))
+    if config.event_history:
+        store: EventStore = (
+            SqliteEventStore(config.event_store.path)
+            if config.event_store.type == "sqlite" and config.event_store.path
+            else MemoryEventStore()
+        )
+        realm.event_store = store
+        for history in config.event_history:
+            realm.broker.enable_history(history.uri, history.match, history.limit, store)
+    return realm
 
 
 def build_authenticators(auth: TransportAuth) -> list[Authenticator]:
@@ -115,6 +126,9 @@ class Node:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        for realm in self.router.realms.values():
+            if realm.event_store is not None:
+                realm.event_store.close()
         log.info("stopped (%d sessions closed)", count)
 
 

@@ -7,12 +7,13 @@ publisher exclusion and disclosure; event retention (the last retained event per
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..wamp import errors
 from ..wamp.ids import fast_random_id
 from ..wamp.messages import Event, Publish, Published, Subscribe, Subscribed, Unsubscribe, Unsubscribed
-from .auth import Action
+from .auth import Action, Identity
+from .history import EventStore, HistoryRecorder
 from .outgoing import OutgoingMessage
 from .patterns import EXACT, MATCH_POLICIES, PREFIX, wildcard_matches
 from .registry import LocalSubscriptionStore, Subscription, SubscriptionStore
@@ -29,8 +30,22 @@ BROKER_FEATURES: dict[str, Any] = {
     "subscriber_blackwhite_listing": True,
     "event_retention": True,
     "subscription_meta_api": True,
+    "event_history": True,
     "session_meta_api": True,
 }
+
+
+class Subscriber(Protocol):
+    """A subscription member: a session, or a history recorder."""
+
+    @property
+    def session_id(self) -> int: ...
+
+    @property
+    def identity(self) -> Identity | None: ...
+
+    def send_outgoing(self, outgoing: OutgoingMessage, droppable: bool) -> None: ...
+
 
 _ID_LISTS = ("exclude", "eligible")
 _STRING_LISTS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
@@ -57,7 +72,7 @@ class Audience:
             and self.exclude_authrole is None and self.eligible_authid is None and self.eligible_authrole is None
         )  # fmt: skip
 
-    def admits(self, subscriber: RouterSession) -> bool:
+    def admits(self, subscriber: Subscriber) -> bool:
         session_id = subscriber.session_id
         if session_id == self.publisher and self.exclude_me:
             return False
@@ -108,13 +123,22 @@ class RetainedEvent:
 
 
 class Broker:
-    __slots__ = ("realm", "retained", "subscriptions")
+    __slots__ = ("history", "realm", "retained", "subscriptions")
 
-    def __init__(self, realm: Realm, subscriptions: SubscriptionStore[RouterSession] | None = None) -> None:
+    def __init__(self, realm: Realm, subscriptions: SubscriptionStore[Subscriber] | None = None) -> None:
         self.realm = realm
-        self.subscriptions: SubscriptionStore[RouterSession] = subscriptions or LocalSubscriptionStore()
+        self.subscriptions: SubscriptionStore[Subscriber] = subscriptions or LocalSubscriptionStore()
         #: the last retained event per topic (event_retention)
         self.retained: dict[str, RetainedEvent] = {}
+        #: subscription ID -> the recorder keeping its event history
+        self.history: dict[int, HistoryRecorder] = {}
+
+    def enable_history(self, uri: str, match: str, limit: int, store: EventStore) -> int:
+        """Keep the last ``limit`` events published to (uri, match); return the subscription ID."""
+        recorder = HistoryRecorder(store, uri, match, limit)
+        subscription, _created = self.subscriptions.subscribe(uri, match, recorder)
+        self.history[subscription.id] = recorder
+        return subscription.id
 
     def subscribe(self, session: RouterSession, message: Subscribe) -> None:
         realm = self.realm
@@ -143,7 +167,7 @@ class Broker:
         if options.get("get_retained") is True:
             self._send_retained(session, subscription)
 
-    def _send_retained(self, session: RouterSession, subscription: Subscription[RouterSession]) -> None:
+    def _send_retained(self, session: RouterSession, subscription: Subscription[Subscriber]) -> None:
         for topic, retained in list(self.retained.items()):
             if not _matches(subscription, topic) or not retained.audience.admits(session):
                 continue

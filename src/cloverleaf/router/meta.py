@@ -77,6 +77,7 @@ class MetaApi:
             "wamp.subscription.get": self._subscription_get,
             "wamp.subscription.list_subscribers": self._subscription_list_subscribers,
             "wamp.subscription.count_subscribers": self._subscription_count_subscribers,
+            "wamp.subscription.get_events": self._subscription_get_events,
         }
 
     # -- events -------------------------------------------------------------------------------
@@ -288,11 +289,26 @@ class MetaApi:
     def _subscription_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return _subscription_details(self._subscription(args))
 
+    def _subscribers(self, args: list[Any]) -> list[int]:
+        """Session IDs of a subscription's subscribers (history recorders are not sessions)."""
+        subscription = self._subscription(args)
+        recorder = self.realm.broker.history.get(subscription.id)
+        return [sid for sid in subscription.subscribers if recorder is None or sid != recorder.session_id]
+
     def _subscription_list_subscribers(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        return list(self._subscription(args).subscribers)
+        return self._subscribers(args)
 
     def _subscription_count_subscribers(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        return len(self._subscription(args).subscribers)
+        return len(self._subscribers(args))
+
+    def _subscription_get_events(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        subscription = self._subscription(args)
+        recorder = self.realm.broker.history.get(subscription.id)
+        if recorder is None:
+            raise ApplicationError(
+                "wamp.error.history_unavailable", "event history is not enabled for this subscription"
+            )
+        return recorder.query(subscription.id, kwargs)
 
 
 def _registration_details(registration: Registration[Any]) -> dict[str, Any]:

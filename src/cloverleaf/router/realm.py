@@ -23,6 +23,7 @@ from ..wamp.uri import UriCheck, is_valid_uri
 from .auth import Action, Authorizer
 from .broker import Broker
 from .dealer import Dealer
+from .history import EventStore
 from .meta import MetaApi
 from .patterns import EXACT, PREFIX, WILDCARD
 
@@ -48,6 +49,8 @@ class Realm:
         self.broker = Broker(self)
         self.dealer = Dealer(self)
         self.meta = MetaApi(self)
+        #: where event history is kept, when any is configured (closed by the node on shutdown)
+        self.event_store: EventStore | None = None
         self._valid_uris: dict[str, bool] = {}
         dealer, broker = self.dealer, self.broker
         # One dispatch table, built once: message type -> handler.
