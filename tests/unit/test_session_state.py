@@ -245,7 +245,10 @@ def test_request_id_gap_or_repeat_is_a_violation() -> None:
     core = _established()
     _send(core, _request("CALL", 1))
     _send(core, _request("CALL", 2))
-    _violates(core, _request("CALL", 2))
+    _violates(core, _request("SUBSCRIBE", 2))
+    core = _established()
+    _send(core, _request("CALL", 1))
+    _violates(core, _request("CALL", 3))
     core = _established()
     _send(core, _request("CALL", 1))
     _violates(core, _request("REGISTER", 3))
@@ -340,3 +343,15 @@ def test_messages_are_typed() -> None:
     core = _established()
     assert isinstance(_send(core, _request("PUBLISH", 1)), Publish)
     assert isinstance(_send(core, [70, 9, {}]), Yield)
+
+
+def test_a_repeated_call_id_is_left_to_the_dealer() -> None:
+    # Progressive call invocations reuse the CALL's ID; whether that call is still in progress
+    # is the dealer's knowledge, so the core only flags the reuse.
+    core = _established()
+    _send(core, _request("CALL", 1))
+    assert core.reused_request is False
+    assert _send(core, _request("CALL", 1)) is not None
+    assert core.reused_request is True
+    assert _send(core, _request("CALL", 2)) is not None
+    assert core.reused_request is False

@@ -33,7 +33,7 @@ __all__ = ["SyncRegistration", "SyncSession", "SyncSubscription", "connect"]
 T = TypeVar("T")
 
 #: seconds a blocking method waits beyond a call's own timeout for the loop to answer
-_GRACE = 1.0
+_GRACE = 2.0
 
 
 class SyncSession:

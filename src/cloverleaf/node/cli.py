@@ -12,9 +12,9 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .config import ConfigError, NodeConfig, default_config, load_config
-from .node import install_event_loop_policy, run_node
 
+# The router (config, node) and the client are imported by the subcommand that needs them, so
+# `cloverleaf run` does not load the router and `cloverleaf version` loads nothing.
 if TYPE_CHECKING:
     from ..client.app import App
 
@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"cloverleaf {__version__}")
         return 0
+    if args.command == "run":
+        return run_app(args.app, args.url, args.realm, serializer=args.serializer, log_level=args.log_level)
+    from .config import ConfigError, NodeConfig, default_config, load_config
+    from .node import install_event_loop_policy, run_node
+
     if args.command == "check":
         try:
             load_config(args.file)
@@ -72,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.file}: OK")
         return 0
-    if args.command == "run":
-        return run_app(args.app, args.url, args.realm, serializer=args.serializer, log_level=args.log_level)
     try:
         config: NodeConfig = load_config(args.config) if args.config else default_config()
     except ConfigError as exc:

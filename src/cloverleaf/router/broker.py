@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..wamp import errors
+from ..wamp.errors import ProtocolError
 from ..wamp.ids import fast_random_id
 from ..wamp.messages import Event, Publish, Published, Subscribe, Subscribed, Unsubscribe, Unsubscribed
 from .auth import Action, Identity
 from .history import EventStore, HistoryRecorder
 from .outgoing import OutgoingMessage
-from .patterns import EXACT, MATCH_POLICIES, PREFIX, wildcard_matches
+from .patterns import EXACT, MATCH_POLICIES, PREFIX, passthru_keys, wildcard_matches
 from .registry import LocalSubscriptionStore, Subscription, SubscriptionStore
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ BROKER_FEATURES: dict[str, Any] = {
     "event_retention": True,
     "subscription_meta_api": True,
     "event_history": True,
+    "payload_passthru_mode": True,
     "session_meta_api": True,
 }
 
@@ -212,7 +214,9 @@ class Broker:
             session.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, str(exc))
             return
         publication = fast_random_id()
-        details: dict[str, Any] = {}
+        details: dict[str, Any] = passthru_keys(options)
+        if "ppt_scheme" in details and not session.supports("publisher", "payload_passthru_mode"):
+            raise ProtocolError("PUBLISH uses payload passthru, which the publisher did not announce")
         if options.get("disclose_me") is True and session.identity is not None:
             details["publisher"] = session.session_id
             details["publisher_authid"] = session.identity.authid

@@ -27,7 +27,7 @@ from ..wamp.messages import (
     Yield,
 )
 from .auth import Action
-from .patterns import EXACT, MATCH_POLICIES
+from .patterns import EXACT, MATCH_POLICIES, passthru_keys
 from .registry import AlreadyRegistered, LocalRegistrationStore, Registration, RegistrationStore
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ DEALER_FEATURES: dict[str, Any] = {
     "registration_meta_api": True,
     "session_meta_api": True,
     "testament_meta_api": True,
+    "progressive_call_invocations": True,
+    "payload_passthru_mode": True,
 }
 
 _CANCEL_MODES = ("skip", "kill", "killnowait")
@@ -60,7 +62,9 @@ class PendingCall:
         "caller",
         "canceled",
         "invocation_request",
+        "progressive_invocations",
         "receive_progress",
+        "registration",
         "timer",
     )
 
@@ -81,6 +85,9 @@ class PendingCall:
         self.canceled: str | None = None
         #: the router-side timeout, when the call has one
         self.timer: asyncio.TimerHandle | None = None
+        #: the caller still sends more CALLs for this request (progressive call invocations)
+        self.progressive_invocations = False
+        self.registration = 0
 
     def stop_timer(self) -> None:
         if self.timer is not None:
@@ -178,8 +185,23 @@ class Dealer:
             pending.stop_timer()
         if pending.canceled is not None and (progress or pending.canceled != "kill"):
             return  # canceled: only a final answer still matters, and only in "kill" mode
-        result = Result(pending.call_request, {"progress": True} if progress else {}, message.args, message.kwargs)
-        self._answer_caller(pending, result)
+        details = passthru_keys(message.options)
+        if "ppt_scheme" in details:
+            if not callee.supports("callee", "payload_passthru_mode"):
+                raise ProtocolError("YIELD uses payload passthru, which the callee did not announce")
+            if not pending.caller.supports("caller", "payload_passthru_mode"):
+                reason = ["the caller does not support payload passthru"]
+                callee.pending_invocations.pop(message.request, None)
+                pending.caller.pending_calls.pop(pending.call_request, None)
+                pending.stop_timer()
+                callee.send(Error(Yield.MESSAGE_TYPE, message.request, {}, errors.FEATURE_NOT_SUPPORTED, reason))
+                self._answer_caller(
+                    pending, Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.FEATURE_NOT_SUPPORTED, reason)
+                )
+                return
+        if progress:
+            details["progress"] = True
+        self._answer_caller(pending, Result(pending.call_request, details, message.args, message.kwargs))
 
     def invocation_error(self, callee: RouterSession, message: Error) -> None:
         pending = callee.pending_invocations.pop(message.request, None)
@@ -224,8 +246,15 @@ class Dealer:
         procedure = message.procedure
         request = message.request
         realm = self.realm
-        if request in caller.pending_calls:
-            raise ProtocolError(f"CALL request ID {request} is already in use by a pending call")
+        options = message.options
+        pending_call = caller.pending_calls.get(request)
+        if pending_call is not None:
+            if not pending_call.progressive_invocations:
+                raise ProtocolError(f"CALL request ID {request} is already in use by a pending call")
+            self._continue_call(pending_call, message)
+            return
+        if caller.core.reused_request:
+            raise ProtocolError(f"CALL request ID {request} reuses the ID of a call that is not in progress")
         if not realm.valid_uri(procedure):
             caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}")
             return
@@ -233,7 +262,12 @@ class Dealer:
             caller.error(Call.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
                          f"session is not authorized to call procedure '{procedure}'")  # fmt: skip
             return
-        options = message.options
+        progressive_call = options.get("progress") is True
+        if progressive_call and not caller.supports("caller", "progressive_call_invocations"):
+            raise ProtocolError("CALL with progress, but the caller did not announce progressive_call_invocations")
+        passthru = passthru_keys(options)
+        if "ppt_scheme" in passthru and not caller.supports("caller", "payload_passthru_mode"):
+            raise ProtocolError("CALL uses payload passthru, which the caller did not announce")
         try:
             timeout = call_timeout_seconds(options["timeout"]) if "timeout" in options else 0.0
         except ValueError as exc:
@@ -248,7 +282,19 @@ class Dealer:
                          f"no callee registered for procedure '{procedure}'")  # fmt: skip
             return
         callee = self._pick_callee(registration)
-        details: dict[str, Any] = {}
+        if progressive_call and not (
+            callee.supports("callee", "progressive_call_invocations") and callee.supports_canceling
+        ):
+            caller.error(Call.MESSAGE_TYPE, request, errors.FEATURE_NOT_SUPPORTED,
+                         "the callee does not support progressive call invocations")  # fmt: skip
+            return
+        if "ppt_scheme" in passthru and not callee.supports("callee", "payload_passthru_mode"):
+            caller.error(Call.MESSAGE_TYPE, request, errors.FEATURE_NOT_SUPPORTED,
+                         "the callee does not support payload passthru")  # fmt: skip
+            return
+        details: dict[str, Any] = passthru
+        if progressive_call:
+            details["progress"] = True
         receive_progress = options.get("receive_progress") is True
         if receive_progress and callee.supports("callee", "progressive_call_results"):
             details["receive_progress"] = True
@@ -275,11 +321,26 @@ class Dealer:
                          "the call's payload is larger than the callee accepts")  # fmt: skip
             return
         pending = PendingCall(caller, request, callee, invocation_request, receive_progress)
+        pending.progressive_invocations = progressive_call
+        pending.registration = registration.id
         caller.pending_calls[request] = pending
         callee.pending_invocations[invocation_request] = pending
         if timeout > 0 and not forward_timeout:
             pending.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, pending)
         callee.send_payload(payload, droppable=False)
+
+    def _continue_call(self, pending: PendingCall, message: Call) -> None:
+        """A later CALL of a progressive call goes to the same callee under the same INVOCATION ID."""
+        if pending.canceled is not None:
+            return
+        details = passthru_keys(message.options)
+        if message.options.get("progress") is True:
+            details["progress"] = True
+        else:
+            pending.progressive_invocations = False  # the final chunk
+        pending.callee.send(
+            Invocation(pending.invocation_request, pending.registration, details, message.args, message.kwargs)
+        )
 
     def _pick_callee(self, registration: Registration[RouterSession]) -> RouterSession:
         callees = registration.callees
@@ -307,7 +368,7 @@ class Dealer:
         if caller.is_open:
             caller.send(Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.TIMEOUT,
                               ["the call was not answered within its timeout"]))  # fmt: skip
-        if callee.is_open and callee.supports("callee", "call_canceling"):
+        if callee.is_open and callee.supports_canceling:
             callee.send(Interrupt(pending.invocation_request, {"mode": "killnowait", "reason": errors.TIMEOUT}))
 
     def _call_meta(self, caller: RouterSession, message: Call) -> None:
@@ -334,7 +395,7 @@ class Dealer:
                          f"cancel mode {mode!r:.40} is not one of {', '.join(_CANCEL_MODES)}")  # fmt: skip
             return
         callee = pending.callee
-        if mode != "skip" and not callee.supports("callee", "call_canceling"):
+        if mode != "skip" and not callee.supports_canceling:
             mode = "skip"
         pending.canceled = mode
         if mode != "kill":
@@ -365,6 +426,6 @@ class Dealer:
             callee = pending.callee
             if callee.pending_invocations.pop(pending.invocation_request, None) is None:
                 continue
-            if callee.is_open and callee.supports("callee", "call_canceling"):
+            if callee.is_open and callee.supports_canceling:
                 callee.send(Interrupt(pending.invocation_request, {"mode": "killnowait", "reason": errors.CANCELED}))
         session.pending_calls.clear()

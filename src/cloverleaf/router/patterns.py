@@ -21,6 +21,18 @@ PREFIX = "prefix"
 WILDCARD = "wildcard"
 MATCH_POLICIES = (EXACT, PREFIX, WILDCARD)
 
+#: Payload passthru keys (spec: advanced/payload_passthru_mode), and Autobahn's older end-to-end
+#: encryption keys, forwarded from Options to Details untouched.
+PPT_KEYS = ("ppt_scheme", "ppt_serializer", "ppt_cipher", "ppt_keyid")
+ENC_KEYS = ("enc_algo", "enc_key", "enc_serializer")
+
+
+def passthru_keys(options: dict[str, object]) -> dict[str, object]:
+    """The payload passthru (and Autobahn enc_*) keys present in ``options``."""
+    if not options:
+        return {}
+    return {key: options[key] for key in (*PPT_KEYS, *ENC_KEYS) if key in options}
+
 
 def wildcard_matches(pattern: str, uri: str) -> bool:
     """Whether ``uri`` matches the wildcard ``pattern`` (component-wise, empty = any)."""

@@ -248,6 +248,11 @@ class RouterSession:
         return f"{role}.{feature}" in self.client_features
 
     @property
+    def supports_canceling(self) -> bool:
+        """Whether the client announced call canceling as callee (the spec spells it both ways)."""
+        return "callee.call_canceling" in self.client_features or "callee.call_cancelling" in self.client_features
+
+    @property
     def is_open(self) -> bool:
         return self.core.phase is Phase.ESTABLISHED
 

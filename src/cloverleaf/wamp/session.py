@@ -55,7 +55,7 @@ _NEW_REQUESTS = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Subscribe, Unsub
 class ServerSessionCore:
     """Decoding, validation and ordering for one router-side session."""
 
-    __slots__ = ("last_request", "phase", "sequential_requests", "serializer")
+    __slots__ = ("last_request", "phase", "reused_request", "sequential_requests", "serializer")
 
     def __init__(self, serializer: Serializer, sequential_requests: bool = True) -> None:
         self.serializer = serializer
@@ -64,6 +64,8 @@ class ServerSessionCore:
         #: "Protocol Errors"); off, any ID in [1, 2^53] is accepted as Crossbar does
         self.sequential_requests = sequential_requests
         self.last_request = 0
+        #: the CALL just received reused an earlier request ID (only a progressive call may)
+        self.reused_request = False
 
     def receive(self, payload: bytes | bytearray | memoryview) -> Message | None:
         """Decode and check one payload; return the message, or None when it must be ignored.
@@ -88,10 +90,16 @@ class ServerSessionCore:
             if code == Error.MESSAGE_TYPE and message.request_type != Invocation.MESSAGE_TYPE:  # type: ignore[attr-defined]
                 raise ProtocolError("a client may only send ERROR in reply to an INVOCATION")
             if code in _NEW_REQUESTS:
+                self.reused_request = False
                 request: int = message.request  # type: ignore[attr-defined]
                 if self.sequential_requests:
                     expected = self.last_request + 1 if self.last_request < MAX_ID else 1
                     if request != expected:
+                        # A progressive call's later CALLs reuse its ID (spec: advanced/
+                        # rpc_progressive_call_invocations); the dealer checks the call is pending.
+                        if code == Call.MESSAGE_TYPE and request <= self.last_request:
+                            self.reused_request = True
+                            return message
                         raise ProtocolError(
                             f"{message.NAME} request ID {request} is not the next in sequence (expected {expected})"
                         )
