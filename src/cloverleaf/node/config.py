@@ -115,6 +115,11 @@ class PermissionConfig(_Strict):
 
 class RoleConfig(_Strict):
     name: Annotated[str, Field(min_length=1)]
+    #: disclose this role's callers to callees and publishers to subscribers, even unasked
+    disclose_caller: bool = False
+    disclose_publisher: bool = False
+    #: trust level added to INVOCATION/EVENT details for this role's calls and publications
+    trustlevel: Annotated[int, Field(ge=0)] | None = None
     permissions: list[PermissionConfig] = Field(
         default_factory=lambda: [
             PermissionConfig(uri="", match="prefix", allow=["call", "register", "publish", "subscribe"])

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 
-from ..router.auth import Action, AnonymousAuthenticator, Authenticator, Permission, RoleAuthorizer
+from ..router.auth import Action, AnonymousAuthenticator, Authenticator, Permission, RoleAuthorizer, RolePolicy
 from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import Router
@@ -29,6 +29,9 @@ def build_realm(config: RealmConfig) -> Realm:
         for role in config.roles
     }
     realm = Realm(config.name, RoleAuthorizer(roles), UriCheck(config.uri_check))
+    realm.role_policies = {
+        role.name: RolePolicy(role.disclose_caller, role.disclose_publisher, role.trustlevel) for role in config.roles
+    }
     if config.event_history:
         store: EventStore = (
             SqliteEventStore(config.event_store.path)

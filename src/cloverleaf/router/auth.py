@@ -63,6 +63,19 @@ class AnonymousAuthenticator:
         return Identity(authid, self.role, self.method, "static")
 
 
+@dataclass(slots=True, frozen=True)
+class RolePolicy:
+    """What a realm does for every session of a role, beyond permissions."""
+
+    #: disclose the identity of this role's callers to callees / publishers to subscribers,
+    #: whether or not they ask (caller_identification / publisher_identification)
+    disclose_caller: bool = False
+    disclose_publisher: bool = False
+    #: the trust level put into INVOCATION/EVENT details for this role's calls and publications
+    #: (call_trustlevels / publication_trustlevels); None: no trust level
+    trustlevel: int | None = None
+
+
 class Authorizer(Protocol):
     def authorize(self, authrole: str, action: Action, uri: str) -> bool:
         """Whether a session with ``authrole`` may perform ``action`` on ``uri``."""

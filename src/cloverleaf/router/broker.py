@@ -33,6 +33,8 @@ BROKER_FEATURES: dict[str, Any] = {
     "subscription_meta_api": True,
     "event_history": True,
     "payload_passthru_mode": True,
+    "subscription_revocation": True,
+    "publication_trustlevels": True,
     "session_meta_api": True,
 }
 
@@ -217,10 +219,13 @@ class Broker:
         details: dict[str, Any] = passthru_keys(options)
         if "ppt_scheme" in details and not session.supports("publisher", "payload_passthru_mode"):
             raise ProtocolError("PUBLISH uses payload passthru, which the publisher did not announce")
-        if options.get("disclose_me") is True and session.identity is not None:
+        policy = realm.policy(session)
+        if (options.get("disclose_me") is True or policy.disclose_publisher) and session.identity is not None:
             details["publisher"] = session.session_id
             details["publisher_authid"] = session.identity.authid
             details["publisher_authrole"] = session.identity.authrole
+        if policy.trustlevel is not None:
+            details["trustlevel"] = policy.trustlevel
         self.deliver(topic, publication, details, message.args, message.kwargs, audience)
         if options.get("retain") is True:
             self.retained[topic] = RetainedEvent(publication, details, message.args, message.kwargs, audience)
@@ -254,6 +259,19 @@ class Broker:
                 for subscriber in subscription.subscribers.values():
                     if audience.admits(subscriber):
                         subscriber.send_outgoing(outgoing, droppable=True)
+
+    def revoke(self, subscriber: Subscriber, subscription: Subscription[Subscriber], reason: str | None) -> None:
+        """Remove a subscriber from a subscription on the router's initiative (subscription_revocation)."""
+        removed = self.subscriptions.unsubscribe(subscription.id, subscriber)
+        session = self.realm.sessions.get(subscriber.session_id)
+        if removed is None or session is None:
+            return
+        if session.supports("subscriber", "subscription_revocation"):
+            details: dict[str, Any] = {"subscription": subscription.id}
+            if reason:
+                details["reason"] = reason
+            session.send(Unsubscribed(0, details))
+        self.realm.meta.unsubscribed(session, removed[0], removed[1])
 
     def detach(self, session: RouterSession) -> None:
         for subscription, deleted in self.subscriptions.remove_member(session):

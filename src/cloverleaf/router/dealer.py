@@ -47,6 +47,8 @@ DEALER_FEATURES: dict[str, Any] = {
     "testament_meta_api": True,
     "progressive_call_invocations": True,
     "payload_passthru_mode": True,
+    "registration_revocation": True,
+    "call_trustlevels": True,
 }
 
 _CANCEL_MODES = ("skip", "kill", "killnowait")
@@ -298,10 +300,16 @@ class Dealer:
         receive_progress = options.get("receive_progress") is True
         if receive_progress and callee.supports("callee", "progressive_call_results"):
             details["receive_progress"] = True
-        if (options.get("disclose_me") is True or "disclose_caller" in registration.options) and caller.identity:
+        policy = realm.policy(caller)
+        disclose = (
+            options.get("disclose_me") is True or policy.disclose_caller or "disclose_caller" in registration.options
+        )
+        if disclose and caller.identity:
             details["caller"] = caller.session_id
             details["caller_authid"] = caller.identity.authid
             details["caller_authrole"] = caller.identity.authrole
+        if policy.trustlevel is not None:
+            details["trustlevel"] = policy.trustlevel
         if registration.match != EXACT:
             details["procedure"] = procedure
         forward_timeout = timeout > 0 and "forward_timeout" in registration.options
@@ -407,6 +415,18 @@ class Dealer:
             caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, errors.CANCELED, ["the call was canceled"]))
         if mode == "killnowait":
             callee.pending_invocations.pop(pending.invocation_request, None)
+
+    def revoke(self, callee: RouterSession, registration: Registration[RouterSession], reason: str | None) -> None:
+        """Remove a callee from a registration on the router's initiative (registration_revocation)."""
+        removed = self.registrations.unregister(registration.id, callee)
+        if removed is None:
+            return
+        if callee.supports("callee", "registration_revocation"):
+            details: dict[str, Any] = {"registration": registration.id}
+            if reason:
+                details["reason"] = reason
+            callee.send(Unregistered(0, details))
+        self.realm.meta.unregistered(callee, removed[0], removed[1])
 
     # -- leaving -----------------------------------------------------------------------------
 

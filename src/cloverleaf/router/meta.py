@@ -71,6 +71,8 @@ class MetaApi:
             "wamp.registration.get": self._registration_get,
             "wamp.registration.list_callees": self._registration_list_callees,
             "wamp.registration.count_callees": self._registration_count_callees,
+            "wamp.registration.remove_callee": self._registration_remove_callee,
+            "wamp.subscription.remove_subscriber": self._subscription_remove_subscriber,
             "wamp.subscription.list": self._subscription_list,
             "wamp.subscription.lookup": self._subscription_lookup,
             "wamp.subscription.match": self._subscription_match,
@@ -259,7 +261,27 @@ class MetaApi:
     def _registration_count_callees(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return len(self._registration(args).callees)
 
+    def _registration_remove_callee(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Revoke one callee's registration (Crossbar's meta procedure; spec: registration_revocation)."""
+        registration = self._registration(args)
+        callee = registration.callees.get(_arg(args, 1, int, "callee"))
+        if callee is None:
+            raise ApplicationError(errors.NO_SUCH_SESSION, "the session is not a callee of this registration")
+        reason = kwargs.get("reason")
+        self.realm.dealer.revoke(callee, registration, reason if isinstance(reason, str) else None)
+        return None
+
     # -- subscriptions ------------------------------------------------------------------------
+
+    def _subscription_remove_subscriber(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Revoke one subscriber's subscription (Crossbar's meta procedure; spec: subscription_revocation)."""
+        subscription = self._subscription(args)
+        subscriber = subscription.subscribers.get(_arg(args, 1, int, "subscriber"))
+        if subscriber is None or subscriber.session_id not in self.realm.sessions:
+            raise ApplicationError(errors.NO_SUCH_SESSION, "the session is not a subscriber of this subscription")
+        reason = kwargs.get("reason")
+        self.realm.broker.revoke(subscriber, subscription, reason if isinstance(reason, str) else None)
+        return None
 
     def _subscription(self, args: list[Any]) -> Subscription[Any]:
         subscription = self.realm.broker.subscriptions.get(_arg(args, 0, int, "subscription"))

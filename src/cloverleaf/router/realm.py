@@ -20,7 +20,7 @@ from ..wamp.messages import (
     Yield,
 )
 from ..wamp.uri import UriCheck, is_valid_uri
-from .auth import Action, Authorizer
+from .auth import Action, Authorizer, RolePolicy
 from .broker import Broker
 from .dealer import Dealer
 from .history import EventStore
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from .session import RouterSession
 
 log = logging.getLogger("cloverleaf.realm")
+
+_NO_POLICY = RolePolicy()
 
 
 class Realm:
@@ -49,6 +51,8 @@ class Realm:
         self.broker = Broker(self)
         self.dealer = Dealer(self)
         self.meta = MetaApi(self)
+        #: per-role disclosure and trust level policies
+        self.role_policies: dict[str, RolePolicy] = {}
         #: where event history is kept, when any is configured (closed by the node on shutdown)
         self.event_store: EventStore | None = None
         self._valid_uris: dict[str, bool] = {}
@@ -94,6 +98,11 @@ class Realm:
     def authorize(self, session: RouterSession, action: Action, uri: str) -> bool:
         identity = session.identity
         return identity is not None and self.authorizer.authorize(identity.authrole, action, uri)
+
+    def policy(self, session: RouterSession) -> RolePolicy:
+        identity = session.identity
+        policy = self.role_policies.get(identity.authrole) if identity is not None else None
+        return policy if policy is not None else _NO_POLICY
 
     def attach(self, session: RouterSession) -> None:
         self.sessions[session.session_id] = session
