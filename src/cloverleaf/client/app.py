@@ -144,9 +144,9 @@ class App:
                 await session.leave(timeout=2.0)
             raise
         # From now on the session itself registers and subscribes again after a reconnect,
-        # then runs these hooks.
+        # then runs these hooks (a failing hook is logged: it must not fail the reconnection).
         for join_hook in self._on_join:
-            session.on_join(join_hook)
+            session.on_join(_logging_failures(join_hook))
         log.info(
             "%s: joined %s on %s (procedures: %d, event handlers: %d)",
             self.name, realm, url, len(self.procedures), len(self.handlers),
@@ -156,15 +156,8 @@ class App:
     async def serve(self, url: str, realm: str, *, stop: asyncio.Event | None = None, **connect_kwargs: Any) -> int:
         """Start, then serve until ``stop`` is set (or SIGINT/SIGTERM arrives); leave and return
         the exit code: 0 after a clean stop, 1 when the app could not start or lost its
-        connection for good (only when reconnecting is disabled)."""
+        connection for good (reconnection disabled or given up)."""
         stop = stop or asyncio.Event()
-        lost: list[str] = []
-
-        def on_leave(session: Session, reason: str) -> None:
-            if not session.reconnect.enabled and not stop.is_set():
-                lost.append(reason)
-                stop.set()
-
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -182,8 +175,9 @@ class App:
                 stopping.cancel()
             if not starting.done():  # stopped while connecting: give up quietly
                 starting.cancel()
-                with contextlib.suppress(BaseException):
-                    await starting
+                await asyncio.wait((starting,))  # it closes what it opened
+                if not starting.cancelled() and starting.exception() is None:
+                    await starting.result().leave()  # it had just finished
                 return 0
             try:
                 session = starting.result()
@@ -193,10 +187,15 @@ class App:
             except Exception as exc:
                 log.error("%s: cannot start: %s", self.name, exc)
                 return 1
-            session.on_leave(on_leave)
-            await stop.wait()
-            if lost:
-                log.error("%s: connection to %s lost: %s", self.name, url, lost[0])
+            stopping = loop.create_task(stop.wait())
+            over = loop.create_task(session.wait_closed())
+            try:
+                await asyncio.wait((stopping, over), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                over.cancel()
+            if not stop.is_set():  # lost without reconnection, or reconnection given up
+                log.error("%s: connection to %s lost for good: %s", self.name, url, session.last_close_reason)
                 return 1
             log.info("%s: leaving", self.name)
             await session.leave()
@@ -228,6 +227,18 @@ def run_with_best_loop(coroutine: Coroutine[Any, Any, int]) -> int:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(coroutine)
+
+
+def _logging_failures(hook: JoinHook) -> JoinHook:
+    async def run(session: Session) -> None:
+        try:
+            result = hook(session)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("on_join hook %s failed after a reconnect", getattr(hook, "__qualname__", hook))
+
+    return run
 
 
 # A request the lost connection interrupted is made again (the router forgot it with the session);

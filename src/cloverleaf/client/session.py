@@ -148,6 +148,10 @@ class _Connection:
     invocations: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
     registrations: dict[int, Registration] = field(default_factory=dict)
     subscriptions: dict[int, list[Subscription]] = field(default_factory=dict)
+    #: REGISTER / SUBSCRIBE request ID -> what it registers or subscribes, mapped as soon as the
+    #: answer arrives (an INVOCATION or EVENT may follow in the same read)
+    registering: dict[int, Registration] = field(default_factory=dict)
+    subscribing: dict[int, Subscription] = field(default_factory=dict)
     joined: asyncio.Future[None] | None = None
     left: asyncio.Future[str] | None = None
 
@@ -193,6 +197,8 @@ class Session:
         self._rng = random.Random()
         #: why the last connection ended (a close reason URI or a transport error)
         self.last_close_reason: str | None = None
+        #: set once the session is over for good: left, lost without reconnection, or given up
+        self._over = asyncio.Event()
 
     # -- state --------------------------------------------------------------------------------
 
@@ -225,7 +231,14 @@ class Session:
     async def start(self) -> None:
         """Connect and join once; raise ``ConnectionError`` or :class:`ApplicationError` (ABORT)."""
         self._closing = False
+        self._over.clear()
         await self._connect_once()
+
+    async def wait_closed(self) -> str | None:
+        """Wait until the session is over for good: :meth:`leave`, a lost connection without
+        reconnection, or reconnection given up (``max_attempts``); return the last close reason."""
+        await self._over.wait()
+        return self.last_close_reason
 
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
@@ -265,13 +278,22 @@ class Session:
             link.close()
             raise
         self._connection = connection
-        self._connected.set()
         log.info("joined realm %s as session %d (%s)", self.realm, connection.session_id, self.url)
+        # Requests waiting for the connection go out only after everything is registered and
+        # subscribed again: a held call must find its procedure.
         await self._restore(connection)
+        if self._connection is not connection:
+            return  # lost again while restoring
+        self._connected.set()
         for callback in list(self._on_join):
-            result = callback(self)
-            if inspect.isawaitable(result):
-                await result
+            # A failing callback must not look like a failed connection attempt: the reconnect
+            # loop would open another connection and leave this one joined.
+            try:
+                result = callback(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("on_join callback %r failed", callback)
 
     async def _restore(self, connection: _Connection) -> None:
         """Register and subscribe again everything this session held before a reconnect."""
@@ -302,6 +324,8 @@ class Session:
             self._run_callback(callback, self, reason)
         if not self._closing and self.reconnect.enabled:
             self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+        else:
+            self._over.set()
 
     def _fail_pending(self, connection: _Connection, exc: BaseException) -> None:
         for future in connection.requests.values():
@@ -324,6 +348,7 @@ class Session:
             attempt += 1
             if self.reconnect.max_attempts is not None and attempt > self.reconnect.max_attempts:
                 log.warning("giving up reconnecting to %s after %d attempts", self.url, attempt - 1)
+                self._over.set()
                 return
             await asyncio.sleep(self.reconnect.delay(attempt, self._rng))
             if self._closing:
@@ -336,12 +361,16 @@ class Session:
 
     async def _ready(self) -> _Connection:
         connection = self._connection
-        if connection is not None:
+        if connection is not None and self._connected.is_set():
             return connection
         if self._closing:
             raise SessionClosed("the session has left")
+        if self._over.is_set():
+            raise NotConnected(f"not connected to {self.url}, and reconnecting has ended")
         wait = self.reconnect.wait_for_connection
-        if not wait or not self.reconnect.enabled:
+        if connection is not None:  # joined, registering and subscribing again: a moment
+            wait = max(wait or 0.0, self.connect_timeout)
+        elif not wait or not self.reconnect.enabled:
             raise NotConnected(f"not connected to {self.url}")
         try:
             await asyncio.wait_for(self._connected.wait(), wait)
@@ -358,6 +387,7 @@ class Session:
             self._reconnector.cancel()
         connection = self._connection
         if connection is None:
+            self._over.set()
             return
         connection.left = asyncio.get_running_loop().create_future()
         connection.link.send(connection.core.encode(Goodbye({}, reason)))
@@ -404,7 +434,21 @@ class Session:
             self._on_invocation(connection, message)
         elif isinstance(message, Error):
             self._on_error(connection, message)
-        elif isinstance(message, (Published, Registered, Subscribed)):
+        elif isinstance(message, Registered):
+            registration = connection.registering.pop(message.request, None)
+            if registration is not None:
+                registration.id = message.registration
+                registration.active = True
+                connection.registrations[message.registration] = registration
+            self._resolve(connection, message.request, message)
+        elif isinstance(message, Subscribed):
+            subscription = connection.subscribing.pop(message.request, None)
+            if subscription is not None:
+                subscription.id = message.subscription
+                subscription.active = True
+                connection.subscriptions.setdefault(message.subscription, []).append(subscription)
+            self._resolve(connection, message.request, message)
+        elif isinstance(message, Published):
             self._resolve(connection, message.request, message)
         elif isinstance(message, (Unregistered, Unsubscribed)):
             if message.request == 0:
@@ -760,13 +804,14 @@ class Session:
         request = connection.core.next_request()
         future: asyncio.Future[Registered] = asyncio.get_running_loop().create_future()
         connection.requests[request] = future
+        connection.registering[request] = registration
         connection.link.send(
             connection.core.encode(Register(request, registration.options.to_wamp(), registration.procedure))
         )
-        registered = await future
-        registration.id = registered.registration
-        registration.active = True
-        connection.registrations[registered.registration] = registration
+        try:
+            await future
+        finally:
+            connection.registering.pop(request, None)
 
     async def _unregister(self, registration: Registration) -> None:
         if not registration.active:
@@ -818,13 +863,14 @@ class Session:
         request = connection.core.next_request()
         future: asyncio.Future[Subscribed] = asyncio.get_running_loop().create_future()
         connection.requests[request] = future
+        connection.subscribing[request] = subscription
         connection.link.send(
             connection.core.encode(Subscribe(request, subscription.options.to_wamp(), subscription.topic))
         )
-        subscribed = await future
-        subscription.id = subscribed.subscription
-        subscription.active = True
-        connection.subscriptions.setdefault(subscribed.subscription, []).append(subscription)
+        try:
+            await future
+        finally:
+            connection.subscribing.pop(request, None)
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         if not subscription.active:

@@ -203,7 +203,10 @@ class ReconnectPolicy:
     wait_for_connection: float | None = 10.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** max(0, attempt - 1))
+        try:
+            base = min(self.max_delay, self.initial_delay * self.multiplier ** max(0, attempt - 1))
+        except OverflowError:  # thousands of attempts: the cap applies
+            base = self.max_delay
         return max(0.0, base * rng.uniform(1 - self.jitter, 1 + self.jitter))
 
 
