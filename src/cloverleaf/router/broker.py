@@ -52,6 +52,8 @@ class Subscriber(Protocol):
 
 
 _ID_LISTS = ("exclude", "eligible")
+#: retained events kept per topic: the one for everybody plus restricted ones published after it
+_MAX_RETAINED_PER_TOPIC = 16
 _STRING_LISTS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
 
 
@@ -132,8 +134,9 @@ class Broker:
     def __init__(self, realm: Realm, subscriptions: SubscriptionStore[Subscriber] | None = None) -> None:
         self.realm = realm
         self.subscriptions: SubscriptionStore[Subscriber] = subscriptions or LocalSubscriptionStore()
-        #: the last retained event per topic (event_retention)
-        self.retained: dict[str, RetainedEvent] = {}
+        #: per topic, oldest first: the last retained event for everybody, then later retained events
+        #: with a restricted audience (event_retention: each subscriber gets the newest it may receive)
+        self.retained: dict[str, list[RetainedEvent]] = {}
         #: subscription ID -> the recorder keeping its event history
         self.history: dict[int, HistoryRecorder] = {}
 
@@ -172,8 +175,11 @@ class Broker:
             self._send_retained(session, subscription)
 
     def _send_retained(self, session: RouterSession, subscription: Subscription[Subscriber]) -> None:
-        for topic, retained in list(self.retained.items()):
-            if not _matches(subscription, topic) or not retained.audience.admits(session):
+        for topic, kept in list(self.retained.items()):
+            if not _matches(subscription, topic):
+                continue
+            retained = next((event for event in reversed(kept) if event.audience.admits(session)), None)
+            if retained is None:
                 continue
             details = dict(retained.details)
             details["retained"] = True
@@ -228,9 +234,18 @@ class Broker:
             details["trustlevel"] = policy.trustlevel
         self.deliver(topic, publication, details, message.args, message.kwargs, audience)
         if options.get("retain") is True:
-            self.retained[topic] = RetainedEvent(publication, details, message.args, message.kwargs, audience)
+            self._retain(topic, RetainedEvent(publication, details, message.args, message.kwargs, audience))
         if acknowledge:
             session.send(Published(message.request, publication))
+
+    def _retain(self, topic: str, event: RetainedEvent) -> None:
+        if event.audience.unrestricted:
+            self.retained[topic] = [event]  # replaces everything older
+            return
+        kept = self.retained.setdefault(topic, [])
+        kept.append(event)
+        if len(kept) > _MAX_RETAINED_PER_TOPIC:  # bounded: drop the oldest restricted one
+            del kept[1 if kept[0].audience.unrestricted else 0]
 
     def deliver(
         self,

@@ -100,8 +100,8 @@ class PendingCall:
 def call_timeout_seconds(value: Any) -> float:
     """The CALL's ``timeout`` option in seconds (0: none).
 
-    The spec gives milliseconds as an integer. Autobahn sends seconds; a float (10.0, 2.5) is
-    taken as seconds, which is the form of Autobahn's value that can be told apart.
+    The spec gives milliseconds as an integer, and that is how an integer is read (Autobahn|Python
+    sends its integer unchanged). A float (10.0, 2.5) is taken as seconds, as some clients send it.
     """
     if type(value) is int:
         if value < 0:
@@ -298,7 +298,8 @@ class Dealer:
         if progressive_call:
             details["progress"] = True
         receive_progress = options.get("receive_progress") is True
-        if receive_progress and callee.supports("callee", "progressive_call_results"):
+        # spec: a callee without call_canceling has its progressive_call_results disregarded
+        if receive_progress and callee.supports("callee", "progressive_call_results") and callee.supports_canceling:
             details["receive_progress"] = True
         policy = realm.policy(caller)
         disclose = (

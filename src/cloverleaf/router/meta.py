@@ -222,8 +222,8 @@ class MetaApi:
         scope = kwargs.get("scope", "destroyed")
         if scope not in SCOPES:
             raise ApplicationError(errors.INVALID_ARGUMENT, f"scope must be one of {', '.join(SCOPES)}")
-        removed = self.testaments.get(caller.session_id, {}).pop(scope, [])
-        return len(removed)
+        self.testaments.get(caller.session_id, {}).pop(scope, None)
+        return None  # spec: "does not return a value"
 
     # -- registrations ------------------------------------------------------------------------
 
