@@ -55,6 +55,7 @@ _ID_LISTS = ("exclude", "eligible")
 #: retained events kept per topic: the one for everybody plus restricted ones published after it
 _MAX_RETAINED_PER_TOPIC = 16
 _STRING_LISTS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
+_FILTER_KEYS = frozenset(_ID_LISTS + _STRING_LISTS)
 
 
 @dataclass(slots=True, frozen=True)
@@ -103,6 +104,8 @@ def _audience(session: RouterSession, options: dict[str, Any]) -> Audience:
     exclude_me = options.get("exclude_me", True)
     if type(exclude_me) is not bool:
         raise ValueError("option 'exclude_me' must be a boolean")
+    if _FILTER_KEYS.isdisjoint(options):  # the common case: no black or white list
+        return Audience(session.session_id, exclude_me)
     lists: dict[str, frozenset[Any]] = {}
     for key in _ID_LISTS:
         value = options.get(key)
