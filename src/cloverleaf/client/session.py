@@ -621,7 +621,10 @@ class Session:
             connection.invocations[message.request] = task
             task.add_done_callback(lambda _t: connection.invocations.pop(message.request, None))
             return
-        self._send_yield(connection, message.request, value)
+        try:
+            self._send_yield(connection, message.request, value)
+        except Exception as exc:  # the result cannot be encoded or is too big: answer with an error
+            self._send_exception(connection, message.request, exc)
 
     async def _finish_awaitable(self, connection: _Connection, request: int, awaitable: Awaitable[Any]) -> None:
         try:
@@ -683,8 +686,14 @@ class Session:
     def _send_invocation_error(
         self, connection: _Connection, request: int, error: str, args: list[Any], kwargs: dict[str, Any] | None = None
     ) -> None:
-        if not connection.link.closed:
-            message = Error(Invocation.MESSAGE_TYPE, request, {}, error, args or None, kwargs or None)
+        if connection.link.closed:
+            return
+        message = Error(Invocation.MESSAGE_TYPE, request, {}, error, args or None, kwargs or None)
+        try:
+            connection.link.send(connection.core.encode(message))
+        except Exception as exc:  # the error's payload cannot be encoded or is too big: send it without
+            log.warning("cannot send the payload of error %s: %s", error, exc)
+            message = Error(Invocation.MESSAGE_TYPE, request, {}, error, [f"the error's payload cannot be sent: {exc}"])
             connection.link.send(connection.core.encode(message))
 
     # -- calling ------------------------------------------------------------------------------
@@ -759,6 +768,20 @@ class Session:
         features = self.details.get("roles", {}).get("dealer", {}).get("features", {})
         return timeout + 1.0 if features.get("call_timeout") is True else timeout
 
+    def _send_request(self, connection: _Connection, request: int, message: Message) -> None:
+        """Encode and send a request. If its payload cannot be encoded or is too big for the router,
+        give its ID back and forget it before raising: the router requires request IDs 1, 2, 3, ...
+        and would ABORT the session at the next request after a gap."""
+        try:
+            connection.link.send(connection.core.encode(message))
+        except BaseException:
+            connection.core.request_ids.give_back(request)
+            connection.calls.pop(request, None)
+            connection.requests.pop(request, None)
+            connection.registering.pop(request, None)
+            connection.subscribing.pop(request, None)
+            raise
+
     def _send_call(
         self,
         connection: _Connection,
@@ -773,7 +796,7 @@ class Session:
         connection.calls[request] = pending
         message = Call(request, options.to_wamp(receive_progress=queue is not None), procedure,
                        list(args) if args else None, kwargs or None)  # fmt: skip
-        connection.link.send(connection.core.encode(message))
+        self._send_request(connection, request, message)
         return request, pending
 
     def _cancel_call(self, connection: _Connection, request: int, mode: str) -> None:
@@ -805,9 +828,8 @@ class Session:
         future: asyncio.Future[Registered] = asyncio.get_running_loop().create_future()
         connection.requests[request] = future
         connection.registering[request] = registration
-        connection.link.send(
-            connection.core.encode(Register(request, registration.options.to_wamp(), registration.procedure))
-        )
+        self._send_request(connection, request, Register(request, registration.options.to_wamp(),
+                                                         registration.procedure))  # fmt: skip
         try:
             await future
         finally:
@@ -825,7 +847,7 @@ class Session:
         request = connection.core.next_request()
         future: asyncio.Future[Unregistered] = asyncio.get_running_loop().create_future()
         connection.requests[request] = future
-        connection.link.send(connection.core.encode(Unregister(request, registration.id)))
+        self._send_request(connection, request, Unregister(request, registration.id))
         await future
 
     # -- publishing and subscribing -----------------------------------------------------------
@@ -843,7 +865,7 @@ class Session:
             future = asyncio.get_running_loop().create_future()
             connection.requests[request] = future
         message = Publish(request, options.to_wamp(), topic, list(args) if args else None, kwargs or None)
-        connection.link.send(connection.core.encode(message))
+        self._send_request(connection, request, message)
         if future is None:
             return None
         published = await future
@@ -864,9 +886,8 @@ class Session:
         future: asyncio.Future[Subscribed] = asyncio.get_running_loop().create_future()
         connection.requests[request] = future
         connection.subscribing[request] = subscription
-        connection.link.send(
-            connection.core.encode(Subscribe(request, subscription.options.to_wamp(), subscription.topic))
-        )
+        self._send_request(connection, request, Subscribe(request, subscription.options.to_wamp(),
+                                                          subscription.topic))  # fmt: skip
         try:
             await future
         finally:
@@ -890,7 +911,7 @@ class Session:
         request = connection.core.next_request()
         future: asyncio.Future[Unsubscribed] = asyncio.get_running_loop().create_future()
         connection.requests[request] = future
-        connection.link.send(connection.core.encode(Unsubscribe(request, subscription.id)))
+        self._send_request(connection, request, Unsubscribe(request, subscription.id))
         await future
 
     @property

@@ -40,6 +40,11 @@ class SequentialIds:
         """The ID most recently handed out (0 before the first)."""
         return self._last
 
+    def give_back(self, value: int) -> None:
+        """Undo :meth:`next` for an ID that was never used (its message could not be sent)."""
+        if value == self._last:
+            self._last = value - 1
+
     def was_issued(self, value: int) -> bool:
         """Whether ``value`` was handed out already (exact until the sequence wraps after 2^53 IDs)."""
         return 1 <= value <= self._last
