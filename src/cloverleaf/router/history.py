@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import operator
-import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +75,8 @@ class SqliteEventStore:
     """History in an SQLite file, bounded per key; survives restarts."""
 
     def __init__(self, path: str) -> None:
+        import sqlite3  # only when configured: it costs start-up time and memory otherwise
+
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
