@@ -13,7 +13,7 @@ from ..wamp import errors
 from ..wamp.errors import ProtocolError
 from ..wamp.ids import fast_random_id
 from ..wamp.messages import Event, Publish, Published, Subscribe, Subscribed, Unsubscribe, Unsubscribed
-from .auth import Action, Identity
+from .auth import DENY, Action, Identity
 from .history import EventStore, HistoryRecorder
 from .outgoing import OutgoingMessage
 from .patterns import EXACT, MATCH_POLICIES, PREFIX, passthru_keys, wildcard_matches
@@ -162,7 +162,7 @@ class Broker:
             session.error(Subscribe.MESSAGE_TYPE, message.request, errors.INVALID_URI,
                           f"invalid topic URI {message.topic!r:.200}")  # fmt: skip
             return
-        if not realm.authorize(session, Action.SUBSCRIBE, message.topic):
+        if not realm.authorize(session, Action.SUBSCRIBE, message.topic).allowed:
             session.error(Subscribe.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
                           f"session is not authorized to subscribe to topic '{message.topic}'")  # fmt: skip
             return
@@ -212,7 +212,8 @@ class Broker:
                 session.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_URI,
                               f"invalid topic URI {topic!r:.200}")  # fmt: skip
             return
-        if topic.startswith("wamp.") or not realm.authorize(session, Action.PUBLISH, topic):
+        decision = DENY if topic.startswith("wamp.") else realm.authorize(session, Action.PUBLISH, topic)
+        if not decision.allowed:
             if acknowledge is True:
                 session.error(Publish.MESSAGE_TYPE, message.request, errors.NOT_AUTHORIZED,
                               f"session is not authorized to publish to topic '{topic}'")  # fmt: skip
@@ -229,7 +230,8 @@ class Broker:
         if "ppt_scheme" in details and not session.supports("publisher", "payload_passthru_mode"):
             raise ProtocolError("PUBLISH uses payload passthru, which the publisher did not announce")
         policy = realm.policy(session)
-        if (options.get("disclose_me") is True or policy.disclose_publisher) and session.identity is not None:
+        disclose = options.get("disclose_me") is True or policy.disclose_publisher or decision.disclose
+        if disclose and session.identity is not None:
             details["publisher"] = session.session_id
             details["publisher_authid"] = session.identity.authid
             details["publisher_authrole"] = session.identity.authrole

@@ -147,7 +147,7 @@ class Dealer:
             session.error(Register.MESSAGE_TYPE, request, errors.INVALID_URI,
                           f"procedure URI '{procedure}' is in the reserved 'wamp.' namespace")  # fmt: skip
             return
-        if not self.realm.authorize(session, Action.REGISTER, procedure):
+        if not self.realm.authorize(session, Action.REGISTER, procedure).allowed:
             session.error(Register.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
                           f"session is not authorized to register procedure '{procedure}'")  # fmt: skip
             return
@@ -260,7 +260,8 @@ class Dealer:
         if not realm.valid_uri(procedure):
             caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_URI, f"invalid procedure URI {procedure!r:.200}")
             return
-        if not realm.authorize(caller, Action.CALL, procedure):
+        decision = realm.authorize(caller, Action.CALL, procedure)
+        if not decision.allowed:
             caller.error(Call.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
                          f"session is not authorized to call procedure '{procedure}'")  # fmt: skip
             return
@@ -303,7 +304,10 @@ class Dealer:
             details["receive_progress"] = True
         policy = realm.policy(caller)
         disclose = (
-            options.get("disclose_me") is True or policy.disclose_caller or "disclose_caller" in registration.options
+            options.get("disclose_me") is True
+            or policy.disclose_caller
+            or decision.disclose
+            or "disclose_caller" in registration.options
         )
         if disclose and caller.identity:
             details["caller"] = caller.session_id

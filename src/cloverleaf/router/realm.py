@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ..wamp import errors
 from ..wamp.errors import ProtocolError
 from ..wamp.messages import (
     Call,
@@ -20,7 +22,7 @@ from ..wamp.messages import (
     Yield,
 )
 from ..wamp.uri import UriCheck, is_valid_uri
-from .auth import Action, Authorizer, RolePolicy
+from .auth import ALLOW, DENY, Action, Authorizer, Decision, RolePolicy
 from .broker import Broker
 from .dealer import Dealer
 from .history import EventStore
@@ -31,6 +33,21 @@ if TYPE_CHECKING:
     from .session import RouterSession
 
 log = logging.getLogger("cloverleaf.realm")
+
+#: the role of the router's own internal sessions (dynamic authenticators and authorizers call
+#: procedures through them); only sessions on the in-memory transport may hold it
+TRUSTED_ROLE = "cloverleaf.trusted"
+
+
+class PendingAuthorization(Exception):
+    """Authorizing needs an answer from a dynamic authorizer: route again once it arrives."""
+
+    def __init__(self, action: Action, uri: str, answer: Awaitable[Decision]) -> None:
+        super().__init__(f"{action} on {uri}")
+        self.action = action
+        self.uri = uri
+        self.answer = answer
+
 
 _NO_POLICY = RolePolicy()
 
@@ -51,6 +68,9 @@ class Realm:
         self.broker = Broker(self)
         self.dealer = Dealer(self)
         self.meta = MetaApi(self)
+        #: seconds after which a dynamic authorizer's silence denies
+        self.authorization_timeout = 5.0
+        self._pending_tasks: set[asyncio.Task[None]] = set()
         #: per-role disclosure and trust level policies
         self.role_policies: dict[str, RolePolicy] = {}
         #: where event history is kept, when any is configured (closed by the node on shutdown)
@@ -71,11 +91,41 @@ class Realm:
         }
 
     def dispatch(self, session: RouterSession, message: Message) -> None:
-        """Route one message of an established session (lifecycle messages never get here)."""
+        """Route one message of an established session (lifecycle messages never get here).
+
+        When authorizing the message needs an answer from a dynamic authorizer, the session is
+        held (its later messages wait, in order), the answer is awaited, and the message is routed
+        again with that answer.
+        """
         handler = self._handlers.get(message.MESSAGE_TYPE)
         if handler is None:  # the session core admits only the types above
             raise ProtocolError(f"{message.NAME} cannot be routed")
-        handler(session, message)
+        try:
+            handler(session, message)
+        except PendingAuthorization as pending:
+            session.hold()
+            task = asyncio.get_running_loop().create_task(self._authorize_then_route(session, message, pending))
+            self._pending_tasks.add(task)
+            task.add_done_callback(self._pending_tasks.discard)
+
+    async def _authorize_then_route(
+        self, session: RouterSession, message: Message, pending: PendingAuthorization
+    ) -> None:
+        try:
+            decision = await asyncio.wait_for(pending.answer, self.authorization_timeout)
+        except Exception:
+            log.warning("authorization of %s on %s for session %d failed: denied", pending.action, pending.uri,
+                        session.session_id)  # fmt: skip
+            decision = DENY
+        if session.realm is self and session.is_open:
+            session.preauthorized = (pending.action, pending.uri, decision)
+            try:
+                self.dispatch(session, message)
+            except ProtocolError as exc:
+                session.abort(errors.PROTOCOL_VIOLATION, exc.message)
+            finally:
+                session.preauthorized = None
+        session.release()
 
     def valid_uri(self, uri: str, pattern: str = EXACT) -> bool:
         """Whether ``uri`` is valid under this realm's rule (memoized: URIs repeat a lot).
@@ -95,9 +145,20 @@ class Realm:
             self._valid_uris[uri] = known
         return known
 
-    def authorize(self, session: RouterSession, action: Action, uri: str) -> bool:
+    def authorize(self, session: RouterSession, action: Action, uri: str) -> Decision:
+        """The authorizer's decision; raises :class:`PendingAuthorization` when it must be awaited."""
         identity = session.identity
-        return identity is not None and self.authorizer.authorize(identity.authrole, action, uri)
+        if identity is None:
+            return DENY
+        if identity.authrole == TRUSTED_ROLE and session.link.kind == "internal":
+            return ALLOW  # the router's own service sessions
+        preauthorized = session.preauthorized
+        if preauthorized is not None and preauthorized[0] == action and preauthorized[1] == uri:
+            return preauthorized[2]
+        answer = self.authorizer.authorize(identity, session.session_id, action, uri)
+        if isinstance(answer, Decision):
+            return answer
+        raise PendingAuthorization(action, uri, answer)
 
     def policy(self, session: RouterSession) -> RolePolicy:
         identity = session.identity

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from ..wamp import errors
 from ..wamp.ids import random_id
-from ..wamp.messages import Challenge, Hello, Message, Welcome
+from ..wamp.messages import Authenticate, Hello, Message, Welcome
+from ..wamp.messages import Challenge as ChallengeMessage
+from ..wamp.session import Phase
 from ..wamp.uri import is_valid_uri
-from .auth import HelloInfo
+from .auth import Accept, Authenticator, AuthOutcome, Challenge, HelloInfo, Identity, MaybeAwaitable, Reject
 from .broker import BROKER_FEATURES
 from .dealer import DEALER_FEATURES
 from .interfaces import TransportLink
@@ -18,6 +24,53 @@ from .realm import Realm
 from .session import RouterSession, SessionLimits, SessionOptions, client_features
 
 log = logging.getLogger("cloverleaf.router")
+
+
+@dataclass(slots=True)
+class PendingJoin:
+    """A HELLO being authenticated: the realm asked for, the method chosen, its challenge state."""
+
+    realm: Realm
+    hello: HelloInfo
+    authenticator: Authenticator
+    state: Any = None
+
+
+def _peer_host(peer: str) -> str:
+    """The host part of "tcp:127.0.0.1:50312" (failures are counted per host, not per port)."""
+    parts = peer.split(":")
+    return ":".join(parts[1:-1]) if len(parts) > 2 else peer
+
+
+class FailureDelays:
+    """Slows down repeated authentication failures from one host.
+
+    After ``free`` failures the ABORT is delayed by ``base`` seconds, doubling with every further
+    failure up to ``maximum``; a success or ``window`` seconds without failure forgets the host.
+    At most 10,000 hosts are remembered (the oldest are forgotten first).
+    """
+
+    def __init__(self, free: int = 3, base: float = 0.5, maximum: float = 10.0, window: float = 300.0) -> None:
+        self.free = free
+        self.base = base
+        self.maximum = maximum
+        self.window = window
+        self._hosts: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def record(self, host: str) -> float:
+        now = time.monotonic()
+        count, last = self._hosts.pop(host, (0, now))
+        count = 1 if now - last > self.window else count + 1
+        self._hosts[host] = (count, now)
+        if len(self._hosts) > 10_000:
+            self._hosts.popitem(last=False)
+        if count <= self.free:
+            return 0.0
+        return float(min(self.maximum, self.base * 2 ** min(count - self.free - 1, 30)))
+
+    def forget(self, host: str) -> None:
+        self._hosts.pop(host, None)
+
 
 ROUTER_AGENT = "cloverleaf"
 
@@ -38,6 +91,10 @@ class Router:
         #: every session with an open transport, joined or not
         self.sessions: set[RouterSession] = set()
         self._session_ids: set[int] = set()
+        self._join_tasks: set[asyncio.Task[None]] = set()
+        #: seconds a (dynamic) authenticator may take before the join is refused
+        self.auth_timeout = 10.0
+        self.failures = FailureDelays()
         self._roles: dict[str, Any] = {
             "broker": {"features": dict(BROKER_FEATURES)},
             "dealer": {"features": dict(DEALER_FEATURES)},
@@ -61,7 +118,15 @@ class Router:
     # -- joining -----------------------------------------------------------------------------
 
     def handle_join_message(self, session: RouterSession, message: Message) -> None:
-        """HELLO (and, once challenge-response methods exist, AUTHENTICATE) before WELCOME."""
+        """HELLO, then AUTHENTICATE for challenge-response methods, until WELCOME or ABORT."""
+        if isinstance(message, Authenticate):
+            join = session.join
+            if join is None:
+                session.abort(errors.PROTOCOL_VIOLATION, "AUTHENTICATE without a CHALLENGE")
+                return
+            outcome = join.authenticator.authenticate(join.hello, join.state, message.signature, message.extra)
+            self._continue_join(session, outcome)
+            return
         if not isinstance(message, Hello):
             session.abort(errors.PROTOCOL_VIOLATION, f"unexpected {message.NAME} while joining")
             return
@@ -74,7 +139,6 @@ class Router:
             return
         details = message.details
         offered = details.get("authmethods") or ["anonymous"]
-        hello = HelloInfo(message.realm, details, session.link.kind, session.link.peer)
         available = {a.method: a for a in session.authenticators}
         chosen = next((available[m] for m in offered if m in available), None)
         if chosen is None:
@@ -83,19 +147,70 @@ class Router:
                 f"none of the offered authentication methods ({', '.join(offered)}) is available",
             )
             return
-        identity = chosen.authenticate(hello)
-        if identity is None:
-            session.abort(errors.AUTHENTICATION_FAILED, "authentication failed")
-            return
-        if not realm.authorizer.knows_role(identity.authrole):
-            session.abort(errors.NO_SUCH_ROLE, f"role '{identity.authrole}' does not exist on realm '{realm.name}'")
-            return
         while (session_id := random_id()) in self._session_ids:
             pass
         self._session_ids.add(session_id)
         session.session_id = session_id
+        link = session.link
+        hello = HelloInfo(
+            message.realm, details, link.kind, link.peer, session_id,
+            getattr(link, "channel_binding", None) or {}, getattr(link, "peer_certificate", None),
+        )  # fmt: skip
+        session.join = PendingJoin(realm, hello, chosen)
+        self._continue_join(session, chosen.hello(hello))
+
+    def _continue_join(self, session: RouterSession, outcome: MaybeAwaitable) -> None:
+        if not isinstance(outcome, (Accept, Challenge, Reject)):
+            session.core.joining()
+            task = asyncio.get_running_loop().create_task(self._await_join(session, outcome))
+            self._join_tasks.add(task)
+            task.add_done_callback(self._join_tasks.discard)
+            return
+        join = session.join
+        if join is None or session.core.phase is Phase.CLOSED:
+            return  # the client went away meanwhile
+        if isinstance(outcome, Challenge):
+            join.state = outcome.state
+            session.send(ChallengeMessage(join.authenticator.method, outcome.extra))
+            session.core.sent_challenge()
+        elif isinstance(outcome, Reject):
+            self._refuse(session, outcome)
+        else:
+            self._welcome(session, join, outcome.identity)
+
+    async def _await_join(self, session: RouterSession, outcome: Awaitable[AuthOutcome]) -> None:
+        try:
+            result = await asyncio.wait_for(outcome, self.auth_timeout)
+        except Exception as exc:
+            log.warning("authenticator failed for %s: %s", session.link.peer, exc or type(exc).__name__)
+            result = Reject()
+        self._continue_join(session, result)
+
+    def _refuse(self, session: RouterSession, reject: Reject) -> None:
+        """ABORT a failed join, later and later for a peer that keeps failing."""
+        session.join = None
+        delay = self.failures.record(_peer_host(session.link.peer))
+        log.info("refused %s: %s", session.link.peer, reject.error)
+        if delay <= 0:
+            session.abort(reject.error, reject.message)
+            return
+        session.core.joining()
+        asyncio.get_running_loop().call_later(delay, self._abort_if_open, session, reject)
+
+    @staticmethod
+    def _abort_if_open(session: RouterSession, reject: Reject) -> None:
+        if not session.link_closed:
+            session.abort(reject.error, reject.message)
+
+    def _welcome(self, session: RouterSession, join: PendingJoin, identity: Identity) -> None:
+        realm = join.realm
+        session.join = None
+        if not realm.authorizer.knows_role(identity.authrole):
+            session.abort(errors.NO_SUCH_ROLE, f"role '{identity.authrole}' does not exist on realm '{realm.name}'")
+            return
+        self.failures.forget(_peer_host(session.link.peer))
         session.identity = identity
-        session.client_features = client_features(details["roles"])
+        session.client_features = client_features(join.hello.details["roles"])
         session.realm = realm
         realm.attach(session)
         welcome_details: dict[str, Any] = {
@@ -109,12 +224,8 @@ class Router:
         }
         if identity.authextra:
             welcome_details["authextra"] = identity.authextra
-        session.send(Welcome(session_id, welcome_details))
+        session.send(Welcome(session.session_id, welcome_details))
         session.core.sent_welcome()
-
-    def send_challenge(self, session: RouterSession, challenge: Challenge) -> None:
-        session.send(challenge)
-        session.core.sent_challenge()
 
     # -- shutting down -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -13,7 +14,7 @@ from ..wamp.errors import ProtocolError, UnencodableError
 from ..wamp.ids import SequentialIds
 from ..wamp.messages import Abort, Error, Goodbye, Message
 from ..wamp.session import Phase, ServerSessionCore
-from .auth import Authenticator
+from .auth import Action, Authenticator, Decision
 from .outgoing import OutgoingMessage
 
 if TYPE_CHECKING:
@@ -21,9 +22,12 @@ if TYPE_CHECKING:
     from .dealer import PendingCall
     from .interfaces import TransportLink
     from .realm import Realm
-    from .router import Router
+    from .router import PendingJoin, Router
 
 log = logging.getLogger("cloverleaf.session")
+
+#: payloads a session may send while one of its requests awaits a dynamic authorizer
+MAX_HELD_MESSAGES = 1000
 
 
 def client_features(roles: dict[str, Any]) -> frozenset[str]:
@@ -71,6 +75,7 @@ class RouterSession:
     """
 
     __slots__ = (
+        "_held",
         "_limits",
         "_we_said_goodbye",
         "authenticators",
@@ -78,9 +83,11 @@ class RouterSession:
         "core",
         "dropped_events",
         "identity",
+        "join",
         "link",
         "pending_calls",
         "pending_invocations",
+        "preauthorized",
         "realm",
         "request_ids",
         "router",
@@ -108,11 +115,24 @@ class RouterSession:
         self.pending_invocations: dict[int, PendingCall] = {}
         self.dropped_events = 0
         self._we_said_goodbye = False
+        #: payloads waiting while an earlier message awaits a dynamic authorizer (None: not held)
+        self._held: deque[bytes | bytearray | memoryview] | None = None
+        #: (action, uri, decision) for the message being routed again after an awaited authorization
+        self.preauthorized: tuple[Action, str, Decision] | None = None
+        #: the join in progress (HELLO answered by CHALLENGE, or decided asynchronously)
+        self.join: PendingJoin | None = None
 
     # -- receiving ---------------------------------------------------------------------------
 
     def receive(self, payload: bytes | bytearray | memoryview) -> None:
         """Handle one WAMP payload from the transport."""
+        held = self._held
+        if held is not None:
+            if len(held) >= MAX_HELD_MESSAGES:
+                self.abort(errors.AUTHORIZATION_FAILED, "too many requests waiting for authorization")
+                return
+            held.append(payload)
+            return
         try:
             message = self.core.receive(payload)
         except ProtocolError as exc:
@@ -128,6 +148,20 @@ class RouterSession:
                 self.abort(errors.PROTOCOL_VIOLATION, exc.message)
             return
         self._handle_lifecycle(message)
+
+    def hold(self) -> None:
+        """Keep later payloads (in order) until :meth:`release`: an authorization is awaited."""
+        if self._held is None:
+            self._held = deque()
+
+    def release(self) -> None:
+        """Process the payloads kept while held, in order, until one needs holding again."""
+        held, self._held = self._held, None
+        while held:
+            self.receive(held.popleft())
+            if self._held is not None:  # held again by that message: the rest waits behind it
+                self._held.extend(held)
+                return
 
     def _handle_lifecycle(self, message: Message) -> None:
         if isinstance(message, Goodbye):
@@ -246,6 +280,10 @@ class RouterSession:
     def supports(self, role: str, feature: str) -> bool:
         """Whether the client announced ``feature`` for ``role`` in its HELLO."""
         return f"{role}.{feature}" in self.client_features
+
+    @property
+    def link_closed(self) -> bool:
+        return self.core.phase is Phase.CLOSED
 
     @property
     def supports_canceling(self) -> bool:

@@ -37,6 +37,8 @@ from .serializers import Serializer
 
 class Phase(Enum):
     WAITING_HELLO = "waiting_hello"
+    #: HELLO or AUTHENTICATE is being decided (e.g. by a dynamic authenticator): only ABORT may come
+    JOINING = "joining"
     AUTHENTICATING = "authenticating"
     ESTABLISHED = "established"
     CLOSING = "closing"  # we sent GOODBYE and wait for the peer's reply
@@ -114,8 +116,14 @@ class ServerSessionCore:
                 self.phase = Phase.CLOSED
                 return message
             raise ProtocolError(f"expected HELLO, got {message.NAME}")
+        if phase is Phase.JOINING:
+            if code == Abort.MESSAGE_TYPE:
+                self.phase = Phase.CLOSED
+                return message
+            raise ProtocolError(f"{message.NAME} while the router is still deciding on the join")
         if phase is Phase.AUTHENTICATING:
             if code == Authenticate.MESSAGE_TYPE:
+                self.phase = Phase.JOINING
                 return message
             if code == Abort.MESSAGE_TYPE:
                 self.phase = Phase.CLOSED
@@ -129,6 +137,11 @@ class ServerSessionCore:
                 return message
             return None
         return None  # CLOSED: nothing more is processed
+
+    def joining(self) -> None:
+        """The router is deciding on HELLO/AUTHENTICATE and will answer later."""
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.JOINING
 
     def sent_challenge(self) -> None:
         self.phase = Phase.AUTHENTICATING
