@@ -34,10 +34,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class TlsConfig(_Strict):
+    """TLS on a TCP endpoint (wss://, rss://); the certificate and key are reloaded when they change."""
+
+    certificate: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1)]
+    #: CA certificates (PEM) that client certificates must chain to
+    ca_certificates: Annotated[str, Field(min_length=1)] | None = None
+    client_certificates: Literal["none", "optional", "required"] = "none"
+    #: seconds between checks of the certificate and key files for changes; 0 disables (SIGHUP still reloads)
+    reload_interval: Annotated[float, Field(ge=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _client_certificates_need_a_ca(self) -> TlsConfig:
+        if self.client_certificates != "none" and self.ca_certificates is None:
+            raise ValueError(f"ca_certificates: a CA file, for client_certificates: {self.client_certificates}")
+        return self
+
+
 class TcpEndpoint(_Strict):
     type: Literal["tcp"] = "tcp"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)]
+    tls: TlsConfig | None = None
 
 
 class UnixEndpoint(_Strict):
@@ -60,10 +79,49 @@ class AnonymousAuth(_Strict):
     role: str = "anonymous"
 
 
+class PrincipalConfig(_Strict):
+    """One authid's role and credentials (only what its method needs)."""
+
+    role: str
+    #: ticket: a hash from `cloverleaf passwd ticket` (or, discouraged, the ticket in clear)
+    ticket: str | None = None
+    #: wampcra: the secret, or with ``salt`` the derived key from `cloverleaf passwd wampcra`
+    secret: str | None = None
+    salt: str | None = None
+    iterations: Annotated[int, Field(ge=1)] = 1000
+    keylen: Annotated[int, Field(ge=16, le=64)] = 32
+    #: cryptosign: Ed25519 public keys (hex)
+    pubkeys: list[str] = Field(default_factory=list)
+    #: wamp-scram: stored credentials from `cloverleaf passwd scram`
+    scram: dict[str, Any] = Field(default_factory=dict)
+    authextra: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodAuth(_Strict):
+    """A challenge-response method: principals listed here, or asked of a dynamic authenticator."""
+
+    type: Literal["static", "dynamic"] = "static"
+    principals: dict[str, PrincipalConfig] = Field(default_factory=dict)
+    #: dynamic: the procedure called with (realm, authid, details)
+    authenticator: str | None = None
+    #: dynamic: the realm the procedure is registered on (default: the realm joined)
+    authenticator_realm: str | None = None
+
+    @model_validator(mode="after")
+    def _dynamic_needs_a_procedure(self) -> MethodAuth:
+        if self.type == "dynamic" and not self.authenticator:
+            raise ValueError("authenticator: the procedure URI of the dynamic authenticator")
+        return self
+
+
 class TransportAuth(_Strict):
-    """Authentication methods a transport offers; more methods join with the auth issue."""
+    """Authentication methods a transport offers, tried in the order the client lists them."""
 
     anonymous: AnonymousAuth | None = None
+    ticket: MethodAuth | None = None
+    wampcra: MethodAuth | None = None
+    cryptosign: MethodAuth | None = None
+    scram: MethodAuth | None = None
 
 
 def _default_auth() -> TransportAuth:
@@ -107,10 +165,17 @@ class RawSocketTransport(_TransportBase):
 Transport = Annotated[WebSocketTransport | RawSocketTransport, Field(discriminator="type")]
 
 
+class DiscloseConfig(_Strict):
+    caller: bool = False
+    publisher: bool = False
+
+
 class PermissionConfig(_Strict):
     uri: str
-    match: Literal["exact", "prefix"] = "exact"
+    #: exact beats wildcard beats prefix; among prefixes the longest wins (Crossbar's precedence)
+    match: Literal["exact", "prefix", "wildcard"] = "exact"
     allow: list[ActionName] = Field(default_factory=list)
+    disclose: DiscloseConfig = Field(default_factory=DiscloseConfig)
 
 
 class RoleConfig(_Strict):
@@ -120,6 +185,10 @@ class RoleConfig(_Strict):
     disclose_publisher: bool = False
     #: trust level added to INVOCATION/EVENT details for this role's calls and publications
     trustlevel: Annotated[int, Field(ge=0)] | None = None
+    #: a dynamic authorizer instead of permissions: the procedure called with
+    #: (session details, uri, action, options), and the realm it is registered on
+    authorizer: str | None = None
+    authorizer_realm: str | None = None
     permissions: list[PermissionConfig] = Field(
         default_factory=lambda: [
             PermissionConfig(uri="", match="prefix", allow=["call", "register", "publish", "subscribe"])

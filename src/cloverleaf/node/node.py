@@ -9,7 +9,16 @@ import os
 import signal
 import time
 
-from ..router.auth import Action, AnonymousAuthenticator, Authenticator, Permission, RoleAuthorizer, RolePolicy
+from ..router.auth import (
+    Action,
+    AnonymousAuthenticator,
+    Authenticator,
+    DynamicAuthorizer,
+    Permission,
+    RoleAuthorizer,
+    RolePolicy,
+)
+from ..router.authenticators import Principal, Principals, TicketAuthenticator, WampCraAuthenticator
 from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import Router
@@ -18,17 +27,36 @@ from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_
 from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
-from .config import NodeConfig, RawSocketTransport, RealmConfig, TcpEndpoint, TransportAuth, WebSocketTransport
+from .config import (
+    MethodAuth,
+    NodeConfig,
+    RawSocketTransport,
+    RealmConfig,
+    TcpEndpoint,
+    TlsConfig,
+    TransportAuth,
+    WebSocketTransport,
+)
+from .tls import ReloadingContext
 
 log = logging.getLogger("cloverleaf.node")
 
 
-def build_realm(config: RealmConfig) -> Realm:
+def build_realm(config: RealmConfig, router: Router) -> Realm:
     roles = {
-        role.name: [Permission(p.uri, p.match, frozenset(Action(a) for a in p.allow)) for p in role.permissions]
+        role.name: [
+            Permission(p.uri, p.match, frozenset(Action(a) for a in p.allow), p.disclose.caller, p.disclose.publisher)
+            for p in role.permissions
+        ]
         for role in config.roles
+        if role.authorizer is None
     }
-    realm = Realm(config.name, RoleAuthorizer(roles), UriCheck(config.uri_check))
+    dynamic = {
+        role.name: DynamicAuthorizer(role.authorizer_realm or config.name, role.authorizer, router.services.call)
+        for role in config.roles
+        if role.authorizer is not None
+    }
+    realm = Realm(config.name, RoleAuthorizer(roles, dynamic), UriCheck(config.uri_check))
     realm.role_policies = {
         role.name: RolePolicy(role.disclose_caller, role.disclose_publisher, role.trustlevel) for role in config.roles
     }
@@ -44,10 +72,28 @@ def build_realm(config: RealmConfig) -> Realm:
     return realm
 
 
-def build_authenticators(auth: TransportAuth) -> list[Authenticator]:
+def _principals(method: MethodAuth, router: Router) -> Principals:
+    static = {
+        authid: Principal(
+            authid, p.role, p.ticket, p.secret, p.salt, p.iterations, p.keylen, tuple(p.pubkeys), dict(p.scram),
+            dict(p.authextra),
+        )
+        for authid, p in method.principals.items()
+    }  # fmt: skip
+    if method.type == "dynamic":
+        return Principals(static, method.authenticator, method.authenticator_realm, router.services.call)
+    return Principals(static)
+
+
+def build_authenticators(auth: TransportAuth, router: Router) -> list[Authenticator]:
+    """The transport's methods; the client's order of preference decides among them."""
     authenticators: list[Authenticator] = []
     if auth.anonymous is not None:
         authenticators.append(AnonymousAuthenticator(auth.anonymous.role))
+    if auth.ticket is not None:
+        authenticators.append(TicketAuthenticator(_principals(auth.ticket, router)))
+    if auth.wampcra is not None:
+        authenticators.append(WampCraAuthenticator(_principals(auth.wampcra, router)))
     return authenticators
 
 
@@ -59,15 +105,32 @@ class Node:
         limits = SessionLimits(config.limits.max_outgoing_bytes, QueuePolicy(config.limits.queue_policy))
         self.router = Router(limits)
         for realm_config in config.realms:
-            self.router.add_realm(build_realm(realm_config))
+            self.router.add_realm(build_realm(realm_config, self.router))
         self.servers: list[asyncio.Server] = []
         #: "ws://127.0.0.1:8080/ws"-style addresses actually bound (ports chosen by the OS resolved)
         self.addresses: list[str] = []
+        #: one TLS context per distinct TLS configuration (endpoints with the same files share one)
+        self.tls_contexts: dict[TlsConfig, ReloadingContext] = {}
+
+    def _build_tls(self) -> None:
+        """Load every TLS certificate before listening anywhere: a bad file stops the start (TlsError)."""
+        for index, transport in enumerate(self.config.transports):
+            endpoint = transport.endpoint
+            if isinstance(endpoint, TcpEndpoint) and endpoint.tls is not None and endpoint.tls not in self.tls_contexts:
+                self.tls_contexts[endpoint.tls] = ReloadingContext(endpoint.tls, f"transports[{index}].endpoint.tls")
+
+    def reload_tls(self) -> None:
+        """Reload every TLS certificate and key now (SIGHUP); failures are logged, the old pair kept."""
+        for context in self.tls_contexts.values():
+            context.reload("SIGHUP")
 
     async def start(self) -> None:
+        self._build_tls()
         for transport in self.config.transports:
             serializers = [SERIALIZERS[name] for name in transport.serializers]
-            session_options = SessionOptions(build_authenticators(transport.auth), transport.sequential_request_ids)
+            session_options = SessionOptions(
+                build_authenticators(transport.auth, self.router), transport.sequential_request_ids
+            )
             if isinstance(transport, WebSocketTransport):
                 ws_settings = WebSocketSettings(
                     path=transport.path,
@@ -80,8 +143,9 @@ class Node:
                     ping_timeout=transport.ping_timeout,
                 )
                 tcp = transport.endpoint
-                server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port)
-                self._record(server, "ws", transport.path)
+                ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
+                server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port, ssl_context)
+                self._record(server, "wss" if ssl_context else "ws", transport.path)
             else:
                 assert isinstance(transport, RawSocketTransport)
                 rs_settings = RawSocketSettings(
@@ -94,8 +158,11 @@ class Node:
                 )
                 endpoint = transport.endpoint
                 if isinstance(endpoint, TcpEndpoint):
-                    server = await serve_rawsocket_tcp(self.router, rs_settings, endpoint.host, endpoint.port)
-                    self._record(server, "rs", "")
+                    ssl_context = self.tls_contexts[endpoint.tls].context if endpoint.tls is not None else None
+                    server = await serve_rawsocket_tcp(
+                        self.router, rs_settings, endpoint.host, endpoint.port, ssl_context
+                    )
+                    self._record(server, "rss" if ssl_context else "rs", "")
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         if os.path.exists(endpoint.path) and not os.path.isfile(endpoint.path):
@@ -105,6 +172,8 @@ class Node:
                     self.addresses.append(f"unix://{endpoint.path}")
         for address in self.addresses:
             log.info("listening on %s", address)
+        for context in self.tls_contexts.values():
+            context.start_polling()
 
     def _record(self, server: asyncio.Server, scheme: str, path: str) -> None:
         self.servers.append(server)
@@ -115,6 +184,8 @@ class Node:
 
     async def stop(self) -> None:
         """Stop listening, say GOODBYE (system_shutdown) to every session, wait for them, close the rest."""
+        for context in self.tls_contexts.values():
+            await context.stop_polling()
         for server in self.servers:
             server.close()
         sessions = self.router.sessions
@@ -143,6 +214,8 @@ async def run_node(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if node.tls_contexts and hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, node.reload_tls)  # without TLS, SIGHUP keeps its default
     log.info("cloverleaf router ready")
     await stop.wait()
     log.info("shutting down")

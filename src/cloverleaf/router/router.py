@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..wamp import errors
 from ..wamp.ids import random_id
@@ -20,8 +20,11 @@ from .auth import Accept, Authenticator, AuthOutcome, Challenge, HelloInfo, Iden
 from .broker import BROKER_FEATURES
 from .dealer import DEALER_FEATURES
 from .interfaces import TransportLink
-from .realm import Realm
+from .realm import TRUSTED_ROLE, Realm
 from .session import RouterSession, SessionLimits, SessionOptions, client_features
+
+if TYPE_CHECKING:
+    from .internal import ServiceSessions
 
 log = logging.getLogger("cloverleaf.router")
 
@@ -95,6 +98,10 @@ class Router:
         #: seconds a (dynamic) authenticator may take before the join is refused
         self.auth_timeout = 10.0
         self.failures = FailureDelays()
+        #: the router's own callers (dynamic authenticators and authorizers are procedures)
+        from .internal import ServiceSessions  # the service sessions need the router first
+
+        self.services: ServiceSessions = ServiceSessions(self)
         self._roles: dict[str, Any] = {
             "broker": {"features": dict(BROKER_FEATURES)},
             "dealer": {"features": dict(DEALER_FEATURES)},
@@ -205,7 +212,8 @@ class Router:
     def _welcome(self, session: RouterSession, join: PendingJoin, identity: Identity) -> None:
         realm = join.realm
         session.join = None
-        if not realm.authorizer.knows_role(identity.authrole):
+        trusted = identity.authrole == TRUSTED_ROLE and session.link.kind == "internal"
+        if not trusted and not realm.authorizer.knows_role(identity.authrole):
             session.abort(errors.NO_SUCH_ROLE, f"role '{identity.authrole}' does not exist on realm '{realm.name}'")
             return
         self.failures.forget(_peer_host(session.link.peer))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from ..router.session import RouterSession
 from ..wamp.serializers import Serializer
@@ -12,6 +13,17 @@ log = logging.getLogger("cloverleaf.transport")
 
 #: queued bytes at which a link writes at once instead of waiting for the end of the loop pass
 FLUSH_AT_BYTES = 64 * 1024
+
+
+def peer_certificate(transport: asyncio.BaseTransport) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The verified client certificate of a TLS connection: ``getpeercert()``'s dict and the DER bytes.
+
+    (None, None) without TLS, or when the client sent no certificate (or none was asked for).
+    """
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None, None
+    return ssl_object.getpeercert() or None, ssl_object.getpeercert(binary_form=True)
 
 
 def describe_peer(transport: asyncio.BaseTransport, scheme: str) -> str:
@@ -58,6 +70,10 @@ class CoalescingLink:
         self.serializer = serializer
         self.peer = peer
         self.peer_max_message_size = 0
+        #: the client's certificate on TLS connections that asked for one (``ssl.SSLSocket.getpeercert()``)
+        self.peer_certificate: dict[str, Any] | None = None
+        #: the same certificate in DER form (for fingerprints)
+        self.peer_certificate_der: bytes | None = None
         self.session: RouterSession | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0

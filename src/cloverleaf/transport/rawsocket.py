@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import cast
@@ -12,7 +13,7 @@ from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.rawsocket import FrameType, RawSocketError, RawSocketServer, frame, frame_header
 from ..wamp.serializers import BY_RAWSOCKET_ID, Serializer
-from .link import CoalescingLink, describe_peer, linger_close
+from .link import CoalescingLink, describe_peer, linger_close, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.rawsocket")
 
@@ -102,6 +103,8 @@ class RawSocketProtocol(asyncio.Protocol):
         assert serializer_id is not None
         link = RawSocketLink(raw, BY_RAWSOCKET_ID[serializer_id], describe_peer(raw, self._scheme))
         link.peer_max_message_size = self._framing.peer_max_length
+        if self._scheme == "tls":
+            link.peer_certificate, link.peer_certificate_der = peer_certificate(raw)
         link.session = self._router.open_session(link, self._settings.session)
         self._link = link
         if self._timer is not None:
@@ -136,9 +139,17 @@ class RawSocketProtocol(asyncio.Protocol):
             self._link.connection_lost()
 
 
-async def serve_rawsocket_tcp(router: Router, settings: RawSocketSettings, host: str, port: int) -> asyncio.Server:
+async def serve_rawsocket_tcp(
+    router: Router, settings: RawSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """Listen on ``host:port``; with ``ssl_context``, for TLS connections only (rss://)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: RawSocketProtocol(router, settings, "tcp"), host, port)
+    if ssl_context is None:
+        return await loop.create_server(lambda: RawSocketProtocol(router, settings, "tcp"), host, port)
+    return await loop.create_server(
+        lambda: RawSocketProtocol(router, settings, "tls"), host, port,
+        ssl=ssl_context, ssl_handshake_timeout=settings.handshake_timeout,
+    )  # fmt: skip
 
 
 async def serve_rawsocket_unix(router: Router, settings: RawSocketSettings, path: str) -> asyncio.Server:

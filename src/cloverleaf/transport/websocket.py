@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import ssl
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from picows import (
     WSCloseCode,
@@ -29,7 +31,7 @@ from picows import (
 from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.serializers import Serializer
-from .link import CoalescingLink, describe_peer
+from .link import CoalescingLink, describe_peer, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.websocket")
 
@@ -87,7 +89,11 @@ class WampWebSocketListener(WSListener):
         self._fragments_size = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        link = WebSocketLink(transport, self._serializer, describe_peer(transport.underlying_transport, "tcp"))
+        raw = transport.underlying_transport
+        tls = raw.get_extra_info("ssl_object") is not None
+        link = WebSocketLink(transport, self._serializer, describe_peer(raw, "tls" if tls else "tcp"))
+        if tls:
+            link.peer_certificate, link.peer_certificate_der = peer_certificate(raw)
         link.session = self._router.open_session(link, self._settings.session)
         self._link = link
 
@@ -175,7 +181,13 @@ def negotiate(
     )
 
 
-async def serve_websocket(router: Router, settings: WebSocketSettings, host: str, port: int) -> asyncio.Server:
+async def serve_websocket(
+    router: Router, settings: WebSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """Listen on ``host:port``; with ``ssl_context``, for TLS connections only (wss://)."""
+    tls_options: dict[str, Any] = {}
+    if ssl_context is not None:
+        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": settings.handshake_timeout}
     server: asyncio.Server = await ws_create_server(
         lambda request: negotiate(request, router, settings),
         host,
@@ -190,5 +202,6 @@ async def serve_websocket(router: Router, settings: WebSocketSettings, host: str
         # transport is faster per read and smaller per connection (measured: docs/benchmarks.md).
         use_aiofastnet=False,
         logger_name="cloverleaf.transport.picows",
+        **tls_options,  # passed on to loop.create_server
     )
     return server

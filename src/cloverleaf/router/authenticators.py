@@ -1,0 +1,202 @@
+"""Authentication methods with credentials: principals from the config or from a WAMP procedure.
+
+A principal is what the router knows about an authid: its role and the credential its method
+needs (a ticket hash, a WAMP-CRA key, public keys, SCRAM keys). Static principals come from the
+node config; a dynamic authenticator is a procedure (possibly on another realm) the router calls
+with ``(realm, authid, details)`` (Crossbar's convention) and that answers with the principal, or
+raises an error to refuse. Failures never say which part was wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..wamp import errors
+from ..wamp.auth import derive_wampcra_key, sign_wampcra
+from .auth import Accept, Challenge, HelloInfo, Identity, MaybeAwaitable, Reject
+
+ProcedureCaller = Callable[[str, str, list[Any], dict[str, Any], float], Awaitable[Any]]
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """What the router knows of one authid."""
+
+    authid: str
+    role: str
+    #: ticket: a stored hash (see cloverleaf.wamp.auth) or, discouraged, the ticket itself
+    ticket: str | None = None
+    #: WAMP-CRA: the secret, or for salted WAMP-CRA the derived key, with its salt parameters
+    secret: str | None = None
+    salt: str | None = None
+    iterations: int = 1000
+    keylen: int = 32
+    #: cryptosign: the Ed25519 public keys (hex) the authid may use
+    pubkeys: tuple[str, ...] = ()
+    #: WAMP-SCRAM stored credentials (kdf, iterations, memory, salt, stored-key, server-key)
+    scram: dict[str, Any] = field(default_factory=dict)
+    authextra: dict[str, Any] = field(default_factory=dict)
+
+
+def principal_from_answer(authid: str, answer: Any) -> Principal | None:
+    """A dynamic authenticator's answer: a role name, or a dict with "role" and credentials."""
+    if isinstance(answer, str):
+        return Principal(authid, answer)
+    if not isinstance(answer, dict) or not isinstance(answer.get("role"), str):
+        return None
+    pubkeys = answer.get("pubkey") or answer.get("pubkeys") or ()
+    if isinstance(pubkeys, str):
+        pubkeys = (pubkeys,)
+    extra = answer.get("extra") or answer.get("authextra") or {}
+    return Principal(
+        authid=str(answer.get("authid") or authid),
+        role=answer["role"],
+        ticket=answer.get("ticket") if isinstance(answer.get("ticket"), str) else None,
+        secret=answer.get("secret") if isinstance(answer.get("secret"), str) else None,
+        salt=answer.get("salt") if isinstance(answer.get("salt"), str) else None,
+        iterations=int(answer.get("iterations", 1000)),
+        keylen=int(answer.get("keylen", 32)),
+        pubkeys=tuple(str(k) for k in pubkeys),
+        scram={k: v for k, v in answer.items() if k in ("kdf", "iterations", "memory", "salt", "stored-key",
+                                                        "server-key", "stored_key", "server_key")},
+        authextra=extra if isinstance(extra, dict) else {},
+    )  # fmt: skip
+
+
+class Principals:
+    """Where an authenticator finds principals: the config, or a dynamic authenticator procedure."""
+
+    def __init__(
+        self,
+        static: dict[str, Principal] | None = None,
+        procedure: str | None = None,
+        realm: str | None = None,
+        call: ProcedureCaller | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.static = static or {}
+        self.procedure = procedure
+        self.realm = realm
+        self.call = call
+        self.timeout = timeout
+
+    @property
+    def dynamic(self) -> bool:
+        return self.procedure is not None
+
+    async def ask(self, hello: HelloInfo, method: str, extra: dict[str, Any]) -> Principal | None:
+        """Call the dynamic authenticator; None when it refuses."""
+        assert self.procedure is not None and self.call is not None
+        authid = hello.authid or ""
+        details = {
+            "authmethod": method, "authid": authid, "authrole": hello.details.get("authrole"),
+            "authextra": hello.authextra, "session": hello.session_id,
+            "transport": {"type": hello.transport_kind, "peer": hello.peer}, **extra,
+        }  # fmt: skip
+        try:
+            answer = await self.call(self.realm or hello.realm, self.procedure, [hello.realm, authid, details], {},
+                                     self.timeout)  # fmt: skip
+        except Exception:
+            return None
+        return principal_from_answer(authid, answer)
+
+
+def _identity(principal: Principal, method: str, provider: str) -> Identity:
+    return Identity(principal.authid, principal.role, method, provider, dict(principal.authextra))
+
+
+class TicketAuthenticator:
+    """``ticket``: the client sends a shared secret in AUTHENTICATE (use it over TLS only)."""
+
+    method = "ticket"
+
+    def __init__(self, principals: Principals) -> None:
+        self.principals = principals
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        if not hello.authid:
+            return Reject(errors.AUTHENTICATION_FAILED, "ticket authentication needs an authid")
+        return Challenge({})
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        if self.principals.dynamic:
+            return self._dynamic(hello, signature)
+        principal = self.principals.static.get(hello.authid or "")
+        if principal is None or principal.ticket is None or not verify_ticket(signature, principal.ticket):
+            return Reject()
+        return Accept(_identity(principal, self.method, "static"))
+
+    async def _dynamic(self, hello: HelloInfo, ticket: str) -> Accept | Reject:
+        principal = await self.principals.ask(hello, self.method, {"ticket": ticket})
+        if principal is None:
+            return Reject()
+        return Accept(_identity(principal, self.method, "dynamic"))
+
+
+def verify_ticket(ticket: str, stored: str) -> bool:
+    """Compare a presented ticket with the stored form (a hash from `cloverleaf passwd`, or clear)."""
+    from ..wamp import auth as auth_math
+
+    verify = getattr(auth_math, "verify_ticket", None)
+    if verify is not None and "$" in stored:
+        return bool(verify(ticket, stored))
+    return hmac.compare_digest(ticket.encode("utf-8"), stored.encode("utf-8"))
+
+
+class WampCraAuthenticator:
+    """``wampcra``: HMAC-SHA256 challenge-response on a shared secret (plain or salted/PBKDF2)."""
+
+    method = "wampcra"
+
+    def __init__(self, principals: Principals) -> None:
+        self.principals = principals
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        if not hello.authid:
+            return Reject(errors.AUTHENTICATION_FAILED, "wampcra authentication needs an authid")
+        if self.principals.dynamic:
+            return self._dynamic(hello)
+        principal = self.principals.static.get(hello.authid)
+        return self._challenge(hello, principal)
+
+    async def _dynamic(self, hello: HelloInfo) -> Challenge | Reject:
+        principal = await self.principals.ask(hello, self.method, {})
+        return self._challenge(hello, principal)
+
+    def _challenge(self, hello: HelloInfo, principal: Principal | None) -> Challenge | Reject:
+        if principal is None or principal.secret is None:
+            # An unknown authid is answered like a wrong secret would be, later: a CHALLENGE with a
+            # key nobody knows, so a client cannot probe which authids exist.
+            principal = Principal(hello.authid or "", "", secret=secrets.token_hex(32))
+        challenge = json.dumps({
+            "authid": principal.authid, "authrole": principal.role, "authmethod": self.method,
+            "authprovider": "dynamic" if self.principals.dynamic else "static",
+            "nonce": secrets.token_urlsafe(24),
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "session": hello.session_id,
+        }, separators=(",", ":"))  # fmt: skip
+        extra: dict[str, Any] = {"challenge": challenge}
+        if principal.salt is not None:
+            extra.update(salt=principal.salt, iterations=principal.iterations, keylen=principal.keylen)
+        return Challenge(extra, (principal, challenge))
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        principal, challenge = state
+        if not principal.role or principal.secret is None:
+            return Reject()
+        expected = sign_wampcra(principal.secret.encode("utf-8"), challenge)
+        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace")):
+            return Reject()
+        provider = "dynamic" if self.principals.dynamic else "static"
+        return Accept(_identity(principal, self.method, provider))
+
+
+def salted_wampcra_key(password: str, salt: str, iterations: int = 1000, keylen: int = 32) -> str:
+    """The key to store for salted WAMP-CRA instead of the password (what `cloverleaf passwd` prints)."""
+    return derive_wampcra_key(password, salt, iterations, keylen).decode("ascii")

@@ -1,0 +1,146 @@
+"""The router's own sessions: how dynamic authenticators and authorizers call WAMP procedures.
+
+A :class:`ServiceSession` is a real router session on an in-memory link (no socket): it joins a
+realm under the trusted internal role, calls procedures like any caller, and is answered through
+the same dealer, so a dynamic authenticator is simply a procedure some component registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from ..wamp.errors import ApplicationError
+from ..wamp.messages import Call, Cancel, Error, Hello, Message, Result, parse_message
+from ..wamp.serializers import MSGPACK, Serializer
+from .auth import Accept, HelloInfo, Identity, MaybeAwaitable, Reject
+from .realm import TRUSTED_ROLE
+from .session import SessionOptions
+
+if TYPE_CHECKING:
+    from .router import Router
+    from .session import RouterSession
+
+
+class TrustedAuthenticator:
+    """Admits the router's own service sessions (only ever offered on the in-memory link)."""
+
+    method = "cloverleaf-internal"
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        return Accept(Identity("cloverleaf", TRUSTED_ROLE, self.method, "router"))
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        return Reject()
+
+
+class InternalLink:
+    """A TransportLink in memory: what the router sends is decoded and handed to the service session."""
+
+    kind = "internal"
+    peer = "internal"
+    peer_max_message_size = 0
+
+    def __init__(self, service: ServiceSession) -> None:
+        self.serializer: Serializer = MSGPACK
+        self._service = service
+        self.closed = False
+
+    def write(self, payload: bytes) -> None:
+        if not self.closed:
+            self._service.on_message(parse_message(self.serializer.decode(payload)))
+
+    def backlog(self) -> int:
+        return 0
+
+    def close(self, reason: str) -> None:
+        self.closed = True
+        self._service.on_closed()
+
+    def abort(self, reason: str) -> None:
+        self.close(reason)
+
+
+class ServiceSession:
+    """A router-internal caller on one realm."""
+
+    def __init__(self, router: Router, realm: str) -> None:
+        self._router = router
+        self._realm = realm
+        self._session: RouterSession | None = None
+        self._link: InternalLink | None = None
+        self._next_request = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+
+    def _joined(self) -> RouterSession:
+        session = self._session
+        if session is not None and session.is_open:
+            return session
+        self._link = InternalLink(self)
+        session = self._router.open_session(self._link, SessionOptions([TrustedAuthenticator()], True))
+        self._session = session
+        self._next_request = 0
+        session.receive(MSGPACK.encode(Hello(self._realm, {"roles": {"caller": {"features": {
+            "call_canceling": True}}}, "authmethods": [TrustedAuthenticator.method]}).marshal()))  # fmt: skip
+        if not session.is_open:
+            self._session = None
+            raise ApplicationError("wamp.error.no_such_realm", f"cannot join realm '{self._realm}'")
+        return session
+
+    async def call(self, procedure: str, args: list[Any], kwargs: dict[str, Any], timeout: float) -> Any:
+        """Call ``procedure``; return its single result (or None, or the whole args list)."""
+        session = self._joined()
+        self._next_request += 1
+        request = self._next_request
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request] = future
+        session.receive(MSGPACK.encode(Call(request, {}, procedure, args or None, kwargs or None).marshal()))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            if session.is_open and request in self._pending:
+                session.receive(MSGPACK.encode(Cancel(request, {"mode": "killnowait"}).marshal()))
+            raise
+        finally:
+            self._pending.pop(request, None)
+
+    def on_message(self, message: Message) -> None:
+        if isinstance(message, Result):
+            future = self._pending.pop(message.request, None)
+            if future is not None and not future.done():
+                args = message.args or []
+                future.set_result(
+                    args[0] if len(args) == 1 and not message.kwargs else (args or message.kwargs or None)
+                )
+        elif isinstance(message, Error):
+            future = self._pending.pop(message.request, None)
+            if future is not None and not future.done():
+                future.set_exception(ApplicationError(message.error, *(message.args or ()), **(message.kwargs or {})))
+
+    def on_closed(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the service session was closed"))
+        self._pending.clear()
+        self._session = None
+
+
+class ServiceSessions:
+    """One service session per realm, created on first use."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._sessions: dict[str, ServiceSession] = {}
+
+    async def call(self, realm: str, procedure: str, args: list[Any], kwargs: dict[str, Any], timeout: float) -> Any:
+        service = self._sessions.get(realm)
+        if service is None:
+            service = self._sessions[realm] = ServiceSession(self._router, realm)
+        return await service.call(procedure, args, kwargs, timeout)
+
+    def close(self) -> None:
+        for service in self._sessions.values():
+            with contextlib.suppress(Exception):
+                service.on_closed()
+        self._sessions.clear()
