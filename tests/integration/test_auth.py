@@ -237,3 +237,43 @@ async def test_dynamic_authenticator_and_authorizer(tmp_path: Path, autobahn: Au
         assert abort[2] == "wamp.error.authentication_failed"
     finally:
         router.stop()
+
+
+# -- cryptosign and SCRAM with Autobahn|Python ---------------------------------------------------------
+
+
+async def test_cryptosign_and_scram_with_autobahn(tmp_path: Path, autobahn: AutobahnSessions) -> None:
+    from cloverleaf.wamp.auth import CryptosignKey, derive_scram_credential, new_cryptosign_key
+
+    client_key = new_cryptosign_key()
+    # Autobahn's dialect ("scram", kdf "argon2id-13"); a small time cost keeps the test fast
+    credential = derive_scram_credential("annas-password", salt=b"0123456789abcdef", kdf="argon2id-13",
+                                         iterations=8, memory=512)  # fmt: skip
+    scram_principal = credential.to_config()
+    auth = {
+        "cryptosign": {"principals": {"device1": {"role": "user", "pubkeys": [client_key.public_key_hex]}},
+                       "router_key": new_cryptosign_key().seed.hex()},
+        "scram": {"principals": {"anna": {"role": "user", "scram": scram_principal}}},
+    }  # fmt: skip
+    router = start_router(tmp_path, realms=[{"name": "realm1", "roles": [{"name": "user"}]}], ws_options={"auth": auth})
+    try:
+        transport = {"type": "websocket", "url": router.ws_url, "serializers": ["json"]}
+        device = await autobahn.open(transport, authentication={
+            "cryptosign": {"authid": "device1", "privkey": client_key.seed.hex()}})  # fmt: skip
+        assert device._authid == "device1" and device._authmethod == "cryptosign"
+        anna = await autobahn.open(transport, authentication={"scram": {"authid": "anna", "password": "annas-password",
+                                                                        "kdf": "argon2id-13"}})  # fmt: skip
+        assert anna._authid == "anna" and anna._authrole == "user" and anna._authmethod == "scram"
+        # a key the router does not know is refused
+        stranger = CryptosignKey.from_hex(new_cryptosign_key().seed.hex())
+        client = await RawClient.websocket(router.ws_url)
+        await client.send([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["cryptosign"], "authid": "device1",
+                                         "authextra": {"pubkey": stranger.public_key_hex}}])  # fmt: skip
+        challenge = await client.recv()
+        assert challenge[0] == 4
+        from cloverleaf.wamp.auth import cryptosign_sign_challenge
+
+        abort = await client.request([5, cryptosign_sign_challenge(stranger, challenge[2]["challenge"]), {}])
+        assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed"
+    finally:
+        router.stop()

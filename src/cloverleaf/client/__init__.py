@@ -10,7 +10,7 @@
 """
 
 from .app import App
-from .auth import ClientAuthenticator, TicketAuth, WampCraAuth
+from .auth import AuthenticationFailed, ClientAuthenticator, CryptosignAuth, ScramAuth, TicketAuth, WampCraAuth
 from .session import Registration, Session, Subscription, connect
 from .types import (
     NO_RECONNECT,
@@ -33,9 +33,11 @@ __all__ = [
     "NO_RECONNECT",
     "App",
     "ApplicationError",
+    "AuthenticationFailed",
     "CallDetails",
     "CallOptions",
     "ClientAuthenticator",
+    "CryptosignAuth",
     "EventDetails",
     "NotConnected",
     "Publication",
@@ -44,6 +46,7 @@ __all__ = [
     "RegisterOptions",
     "Registration",
     "Result",
+    "ScramAuth",
     "Session",
     "SessionClosed",
     "SubscribeOptions",

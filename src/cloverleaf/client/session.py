@@ -460,6 +460,8 @@ class Session:
             if task is not None:
                 task.cancel(msg=str(message.options.get("mode", "killnowait")))
         elif isinstance(message, Welcome):
+            if not self._welcome_accepted(connection, message):
+                return
             connection.session_id = message.session
             connection.details = message.details
             self.last_close_reason = None
@@ -490,8 +492,38 @@ class Session:
         authenticator = next((a for a in self.authenticators if a.method == challenge.method), None)
         if authenticator is None:
             raise ProtocolError(f"CHALLENGE for method {challenge.method!r}, which this client did not offer")
-        signature, extra = authenticator.on_challenge(challenge.extra)
+        try:
+            signature, extra = authenticator.on_challenge(challenge.extra)
+        except Exception as exc:
+            self._abort_authentication(connection, f"{challenge.method} CHALLENGE refused: {exc}")
+            return
         connection.link.send(connection.core.encode(Authenticate(signature, extra)))
+
+    def _welcome_accepted(self, connection: _Connection, welcome: Welcome) -> bool:
+        """Mutual authentication: the authenticator of the WELCOME's authmethod, if it has
+        ``on_welcome``, must accept WELCOME.Details (e.g. WAMP-SCRAM's server signature)."""
+        method = welcome.details.get("authmethod")
+        authenticator = next((a for a in self.authenticators if a.method == method), None)
+        on_welcome = getattr(authenticator, "on_welcome", None)
+        if on_welcome is None:
+            return True
+        try:
+            accepted = bool(on_welcome(welcome.details))
+        except Exception as exc:
+            log.warning("%s on_welcome failed: %r", method, exc)
+            accepted = False
+        if not accepted:
+            self._abort_authentication(connection, f"the router failed {method} authentication (WELCOME refused)")
+        return accepted
+
+    def _abort_authentication(self, connection: _Connection, text: str) -> None:
+        log.warning("authentication aborted: %s", text)
+        self.last_close_reason = errors.AUTHENTICATION_FAILED
+        with contextlib.suppress(Exception):
+            connection.link.send(connection.core.encode(Abort({"message": text}, errors.AUTHENTICATION_FAILED)))
+        if connection.joined is not None and not connection.joined.done():
+            connection.joined.set_exception(ApplicationError(errors.AUTHENTICATION_FAILED, text))
+        connection.link.close()
 
     def _on_error(self, connection: _Connection, message: Error) -> None:
         exc = ApplicationError(message.error, *(message.args or ()), **(message.kwargs or {}))

@@ -208,6 +208,8 @@ async def open_link(
                 ),
                 timeout,
             )  # fmt: skip
+            if listener is None:  # picows: the server dropped the connection before answering the upgrade
+                raise ConnectionError(f"cannot connect to {url}: the server closed the connection")
             link = cast(_WebSocketLink, listener)
             if chosen and chosen[0] != serializer.subprotocol:
                 link.close()

@@ -1,4 +1,5 @@
-"""The ``cloverleaf`` command: start a router, run a client app, check a config, print the version."""
+"""The ``cloverleaf`` command: start a router, run a client app, check a config, print the version,
+make credentials (``keygen``, ``passwd``)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,31 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config file and print every problem")
     check.add_argument("file")
     commands.add_parser("version", help="print the version")
+    keygen = commands.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for WAMP-cryptosign",
+        description="Print the public key (hex; it goes into the router config, a principal's pubkeys) and "
+        "write the private key (hex seed; it stays with the client) to --out with mode 0600, or print it.",
+    )
+    keygen.add_argument("--out", "-o", metavar="PATH", help="file for the private key (default: print it)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing --out file")
+    passwd = commands.add_parser(
+        "passwd",
+        help="print the config entry for a ticket, WAMP-CRA or WAMP-SCRAM principal",
+        description="Read the password (ticket) at a prompt, or the first line of stdin when it is not a "
+        "terminal, and print the YAML entry to put under the method's principals: (never the password).",
+    )
+    passwd.add_argument("method", choices=["ticket", "wampcra", "scram"])
+    passwd.add_argument("--authid", default="AUTHID", help="the principal's authid (default: %(default)s)")
+    passwd.add_argument("--role", default="user", help="the principal's role (default: %(default)s)")
+    passwd.add_argument("--kdf", choices=["argon2id13", "argon2id-13", "pbkdf2"],
+                        help="scram: argon2id13 (spec, default), argon2id-13 (Autobahn/Crossbar) or pbkdf2; "
+                        "ticket: argon2id (default) or pbkdf2(-sha256); wampcra: always pbkdf2")  # fmt: skip
+    passwd.add_argument("--iterations", type=int, metavar="N",
+                        help="KDF cost: wampcra 1000, scram 4096 (argon2) or 600000 (pbkdf2), ticket 3 (argon2) "
+                        "or 600000 (pbkdf2) by default")  # fmt: skip
+    passwd.add_argument("--memory", type=int, metavar="KIB", help="scram with argon2: memory cost in KiB (512)")
+    passwd.add_argument("--salt", metavar="S", help="this salt (text) instead of a random one (reproducible output)")
     return parser
 
 
@@ -66,6 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return run_app(args.app, args.url, args.realm, serializer=args.serializer, log_level=args.log_level)
+    if args.command in ("keygen", "passwd"):
+        from .credentials import CredentialError, keygen, passwd
+
+        try:
+            if args.command == "keygen":
+                return keygen(args.out, force=args.force)
+            return passwd(args.method, authid=args.authid, role=args.role, kdf=args.kdf, iterations=args.iterations,
+                          memory=args.memory, salt=args.salt)  # fmt: skip
+        except (CredentialError, OSError) as exc:
+            print(f"cloverleaf {args.command}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     from .config import ConfigError, NodeConfig, default_config, load_config
     from .node import install_event_loop_policy, run_node
 

@@ -106,6 +106,9 @@ class MethodAuth(_Strict):
     authenticator: str | None = None
     #: dynamic: the realm the procedure is registered on (default: the realm joined)
     authenticator_realm: str | None = None
+    #: cryptosign: the router's own Ed25519 key (hex seed, from `cloverleaf keygen`) for router
+    #: authentication, or a file holding it
+    router_key: str | None = None
 
     @model_validator(mode="after")
     def _dynamic_needs_a_procedure(self) -> MethodAuth:

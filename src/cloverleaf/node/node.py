@@ -18,13 +18,21 @@ from ..router.auth import (
     RoleAuthorizer,
     RolePolicy,
 )
-from ..router.authenticators import Principal, Principals, TicketAuthenticator, WampCraAuthenticator
+from ..router.authenticators import (
+    CryptosignAuthenticator,
+    Principal,
+    Principals,
+    ScramAuthenticator,
+    TicketAuthenticator,
+    WampCraAuthenticator,
+)
 from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.websocket import WebSocketSettings, serve_websocket
+from ..wamp.auth import CryptosignKey
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
 from .config import (
@@ -94,7 +102,24 @@ def build_authenticators(auth: TransportAuth, router: Router) -> list[Authentica
         authenticators.append(TicketAuthenticator(_principals(auth.ticket, router)))
     if auth.wampcra is not None:
         authenticators.append(WampCraAuthenticator(_principals(auth.wampcra, router)))
+    if auth.cryptosign is not None:
+        authenticators.append(
+            CryptosignAuthenticator(_principals(auth.cryptosign, router), _router_key(auth.cryptosign.router_key))
+        )
+    if auth.scram is not None:
+        principals = _principals(auth.scram, router)
+        authenticators.append(ScramAuthenticator(principals, "wamp-scram"))
+        authenticators.append(ScramAuthenticator(principals, "scram"))  # Autobahn's and Crossbar's name
     return authenticators
+
+
+def _router_key(value: str | None) -> CryptosignKey | None:
+    if not value:
+        return None
+    if os.path.isfile(value):
+        with open(value, encoding="ascii") as key_file:
+            value = key_file.read().strip()
+    return CryptosignKey.from_hex(value)
 
 
 class Node:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..wamp import auth as auth_math
 from ..wamp import errors
 from ..wamp.auth import derive_wampcra_key, sign_wampcra
 from .auth import Accept, Challenge, HelloInfo, Identity, MaybeAwaitable, Reject
@@ -141,12 +142,12 @@ class TicketAuthenticator:
 
 def verify_ticket(ticket: str, stored: str) -> bool:
     """Compare a presented ticket with the stored form (a hash from `cloverleaf passwd`, or clear)."""
-    from ..wamp import auth as auth_math
-
-    verify = getattr(auth_math, "verify_ticket", None)
-    if verify is not None and "$" in stored:
-        return bool(verify(ticket, stored))
-    return hmac.compare_digest(ticket.encode("utf-8"), stored.encode("utf-8"))
+    if auth_math.is_ticket_hash(stored):
+        try:
+            return auth_math.verify_ticket(ticket, stored)
+        except auth_math.InvalidAuthData:
+            return False
+    return auth_math.ticket_equals(stored, ticket)
 
 
 class WampCraAuthenticator:
@@ -200,3 +201,139 @@ class WampCraAuthenticator:
 def salted_wampcra_key(password: str, salt: str, iterations: int = 1000, keylen: int = 32) -> str:
     """The key to store for salted WAMP-CRA instead of the password (what `cloverleaf passwd` prints)."""
     return derive_wampcra_key(password, salt, iterations, keylen).decode("ascii")
+
+
+def _channel_id(hello: HelloInfo, requested: object) -> bytes | Reject | None:
+    """The channel ID for a requested TLS channel binding, or a Reject when it cannot be had."""
+    if requested is None:
+        return None
+    if not isinstance(requested, str) or requested not in hello.channel_binding:
+        return Reject(errors.AUTHENTICATION_FAILED, "the requested channel binding is not available")
+    return auth_math.cryptosign_channel_id(requested, hello.channel_binding[requested])
+
+
+class CryptosignAuthenticator:
+    """``cryptosign``: the client signs a random challenge with an Ed25519 key the router knows.
+
+    With ``channel_binding`` in HELLO.authextra the signed message is bound to the TLS channel; with
+    a ``challenge`` in HELLO.authextra and a router key configured, the router signs it too and puts
+    ``pubkey`` and ``signature`` into CHALLENGE.Extra (router authentication).
+    """
+
+    method = "cryptosign"
+
+    def __init__(self, principals: Principals, router_key: auth_math.CryptosignKey | None = None) -> None:
+        self.principals = principals
+        self.router_key = router_key
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        pubkey = hello.authextra.get("pubkey")
+        if not isinstance(pubkey, str):
+            return Reject(errors.AUTHENTICATION_FAILED, "cryptosign needs authextra.pubkey")
+        if self.principals.dynamic:
+            return self._dynamic(hello, pubkey)
+        principal = self.principals.static.get(hello.authid or "")
+        if principal is None and not hello.authid:  # no authid: find the principal by its key
+            principal = next((p for p in self.principals.static.values() if pubkey.lower() in
+                              {k.lower() for k in p.pubkeys}), None)  # fmt: skip
+        return self._challenge(hello, principal, pubkey)
+
+    async def _dynamic(self, hello: HelloInfo, pubkey: str) -> Challenge | Reject:
+        principal = await self.principals.ask(hello, self.method, {"pubkey": pubkey})
+        return self._challenge(hello, principal, pubkey)
+
+    def _challenge(self, hello: HelloInfo, principal: Principal | None, pubkey: str) -> Challenge | Reject:
+        channel_binding = hello.authextra.get("channel_binding")
+        channel_id = _channel_id(hello, channel_binding)
+        if isinstance(channel_id, Reject):
+            return channel_id
+        challenge = auth_math.new_cryptosign_challenge()
+        extra: dict[str, Any] = {"challenge": challenge, "channel_binding": channel_binding}
+        client_challenge = hello.authextra.get("challenge")
+        if isinstance(client_challenge, str) and self.router_key is not None:
+            try:
+                extra.update(auth_math.cryptosign_router_challenge_extra(self.router_key, client_challenge, channel_id))
+            except auth_math.InvalidAuthData:
+                return Reject(errors.AUTHENTICATION_FAILED, "invalid authextra.challenge")
+        known = principal is not None and pubkey.lower() in {k.lower() for k in principal.pubkeys}
+        return Challenge(extra, (principal if known else None, pubkey, challenge, channel_id))
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        principal, pubkey, challenge, channel_id = state
+        if principal is None:
+            return Reject()
+        try:
+            ok = auth_math.cryptosign_verify(pubkey, challenge, signature, channel_id)
+        except auth_math.InvalidAuthData:
+            ok = False
+        if not ok:
+            return Reject()
+        identity = _identity(principal, self.method, "dynamic" if self.principals.dynamic else "static")
+        return Accept(identity)
+
+
+class ScramAuthenticator:
+    """WAMP-SCRAM (SHA-256 with argon2id or PBKDF2): the router stores keys, never the password.
+
+    Offered under the spec's name ``wamp-scram`` and under ``scram`` (Autobahn's and Crossbar's
+    spelling, with their AuthMessage conventions; see :mod:`cloverleaf.wamp.auth`).
+    """
+
+    def __init__(self, principals: Principals, method: str = "wamp-scram") -> None:
+        self.principals = principals
+        self.method = method
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        if not hello.authid:
+            return Reject(errors.AUTHENTICATION_FAILED, "SCRAM needs an authid")
+        if self.principals.dynamic:
+            return self._dynamic(hello)
+        return self._challenge(hello, self.principals.static.get(hello.authid))
+
+    async def _dynamic(self, hello: HelloInfo) -> Challenge | Reject:
+        return self._challenge(hello, await self.principals.ask(hello, self.method, {}))
+
+    def _challenge(self, hello: HelloInfo, principal: Principal | None) -> Challenge | Reject:
+        credential = None
+        if principal is not None and principal.scram:
+            try:
+                credential = auth_math.ScramCredential.from_config(principal.scram)
+            except auth_math.InvalidAuthData:
+                credential = None
+        known = credential is not None
+        if credential is None:  # answer an unknown authid like a known one, with keys nobody has
+            credential = auth_math.ScramCredential("pbkdf2", secrets.token_bytes(16), 4096, None,
+                                                   secrets.token_bytes(32), secrets.token_bytes(32))  # fmt: skip
+        client_nonce = hello.authextra.get("nonce")
+        try:
+            extra = auth_math.scram_challenge_extra(
+                credential, authmethod=self.method, client_nonce=client_nonce, server_nonce=auth_math.new_scram_nonce()
+            )
+        except auth_math.InvalidAuthData:
+            return Reject(errors.AUTHENTICATION_FAILED, "SCRAM needs authextra.nonce")
+        channel_binding = hello.authextra.get("channel_binding")
+        if channel_binding is not None:
+            extra["channel_binding"] = channel_binding
+        return Challenge(extra, (principal if known else None, credential, client_nonce, extra))
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        principal, credential, client_nonce, challenge_extra = state
+        channel_binding = hello.authextra.get("channel_binding")
+        binding_data = hello.channel_binding.get(channel_binding) if isinstance(channel_binding, str) else None
+        try:
+            result = auth_math.scram_verify_authenticate(
+                credential, authmethod=self.method, authid=hello.authid or "", client_nonce=client_nonce,
+                challenge_extra=challenge_extra, signature=signature, authenticate_extra=extra,
+                channel_binding=channel_binding if isinstance(channel_binding, str) else None,
+                channel_binding_data=binding_data,
+            )  # fmt: skip
+        except auth_math.InvalidAuthData:
+            return Reject()
+        if principal is None or not result.ok:
+            return Reject()
+        identity = _identity(principal, self.method, "dynamic" if self.principals.dynamic else "static")
+        authextra = dict(identity.authextra)
+        authextra.update(result.welcome_authextra)
+        return Accept(
+            Identity(identity.authid, identity.authrole, identity.authmethod, identity.authprovider, authextra)
+        )

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import Type as Argon2Type
 from argon2.low_level import hash_secret, hash_secret_raw
@@ -313,10 +313,13 @@ def _check_scram_authmethod(authmethod: str) -> bool:
 
 
 def _saslprep_mapped(char: str) -> str:
-    if stringprep.in_table_c12(char):  # non-ASCII space characters map to SPACE
-        return " "
+    # U+200B ZERO WIDTH SPACE is in both tables; RFC 4013 does not say which mapping wins. Mapping it
+    # to nothing first is what passlib (used by Autobahn|Python) and pymongo do; libidn and
+    # PostgreSQL map it to SPACE instead.
     if stringprep.in_table_b1(char):  # "commonly mapped to nothing"
         return ""
+    if stringprep.in_table_c12(char):  # non-ASCII space characters map to SPACE
+        return " "
     return char
 
 
@@ -1049,19 +1052,20 @@ def is_ticket_hash(stored: str) -> bool:
         return True
     if stored.startswith(_ARGON2_PREFIXES):
         try:
-            PasswordHasher().check_needs_rehash(stored)  # parses the PHC string
+            extract_parameters(stored)
         except (InvalidHashError, ValueError):
             return False
         return True
     return False
 
 
-def verify_ticket(stored: str, presented: object) -> bool:
+def verify_ticket(presented: object, stored: str) -> bool:
     """Check a presented ticket (AUTHENTICATE.Signature) against a stored ticket hash.
 
-    Constant time in the comparison. A ticket that is not a string is wrong (False); a ``stored``
-    value that is not a ticket hash raises :class:`InvalidAuthData` (a configuration error; use
-    :func:`ticket_equals` for clear-text tickets).
+    Argument order as passlib's ``verify(secret, hash)``: the presented ticket first. Constant time in
+    the comparison. A ticket that is not a string is wrong (False); a ``stored`` value that is not a
+    ticket hash raises :class:`InvalidAuthData` (a configuration error: check the config with
+    :func:`is_ticket_hash`, and use :func:`ticket_equals` for clear-text tickets).
     """
     match = _PBKDF2_TICKET_RE.fullmatch(stored)
     if match is not None:
@@ -1073,13 +1077,15 @@ def verify_ticket(stored: str, presented: object) -> bool:
         actual = pbkdf2(presented.encode("utf-8", "surrogatepass"), salt, rounds, len(expected))
         return hmac.compare_digest(actual, expected)
     if stored.startswith(_ARGON2_PREFIXES):
+        try:
+            extract_parameters(stored)  # verify() reports a malformed hash as a mere mismatch
+        except (InvalidHashError, ValueError) as exc:
+            raise InvalidAuthData("malformed Argon2 ticket hash") from exc
         if not isinstance(presented, str):
             return False
         try:
             return PasswordHasher().verify(stored, presented.encode("utf-8", "surrogatepass"))
-        except InvalidHashError as exc:
-            raise InvalidAuthData("malformed Argon2 ticket hash") from exc
-        except VerificationError:
+        except (InvalidHashError, VerificationError):
             return False
     raise InvalidAuthData("not a ticket hash (expected 'pbkdf2-sha256$...' or '$argon2id$...')")
 
