@@ -277,3 +277,58 @@ async def test_cryptosign_and_scram_with_autobahn(tmp_path: Path, autobahn: Auto
         assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed"
     finally:
         router.stop()
+
+
+async def test_cookie_authentication(tmp_path: Path) -> None:
+    import websockets
+
+    from cloverleaf.wamp.serializers import JSON
+
+    auth = {"ticket": {"principals": {"joe": {"role": "user", "ticket": "joes-ticket"}}}, "cookie": {}}
+    router = start_router(tmp_path, realms=[{"name": "realm1", "roles": [{"name": "user"}]}], ws_options={"auth": auth})
+    try:
+        async with websockets.connect(router.ws_url, subprotocols=["wamp.2.json"]) as ws:
+            set_cookie = ws.response.headers["Set-Cookie"]
+            assert set_cookie.startswith("cbtid=") and "HttpOnly" in set_cookie
+            await ws.send(JSON.encode([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"],
+                                                     "authid": "joe"}]).decode())  # fmt: skip
+            assert JSON.decode((await ws.recv()).encode())[0] == 4
+            await ws.send(JSON.encode([5, "joes-ticket", {}]).decode())
+            assert JSON.decode((await ws.recv()).encode())[2]["authmethod"] == "ticket"
+        cookie = set_cookie.split(";")[0]
+        async with websockets.connect(router.ws_url, subprotocols=["wamp.2.json"],
+                                      additional_headers={"Cookie": cookie}) as ws:  # fmt: skip
+            assert "Set-Cookie" not in ws.response.headers  # the known cookie is kept
+            await ws.send(JSON.encode([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["cookie", "ticket"]}])
+                          .decode())  # fmt: skip
+            welcome = JSON.decode((await ws.recv()).encode())
+            assert welcome[0] == 2 and welcome[2]["authid"] == "joe" and welcome[2]["authmethod"] == "cookie"
+        # an unknown cookie does not authenticate
+        async with websockets.connect(router.ws_url, subprotocols=["wamp.2.json"],
+                                      additional_headers={"Cookie": "cbtid=" + "x" * 32}) as ws:  # fmt: skip
+            await ws.send(JSON.encode([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["cookie"]}]).decode())
+            abort = JSON.decode((await ws.recv()).encode())
+            assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed"
+    finally:
+        router.stop()
+
+
+async def test_repeated_failures_are_slowed_down(auth_router: RouterProcess) -> None:
+    loop = asyncio.get_running_loop()
+    delays = []
+    for _ in range(5):
+        client = await RawClient.rawsocket(auth_router.rs_port)
+        await client.send([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"], "authid": "joe"}])
+        assert (await client.recv())[0] == 4
+        started = loop.time()
+        abort = await client.request([5, "wrong", {}])
+        delays.append(loop.time() - started)
+        assert abort[2] == "wamp.error.authentication_failed"
+        await client.close()
+    assert max(delays[:2]) < 0.3  # the first failures are answered at once
+    assert delays[-1] >= 0.4  # later ones wait (0.5 s, doubling)
+    # a success forgets the host
+    client = await RawClient.rawsocket(auth_router.rs_port)
+    await client.send([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"], "authid": "joe"}])
+    await client.recv()
+    assert (await client.request([5, "joes-ticket", {}]))[0] == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import os
 import signal
 import socket
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.conftest import AutobahnSessions, RouterProcess, free_port, router_config, wait_for_port
 
-from cloverleaf.client import NO_RECONNECT, Session, connect
+from cloverleaf.client import NO_RECONNECT, ApplicationError, Session, connect
 from cloverleaf.node.config import ConfigError, parse_config
 from cloverleaf.node.node import Node
 from cloverleaf.node.tls import TlsError
@@ -158,13 +159,14 @@ def make_pki(directory: Path) -> Pki:
 # -- a router with TLS on both TCP transports -----------------------------------------------------
 
 
-def start_tls_router(tmp: Path, tls: dict[str, Any]) -> RouterProcess:
+def start_tls_router(tmp: Path, tls: dict[str, Any], auth: dict[str, Any] | None = None) -> RouterProcess:
     ws_port, rs_port = free_port(), free_port()
     unix_path = str(tmp / "router.sock")
+    extra = {"auth": auth} if auth else {}
     config = router_config(
         ws_port, rs_port, unix_path,
-        ws_options={"endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port, "tls": tls}},
-        rs_options={"endpoint": {"type": "tcp", "host": "127.0.0.1", "port": rs_port, "tls": tls}},
+        ws_options={"endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port, "tls": tls}, **extra},
+        rs_options={"endpoint": {"type": "tcp", "host": "127.0.0.1", "port": rs_port, "tls": tls}, **extra},
     )  # fmt: skip
     config_path = tmp / "node.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -609,3 +611,45 @@ def test_cli_reports_a_missing_certificate_in_one_line(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert "Traceback" not in output, output
     assert f"transports[0].endpoint.tls.certificate: cannot read {tmp_path / 'nope.pem'}" in output, output
+
+
+class _TlsMethod:
+    """The client side of the ``tls`` method: the certificate already said it all."""
+
+    method = "tls"
+
+    def __init__(self, authid: str | None = None) -> None:
+        self.authid = authid
+
+    def authextra(self) -> dict[str, Any]:
+        return {}
+
+    def on_challenge(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        raise AssertionError("tls authentication sends no CHALLENGE")
+
+
+async def test_tls_client_certificate_authentication(tmp_path: Path, own_pki: Pki) -> None:
+    fingerprint = hashlib.sha1(x509.load_pem_x509_certificate(own_pki.client.cert_pem).public_bytes(
+        serialization.Encoding.DER)).hexdigest()  # fmt: skip
+    auth = {"tls": {"principals": {"client1": {"role": "anonymous"},
+                                   "pinned": {"role": "anonymous", "certificate_sha1": fingerprint},
+                                   "other": {"role": "anonymous", "certificate_sha1": "00" * 20}}}}  # fmt: skip
+    router = start_tls_router(
+        tmp_path, own_pki.tls_config(ca_certificates=own_pki.ca_path, client_certificates="optional"), auth
+    )
+    try:
+        context = own_pki.client_context(with_certificate=True)
+        for authid, expected in ((None, "client1"), ("pinned", "pinned")):
+            session = await connect(router.rs_url, "realm1", ssl_context=context, authenticators=[_TlsMethod(authid)],
+                                    reconnect=NO_RECONNECT)  # fmt: skip
+            assert session.details["authid"] == expected and session.details["authmethod"] == "tls"
+            assert session.details["authextra"]["certificate"]["sha1"] == fingerprint
+            await session.leave()
+        for context, authid in ((own_pki.client_context(with_certificate=True), "other"),
+                                (own_pki.client_context(), None)):  # fmt: skip
+            with pytest.raises(ApplicationError) as info:
+                await connect(router.rs_url, "realm1", ssl_context=context, authenticators=[_TlsMethod(authid)],
+                              reconnect=NO_RECONNECT)  # fmt: skip
+            assert info.value.error == "wamp.error.authentication_failed"
+    finally:
+        stop_cleanly(router)

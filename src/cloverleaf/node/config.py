@@ -94,7 +94,15 @@ class PrincipalConfig(_Strict):
     pubkeys: list[str] = Field(default_factory=list)
     #: wamp-scram: stored credentials from `cloverleaf passwd scram`
     scram: dict[str, Any] = Field(default_factory=dict)
+    #: tls: pin the client certificate's SHA-1 fingerprint (hex, colons allowed)
+    certificate_sha1: str | None = None
     authextra: dict[str, Any] = Field(default_factory=dict)
+
+
+class CookieAuth(_Strict):
+    #: the cookie's name, and how long (seconds) an authenticated cookie is remembered
+    name: str = "cbtid"
+    max_age: Annotated[float, Field(gt=0)] = 86400.0
 
 
 class MethodAuth(_Strict):
@@ -125,6 +133,10 @@ class TransportAuth(_Strict):
     wampcra: MethodAuth | None = None
     cryptosign: MethodAuth | None = None
     scram: MethodAuth | None = None
+    #: client certificates (a TLS endpoint with client_certificates optional or required)
+    tls: MethodAuth | None = None
+    #: WebSocket only: a tracking cookie remembers who authenticated, for the "cookie" method
+    cookie: CookieAuth | None = None
 
 
 def _default_auth() -> TransportAuth:

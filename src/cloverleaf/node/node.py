@@ -19,11 +19,14 @@ from ..router.auth import (
     RolePolicy,
 )
 from ..router.authenticators import (
+    CookieAuthenticator,
+    CookieStore,
     CryptosignAuthenticator,
     Principal,
     Principals,
     ScramAuthenticator,
     TicketAuthenticator,
+    TlsAuthenticator,
     WampCraAuthenticator,
 )
 from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
@@ -83,8 +86,9 @@ def build_realm(config: RealmConfig, router: Router) -> Realm:
 def _principals(method: MethodAuth, router: Router) -> Principals:
     static = {
         authid: Principal(
-            authid, p.role, p.ticket, p.secret, p.salt, p.iterations, p.keylen, tuple(p.pubkeys), dict(p.scram),
-            dict(p.authextra),
+            authid=authid, role=p.role, ticket=p.ticket, secret=p.secret, salt=p.salt, iterations=p.iterations,
+            keylen=p.keylen, pubkeys=tuple(p.pubkeys), scram=dict(p.scram), certificate_sha1=p.certificate_sha1,
+            authextra=dict(p.authextra),
         )
         for authid, p in method.principals.items()
     }  # fmt: skip
@@ -106,6 +110,8 @@ def build_authenticators(auth: TransportAuth, router: Router) -> list[Authentica
         authenticators.append(
             CryptosignAuthenticator(_principals(auth.cryptosign, router), _router_key(auth.cryptosign.router_key))
         )
+    if auth.tls is not None:
+        authenticators.append(TlsAuthenticator(_principals(auth.tls, router)))
     if auth.scram is not None:
         principals = _principals(auth.scram, router)
         authenticators.append(ScramAuthenticator(principals, "wamp-scram"))
@@ -153,11 +159,18 @@ class Node:
         self._build_tls()
         for transport in self.config.transports:
             serializers = [SERIALIZERS[name] for name in transport.serializers]
-            session_options = SessionOptions(
-                build_authenticators(transport.auth, self.router), transport.sequential_request_ids
-            )
+            authenticators = build_authenticators(transport.auth, self.router)
+            cookie_store = None
+            if isinstance(transport, WebSocketTransport) and transport.auth.cookie is not None:
+                cookie_store = CookieStore(transport.auth.cookie.max_age)
+                authenticators.append(CookieAuthenticator(cookie_store, time.monotonic))
+            session_options = SessionOptions(authenticators, transport.sequential_request_ids)
             if isinstance(transport, WebSocketTransport):
+                cookie = transport.auth.cookie
                 ws_settings = WebSocketSettings(
+                    cookie_name=cookie.name if cookie is not None else None,
+                    cookie_max_age=cookie.max_age if cookie is not None else 86400.0,
+                    cookie_store=cookie_store,
                     path=transport.path,
                     serializers=serializers,
                     session=session_options,

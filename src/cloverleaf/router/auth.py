@@ -51,6 +51,10 @@ class HelloInfo:
     channel_binding: dict[str, bytes] = field(default_factory=dict)
     #: the client's TLS certificate (ssl.SSLSocket.getpeercert()), when it presented one
     peer_certificate: dict[str, Any] | None = None
+    #: the same certificate, DER-encoded (for fingerprints)
+    peer_certificate_der: bytes | None = None
+    #: the WebSocket tracking cookie of the connection, when cookie authentication is on
+    cookie: str | None = None
 
     @property
     def authid(self) -> str | None:

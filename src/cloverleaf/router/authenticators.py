@@ -42,6 +42,9 @@ class Principal:
     pubkeys: tuple[str, ...] = ()
     #: WAMP-SCRAM stored credentials (kdf, iterations, memory, salt, stored-key, server-key)
     scram: dict[str, Any] = field(default_factory=dict)
+    #: tls: the SHA-1 fingerprint (hex) the client certificate must have; None accepts any
+    #: certificate the transport's CA verified whose common name is the authid
+    certificate_sha1: str | None = None
     authextra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -337,3 +340,107 @@ class ScramAuthenticator:
         return Accept(
             Identity(identity.authid, identity.authrole, identity.authmethod, identity.authprovider, authextra)
         )
+
+
+def _fingerprint(value: str) -> str:
+    return value.replace(":", "").lower()
+
+
+def certificate_common_name(certificate: dict[str, Any] | None) -> str | None:
+    """The subject's commonName of a getpeercert() dict."""
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
+class TlsAuthenticator:
+    """``tls``: the client certificate, verified by the transport's CA, identifies the client.
+
+    The authid is the one asked for in HELLO, else the certificate's common name; a principal may
+    pin the certificate's SHA-1 fingerprint (Crossbar's ``certificate-sha1``). A dynamic
+    authenticator receives ``certificate`` (``sha1``, ``subject`` common name, the full subject).
+    """
+
+    method = "tls"
+
+    def __init__(self, principals: Principals) -> None:
+        self.principals = principals
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        der = hello.peer_certificate_der
+        if der is None:
+            return Reject(errors.AUTHENTICATION_FAILED, "no client certificate")
+        import hashlib
+
+        sha1 = hashlib.sha1(der).hexdigest()
+        common_name = certificate_common_name(hello.peer_certificate)
+        authid = hello.authid or common_name or ""
+        if self.principals.dynamic:
+            return self._dynamic(hello, sha1, common_name)
+        principal = self.principals.static.get(authid)
+        if principal is None:
+            return Reject()
+        if principal.certificate_sha1 is not None:
+            if _fingerprint(principal.certificate_sha1) != sha1:
+                return Reject()
+        elif common_name != authid:
+            return Reject()
+        authextra = {**principal.authextra, "certificate": {"sha1": sha1, "subject": common_name}}
+        return Accept(Identity(principal.authid, principal.role, self.method, "static", authextra))
+
+    async def _dynamic(self, hello: HelloInfo, sha1: str, common_name: str | None) -> Accept | Reject:
+        certificate = {"sha1": sha1, "subject": common_name, "details": hello.peer_certificate}
+        principal = await self.principals.ask(hello, self.method, {"certificate": certificate})
+        if principal is None:
+            return Reject()
+        return Accept(_identity(principal, self.method, "dynamic"))
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        return Reject(errors.PROTOCOL_VIOLATION, "tls authentication sends no CHALLENGE")
+
+
+class CookieStore:
+    """Which identity each WebSocket tracking cookie authenticated (in memory, bounded, expiring)."""
+
+    def __init__(self, max_age: float = 86400.0, limit: int = 100_000) -> None:
+        self.max_age = max_age
+        self.limit = limit
+        self._identities: dict[str, tuple[Identity, float]] = {}
+
+    def remember(self, cookie: str, identity: Identity, now: float) -> None:
+        if len(self._identities) >= self.limit:
+            oldest = min(self._identities, key=lambda c: self._identities[c][1])
+            del self._identities[oldest]
+        self._identities[cookie] = (identity, now)
+
+    def recall(self, cookie: str, now: float) -> Identity | None:
+        entry = self._identities.get(cookie)
+        if entry is None:
+            return None
+        if now - entry[1] > self.max_age:
+            del self._identities[cookie]
+            return None
+        return entry[0]
+
+
+class CookieAuthenticator:
+    """``cookie``: a browser's WebSocket that earlier authenticated with another method is
+    recognized by its tracking cookie and admitted as the same identity (authmethod ``cookie``)."""
+
+    method = "cookie"
+
+    def __init__(self, store: CookieStore, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        identity = self.store.recall(hello.cookie, self.clock()) if hello.cookie else None
+        if identity is None:
+            return Reject()
+        return Accept(Identity(identity.authid, identity.authrole, self.method, identity.authprovider,
+                               dict(identity.authextra)))  # fmt: skip
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        return Reject(errors.PROTOCOL_VIOLATION, "cookie authentication sends no CHALLENGE")

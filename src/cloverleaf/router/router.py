@@ -162,6 +162,7 @@ class Router:
         hello = HelloInfo(
             message.realm, details, link.kind, link.peer, session_id,
             getattr(link, "channel_binding", None) or {}, getattr(link, "peer_certificate", None),
+            getattr(link, "peer_certificate_der", None), getattr(link, "cookie", None),
         )  # fmt: skip
         session.join = PendingJoin(realm, hello, chosen)
         self._continue_join(session, chosen.hello(hello))
@@ -217,6 +218,9 @@ class Router:
             session.abort(errors.NO_SUCH_ROLE, f"role '{identity.authrole}' does not exist on realm '{realm.name}'")
             return
         self.failures.forget(_peer_host(session.link.peer))
+        cookie_store = getattr(session.link, "cookie_store", None)
+        if cookie_store is not None and join.hello.cookie and identity.authmethod != "cookie":
+            cookie_store.remember(join.hello.cookie, identity, time.monotonic())
         session.identity = identity
         session.client_features = client_features(join.hello.details["roles"])
         session.realm = realm

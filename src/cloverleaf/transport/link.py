@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ..router.authenticators import CookieStore
 from ..router.session import RouterSession
 from ..wamp.serializers import Serializer
 
@@ -74,6 +75,9 @@ class CoalescingLink:
         self.peer_certificate: dict[str, Any] | None = None
         #: the same certificate in DER form (for fingerprints)
         self.peer_certificate_der: bytes | None = None
+        #: the WebSocket tracking cookie and the store remembering who it proved (cookie auth)
+        self.cookie: str | None = None
+        self.cookie_store: CookieStore | None = None
         self.session: RouterSession | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import secrets
 import ssl
 import struct
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from picows import (
     ws_create_server,
 )
 
+from ..router.authenticators import CookieStore
 from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.serializers import Serializer
@@ -52,6 +54,10 @@ class WebSocketSettings:
     #: seconds of silence before the server pings (0 disables pings)
     ping_interval: float = 30.0
     ping_timeout: float = 10.0
+    #: cookie authentication: the tracking cookie's name, its lifetime, and who each cookie proved
+    cookie_name: str | None = None
+    cookie_max_age: float = 86400.0
+    cookie_store: CookieStore | None = None
 
 
 class WebSocketLink(CoalescingLink):
@@ -79,10 +85,13 @@ class WebSocketLink(CoalescingLink):
 class WampWebSocketListener(WSListener):
     """One WebSocket connection carrying one WAMP session."""
 
-    def __init__(self, router: Router, serializer: Serializer, settings: WebSocketSettings) -> None:
+    def __init__(
+        self, router: Router, serializer: Serializer, settings: WebSocketSettings, cookie: str | None = None
+    ) -> None:
         self._router = router
         self._serializer = serializer
         self._settings = settings
+        self._cookie = cookie
         self._link: WebSocketLink | None = None
         self._expected = WSMsgType.BINARY if serializer.BINARY else WSMsgType.TEXT
         self._fragments: list[bytes] | None = None
@@ -94,6 +103,9 @@ class WampWebSocketListener(WSListener):
         link = WebSocketLink(transport, self._serializer, describe_peer(raw, "tls" if tls else "tcp"))
         if tls:
             link.peer_certificate, link.peer_certificate_der = peer_certificate(raw)
+        if self._cookie is not None:
+            link.cookie = self._cookie
+            link.cookie_store = self._settings.cookie_store
         link.session = self._router.open_session(link, self._settings.session)
         self._link = link
 
@@ -149,6 +161,16 @@ class WampWebSocketListener(WSListener):
             self._link.connection_lost()
 
 
+def _read_cookie(values: Sequence[str], name: str) -> str | None:
+    """Our tracking cookie from Cookie headers, if present and well-formed."""
+    for value in values:
+        for part in value.split(";"):
+            key, _, cookie = part.strip().partition("=")
+            if key == name and 16 <= len(cookie) <= 64 and all(c.isalnum() or c in "-_" for c in cookie):
+                return cookie
+    return None
+
+
 def negotiate(
     request: WSUpgradeRequest, router: Router, settings: WebSocketSettings
 ) -> WSUpgradeResponseWithListener | None:
@@ -175,9 +197,19 @@ def negotiate(
             ),
             None,
         )
+    headers = {"Sec-WebSocket-Protocol": chosen.subprotocol}
+    cookie = None
+    if settings.cookie_name:
+        cookie = _read_cookie(request.headers.getall("Cookie", []), settings.cookie_name)
+        if cookie is None:
+            cookie = secrets.token_urlsafe(24)
+            headers["Set-Cookie"] = (
+                f"{settings.cookie_name}={cookie}; Max-Age={int(settings.cookie_max_age)}; Path=/; HttpOnly; "
+                "SameSite=Lax"
+            )
     return WSUpgradeResponseWithListener(
-        WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": chosen.subprotocol}),
-        WampWebSocketListener(router, chosen, settings),
+        WSUpgradeResponse.create_101_response(headers),
+        WampWebSocketListener(router, chosen, settings, cookie),
     )
 
 
