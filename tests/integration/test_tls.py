@@ -653,3 +653,49 @@ async def test_tls_client_certificate_authentication(tmp_path: Path, own_pki: Pk
             assert info.value.error == "wamp.error.authentication_failed"
     finally:
         stop_cleanly(router)
+
+
+async def test_cryptosign_with_tls_unique_channel_binding(tmp_path: Path, own_pki: Pki) -> None:
+    from cloverleaf.wamp.auth import cryptosign_channel_id, cryptosign_sign_challenge, new_cryptosign_key
+    from cloverleaf.wamp.serializers import JSON
+
+    key = new_cryptosign_key()
+    auth = {"cryptosign": {"principals": {"device": {"role": "anonymous", "pubkeys": [key.public_key_hex]}}}}
+    router = start_tls_router(tmp_path, own_pki.tls_config(), auth)
+    try:
+        context = own_pki.client_context()
+        context.maximum_version = ssl.TLSVersion.TLSv1_2  # tls-unique exists up to TLS 1.2
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.rs_port, ssl=context)
+        binding = writer.get_extra_info("ssl_object").get_channel_binding("tls-unique")
+        writer.write(b"\x7f\xf1\x00\x00")
+        assert (await reader.readexactly(4))[1] & 0x0F == 1
+
+        async def send(message: list[Any]) -> None:
+            payload = JSON.encode(message)
+            writer.write(len(payload).to_bytes(4, "big") + payload)
+
+        async def recv() -> list[Any]:
+            header = await asyncio.wait_for(reader.readexactly(4), 5)
+            return list(JSON.decode(await reader.readexactly(int.from_bytes(header[1:], "big"))))
+
+        await send([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["cryptosign"], "authid": "device",
+                                  "authextra": {"pubkey": key.public_key_hex, "channel_binding": "tls-unique"}}])
+        challenge = await recv()
+        assert challenge[0] == 4 and challenge[2]["channel_binding"] == "tls-unique"
+        channel_id = cryptosign_channel_id("tls-unique", binding)
+        await send([5, cryptosign_sign_challenge(key, challenge[2]["challenge"], channel_id), {}])
+        welcome = await recv()
+        assert welcome[0] == 2 and welcome[2]["authid"] == "device"
+        writer.close()
+        # a signature without the binding is refused
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.rs_port, ssl=context)
+        writer.write(b"\x7f\xf1\x00\x00")
+        await reader.readexactly(4)
+        await send([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["cryptosign"], "authid": "device",
+                                  "authextra": {"pubkey": key.public_key_hex, "channel_binding": "tls-unique"}}])
+        challenge = await recv()
+        await send([5, cryptosign_sign_challenge(key, challenge[2]["challenge"]), {}])
+        assert (await recv())[2] == "wamp.error.authentication_failed"
+        writer.close()
+    finally:
+        stop_cleanly(router)

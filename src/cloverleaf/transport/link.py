@@ -27,6 +27,19 @@ def peer_certificate(transport: asyncio.BaseTransport) -> tuple[dict[str, Any] |
     return ssl_object.getpeercert() or None, ssl_object.getpeercert(binary_form=True)
 
 
+def channel_binding(transport: asyncio.BaseTransport) -> dict[str, bytes]:
+    """TLS channel binding data for cryptosign/SCRAM: ``tls-unique`` where the TLS version has it
+    (1.2; Python's ssl module exposes neither tls-unique for 1.3 nor ``tls-exporter``)."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return {}
+    try:
+        data = ssl_object.get_channel_binding("tls-unique")
+    except (ValueError, AttributeError):
+        return {}
+    return {"tls-unique": data} if data else {}
+
+
 def describe_peer(transport: asyncio.BaseTransport, scheme: str) -> str:
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -75,6 +88,8 @@ class CoalescingLink:
         self.peer_certificate: dict[str, Any] | None = None
         #: the same certificate in DER form (for fingerprints)
         self.peer_certificate_der: bytes | None = None
+        #: TLS channel binding data by type (see channel_binding())
+        self.channel_binding: dict[str, bytes] = {}
         #: the WebSocket tracking cookie and the store remembering who it proved (cookie auth)
         self.cookie: str | None = None
         self.cookie_store: CookieStore | None = None

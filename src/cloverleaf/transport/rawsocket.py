@@ -13,7 +13,7 @@ from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.rawsocket import FrameType, RawSocketError, RawSocketServer, frame, frame_header
 from ..wamp.serializers import BY_RAWSOCKET_ID, Serializer
-from .link import CoalescingLink, describe_peer, linger_close, peer_certificate
+from .link import CoalescingLink, channel_binding, describe_peer, linger_close, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.rawsocket")
 
@@ -105,6 +105,7 @@ class RawSocketProtocol(asyncio.Protocol):
         link.peer_max_message_size = self._framing.peer_max_length
         if self._scheme == "tls":
             link.peer_certificate, link.peer_certificate_der = peer_certificate(raw)
+            link.channel_binding = channel_binding(raw)
         link.session = self._router.open_session(link, self._settings.session)
         self._link = link
         if self._timer is not None:

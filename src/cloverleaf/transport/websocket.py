@@ -33,7 +33,7 @@ from ..router.authenticators import CookieStore
 from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.serializers import Serializer
-from .link import CoalescingLink, describe_peer, peer_certificate
+from .link import CoalescingLink, channel_binding, describe_peer, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.websocket")
 
@@ -103,6 +103,7 @@ class WampWebSocketListener(WSListener):
         link = WebSocketLink(transport, self._serializer, describe_peer(raw, "tls" if tls else "tcp"))
         if tls:
             link.peer_certificate, link.peer_certificate_der = peer_certificate(raw)
+            link.channel_binding = channel_binding(raw)
         if self._cookie is not None:
             link.cookie = self._cookie
             link.cookie_store = self._settings.cookie_store
