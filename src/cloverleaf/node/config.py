@@ -260,6 +260,11 @@ class LimitsConfig(_Strict):
     #: "drop_events": drop EVENTs for a slow subscriber (counted), close it if anything else overflows;
     #: "close": close the slow session at once
     queue_policy: Literal["drop_events", "close"] = "drop_events"
+    #: authentication failures from one host answered at once; then the ABORT waits
+    #: auth_failure_delay seconds, doubling up to auth_failure_max_delay
+    auth_failures_free: Annotated[int, Field(ge=0)] = 3
+    auth_failure_delay: Annotated[float, Field(ge=0)] = 0.5
+    auth_failure_max_delay: Annotated[float, Field(ge=0)] = 10.0
 
 
 class LoggingConfig(_Strict):

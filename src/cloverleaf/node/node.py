@@ -31,7 +31,7 @@ from ..router.authenticators import (
 )
 from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
-from ..router.router import Router
+from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.websocket import WebSocketSettings, serve_websocket
@@ -135,6 +135,9 @@ class Node:
         self.config = config
         limits = SessionLimits(config.limits.max_outgoing_bytes, QueuePolicy(config.limits.queue_policy))
         self.router = Router(limits)
+        self.router.failures = FailureDelays(
+            config.limits.auth_failures_free, config.limits.auth_failure_delay, config.limits.auth_failure_max_delay
+        )
         for realm_config in config.realms:
             self.router.add_realm(build_realm(realm_config, self.router))
         self.servers: list[asyncio.Server] = []
