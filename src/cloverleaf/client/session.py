@@ -814,6 +814,18 @@ class Session:
             connection.subscribing.pop(request, None)
             raise
 
+    async def _request(self, connection: _Connection, build: Callable[[int], Message]) -> Any:
+        """Send the request ``build(request_id)`` and wait for its answer (or its ERROR)."""
+        request = connection.core.next_request()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        connection.requests[request] = future
+        self._send_request(connection, request, build(request))
+        try:
+            return await future
+        finally:  # answered, refused or lost: nothing stays mapped to this request
+            connection.registering.pop(request, None)
+            connection.subscribing.pop(request, None)
+
     def _send_call(
         self,
         connection: _Connection,
@@ -856,16 +868,12 @@ class Session:
         return registration
 
     async def _send_register(self, connection: _Connection, registration: Registration) -> None:
-        request = connection.core.next_request()
-        future: asyncio.Future[Registered] = asyncio.get_running_loop().create_future()
-        connection.requests[request] = future
-        connection.registering[request] = registration
-        self._send_request(connection, request, Register(request, registration.options.to_wamp(),
-                                                         registration.procedure))  # fmt: skip
-        try:
-            await future
-        finally:
-            connection.registering.pop(request, None)
+        def register(request: int) -> Register:
+            # mapped as soon as REGISTERED arrives: an INVOCATION may follow in the same read
+            connection.registering[request] = registration
+            return Register(request, registration.options.to_wamp(), registration.procedure)
+
+        await self._request(connection, register)
 
     async def _unregister(self, registration: Registration) -> None:
         if not registration.active:
@@ -876,11 +884,7 @@ class Session:
         connection = self._connection
         if connection is None or connection.registrations.pop(registration.id, None) is None:
             return
-        request = connection.core.next_request()
-        future: asyncio.Future[Unregistered] = asyncio.get_running_loop().create_future()
-        connection.requests[request] = future
-        self._send_request(connection, request, Unregister(request, registration.id))
-        await future
+        await self._request(connection, lambda request: Unregister(request, registration.id))
 
     # -- publishing and subscribing -----------------------------------------------------------
 
@@ -914,16 +918,12 @@ class Session:
         return subscription
 
     async def _send_subscribe(self, connection: _Connection, subscription: Subscription) -> None:
-        request = connection.core.next_request()
-        future: asyncio.Future[Subscribed] = asyncio.get_running_loop().create_future()
-        connection.requests[request] = future
-        connection.subscribing[request] = subscription
-        self._send_request(connection, request, Subscribe(request, subscription.options.to_wamp(),
-                                                          subscription.topic))  # fmt: skip
-        try:
-            await future
-        finally:
-            connection.subscribing.pop(request, None)
+        def subscribe(request: int) -> Subscribe:
+            # mapped as soon as SUBSCRIBED arrives: an EVENT may follow in the same read
+            connection.subscribing[request] = subscription
+            return Subscribe(request, subscription.options.to_wamp(), subscription.topic)
+
+        await self._request(connection, subscribe)
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         if not subscription.active:
@@ -940,11 +940,7 @@ class Session:
         if handlers:
             return  # other handlers still use the router-side subscription
         connection.subscriptions.pop(subscription.id, None)
-        request = connection.core.next_request()
-        future: asyncio.Future[Unsubscribed] = asyncio.get_running_loop().create_future()
-        connection.requests[request] = future
-        self._send_request(connection, request, Unsubscribe(request, subscription.id))
-        await future
+        await self._request(connection, lambda request: Unsubscribe(request, subscription.id))
 
     @property
     def phase(self) -> Phase | None:
