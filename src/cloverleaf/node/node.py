@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from ..router.auth import (
     Action,
@@ -35,7 +36,6 @@ from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.websocket import WebSocketSettings, serve_websocket
-from ..wamp.auth import CryptosignKey
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
 from .config import (
@@ -49,6 +49,9 @@ from .config import (
     WebSocketTransport,
 )
 from .tls import ReloadingContext
+
+if TYPE_CHECKING:
+    from ..wamp.auth import CryptosignKey
 
 log = logging.getLogger("cloverleaf.node")
 
@@ -122,6 +125,8 @@ def build_authenticators(auth: TransportAuth, router: Router) -> list[Authentica
 def _router_key(value: str | None) -> CryptosignKey | None:
     if not value:
         return None
+    from ..wamp.auth import CryptosignKey  # lazy: cryptography loads only when configured
+
     if os.path.isfile(value):
         with open(value, encoding="ascii") as key_file:
             value = key_file.read().strip()

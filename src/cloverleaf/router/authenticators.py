@@ -15,12 +15,13 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..wamp import auth as auth_math
 from ..wamp import errors
-from ..wamp.auth import derive_wampcra_key, sign_wampcra
 from .auth import Accept, Challenge, HelloInfo, Identity, MaybeAwaitable, Reject
+
+if TYPE_CHECKING:
+    from ..wamp import auth as auth_math
 
 ProcedureCaller = Callable[[str, str, list[Any], dict[str, Any], float], Awaitable[Any]]
 
@@ -145,6 +146,8 @@ class TicketAuthenticator:
 
 def verify_ticket(ticket: str, stored: str) -> bool:
     """Compare a presented ticket with the stored form (a hash from `cloverleaf passwd`, or clear)."""
+    from ..wamp import auth as auth_math  # lazy: the crypto libraries load only when the method is used
+
     if auth_math.is_ticket_hash(stored):
         try:
             return auth_math.verify_ticket(ticket, stored)
@@ -191,9 +194,12 @@ class WampCraAuthenticator:
         return Challenge(extra, (principal, challenge))
 
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+
         principal, challenge = state
         if not principal.role or principal.secret is None:
             return Reject()
+        from ..wamp.auth import sign_wampcra  # lazy: the crypto libraries load only when the method is used
+
         expected = sign_wampcra(principal.secret.encode("utf-8"), challenge)
         if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace")):
             return Reject()
@@ -203,11 +209,15 @@ class WampCraAuthenticator:
 
 def salted_wampcra_key(password: str, salt: str, iterations: int = 1000, keylen: int = 32) -> str:
     """The key to store for salted WAMP-CRA instead of the password (what `cloverleaf passwd` prints)."""
+    from ..wamp.auth import derive_wampcra_key
+
     return derive_wampcra_key(password, salt, iterations, keylen).decode("ascii")
 
 
 def _channel_id(hello: HelloInfo, requested: object) -> bytes | Reject | None:
     """The channel ID for a requested TLS channel binding, or a Reject when it cannot be had."""
+    from ..wamp import auth as auth_math  # lazy: the crypto libraries load only when the method is used
+
     if requested is None:
         return None
     if not isinstance(requested, str) or requested not in hello.channel_binding:
@@ -246,6 +256,8 @@ class CryptosignAuthenticator:
         return self._challenge(hello, principal, pubkey)
 
     def _challenge(self, hello: HelloInfo, principal: Principal | None, pubkey: str) -> Challenge | Reject:
+        from ..wamp import auth as auth_math  # lazy: the crypto libraries load only when the method is used
+
         channel_binding = hello.authextra.get("channel_binding")
         channel_id = _channel_id(hello, channel_binding)
         if isinstance(channel_id, Reject):
@@ -262,6 +274,8 @@ class CryptosignAuthenticator:
         return Challenge(extra, (principal if known else None, pubkey, challenge, channel_id))
 
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        from ..wamp import auth as auth_math  # lazy: the crypto libraries load only when the method is used
+
         principal, pubkey, challenge, channel_id = state
         if principal is None:
             return Reject()
@@ -297,6 +311,8 @@ class ScramAuthenticator:
         return self._challenge(hello, await self.principals.ask(hello, self.method, {}))
 
     def _challenge(self, hello: HelloInfo, principal: Principal | None) -> Challenge | Reject:
+        from ..wamp import auth as auth_math  # lazy: the crypto libraries load only when the method is used
+
         credential = None
         if principal is not None and principal.scram:
             try:
@@ -320,6 +336,8 @@ class ScramAuthenticator:
         return Challenge(extra, (principal if known else None, credential, client_nonce, extra))
 
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        from ..wamp import auth as auth_math  # lazy: the crypto libraries load only when the method is used
+
         principal, credential, client_nonce, challenge_extra = state
         channel_binding = hello.authextra.get("channel_binding")
         binding_data = hello.channel_binding.get(channel_binding) if isinstance(channel_binding, str) else None
