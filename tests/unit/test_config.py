@@ -506,3 +506,17 @@ def test_cli_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main([])
     assert info.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_check_reports_unloadable_tls_files(tmp_path: Path) -> None:
+    config = tmp_path / "tls.yaml"
+    config.write_text(
+        "realms: [{name: realm1}]\n"
+        "transports:\n"
+        "  - {type: websocket, endpoint: {type: tcp, port: 9443, tls: {certificate: /nope/c.pem, key: /nope/k.pem}}}\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "cloverleaf", "check", str(config)], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    assert f"{config}: transports[0].endpoint.tls.certificate: cannot read /nope/c.pem" in result.stderr
+    assert "Traceback" not in result.stderr

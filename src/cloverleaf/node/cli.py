@@ -18,6 +18,7 @@ from .. import __version__
 # `cloverleaf run` does not load the router and `cloverleaf version` loads nothing.
 if TYPE_CHECKING:
     from ..client.app import App
+    from .config import NodeConfig
 
 #: where ``cloverleaf run`` connects without --url / --realm (the embedded default router)
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
@@ -85,6 +86,22 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("picows").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def _check_files(config: NodeConfig) -> list[str]:
+    """What `start` would refuse beyond the config's shape: TLS files that cannot be loaded."""
+    from .config import TcpEndpoint
+    from .tls import ReloadingContext, TlsError
+
+    problems = []
+    for index, transport in enumerate(config.transports):
+        endpoint = transport.endpoint
+        if isinstance(endpoint, TcpEndpoint) and endpoint.tls is not None:
+            try:
+                ReloadingContext(endpoint.tls, f"transports[{index}].endpoint.tls")
+            except TlsError as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -105,14 +122,19 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
-    from .config import ConfigError, NodeConfig, default_config, load_config
+    from .config import ConfigError, default_config, load_config
     from .node import install_event_loop_policy, run_node
 
     if args.command == "check":
         try:
-            load_config(args.file)
+            checked = load_config(args.file)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
+            return 1
+        problems = _check_files(checked)
+        for problem in problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        if problems:
             return 1
         print(f"{args.file}: OK")
         return 0
