@@ -177,7 +177,55 @@ class RawSocketTransport(_TransportBase):
     endpoint: Endpoint
 
 
-Transport = Annotated[WebSocketTransport | RawSocketTransport, Field(discriminator="type")]
+class WebSocketPath(_TransportBase):
+    """WAMP over WebSocket on a path of a web transport."""
+
+    type: Literal["websocket"]
+    allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class StaticPath(_Strict):
+    """Files from a directory (index files, MIME types, ETag/Cache-Control, no escape from it)."""
+
+    type: Literal["static"]
+    directory: str
+    index: list[str] = Field(default_factory=lambda: ["index.html"])
+    max_age: Annotated[int, Field(ge=0)] = 3600
+
+
+class RedirectPath(_Strict):
+    type: Literal["redirect"]
+    url: str
+    status: Literal[301, 302, 307, 308] = 302
+
+
+class NodeInfoPath(_Strict):
+    """JSON: node name, version and the sessions per realm."""
+
+    type: Literal["nodeinfo"]
+
+
+PathService = Annotated[WebSocketPath | StaticPath | RedirectPath | NodeInfoPath, Field(discriminator="type")]
+
+
+class WebTransport(_Strict):
+    """One TCP (or TLS) port serving several path services; WAMP WebSockets run on picows."""
+
+    type: Literal["web"]
+    endpoint: TcpEndpoint
+    paths: Annotated[dict[str, PathService], Field(min_length=1)]
+    handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_are_absolute(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"paths starting with '/' (got {path!r})")
+        return value
+
+
+Transport = Annotated[WebSocketTransport | RawSocketTransport | WebTransport, Field(discriminator="type")]
 
 
 class DiscloseConfig(_Strict):
@@ -307,16 +355,24 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-_UNION_TAGS = {"websocket", "rawsocket", "tcp", "unix"}
+_UNION_TAGS = {"websocket", "rawsocket", "web", "tcp", "unix", "static", "redirect", "nodeinfo"}
+
+
+_MAPPINGS = {"paths", "principals"}  # keys of these are the user's own: shown as ["..."]
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for index, part in enumerate(loc):
+        previous = loc[index - 1] if index > 0 else None
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in _UNION_TAGS and index > 0 and (isinstance(loc[index - 1], int) or loc[index - 1] == "endpoint"):
+        elif part in _UNION_TAGS and index > 0 and (
+            isinstance(previous, int) or previous == "endpoint" or (index > 1 and loc[index - 2] == "paths")
+        ):
             continue  # pydantic names the chosen union member in the location; the file has no such key
+        elif previous in _MAPPINGS:
+            path += f'["{part}"]'
         else:
             path += f".{part}" if path else part
     return path or "(top level)"

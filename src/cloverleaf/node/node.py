@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..router.auth import (
@@ -35,6 +36,15 @@ from ..router.realm import Realm
 from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
+from ..transport.web import (
+    NodeInfoService,
+    RedirectService,
+    Service,
+    StaticService,
+    WampService,
+    WebSettings,
+    serve_web,
+)
 from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
@@ -43,10 +53,14 @@ from .config import (
     NodeConfig,
     RawSocketTransport,
     RealmConfig,
+    RedirectPath,
+    StaticPath,
     TcpEndpoint,
     TlsConfig,
     TransportAuth,
+    WebSocketPath,
     WebSocketTransport,
+    WebTransport,
 )
 from .tls import ReloadingContext
 
@@ -166,28 +180,11 @@ class Node:
     async def start(self) -> None:
         self._build_tls()
         for transport in self.config.transports:
-            serializers = [SERIALIZERS[name] for name in transport.serializers]
-            authenticators = build_authenticators(transport.auth, self.router)
-            cookie_store = None
-            if isinstance(transport, WebSocketTransport) and transport.auth.cookie is not None:
-                cookie_store = CookieStore(transport.auth.cookie.max_age)
-                authenticators.append(CookieAuthenticator(cookie_store, time.monotonic))
-            session_options = SessionOptions(authenticators, transport.sequential_request_ids)
+            if isinstance(transport, WebTransport):
+                await self._start_web(transport)
+                continue
             if isinstance(transport, WebSocketTransport):
-                cookie = transport.auth.cookie
-                ws_settings = WebSocketSettings(
-                    cookie_name=cookie.name if cookie is not None else None,
-                    cookie_max_age=cookie.max_age if cookie is not None else 86400.0,
-                    cookie_store=cookie_store,
-                    path=transport.path,
-                    serializers=serializers,
-                    session=session_options,
-                    max_message_size=transport.max_message_size,
-                    allowed_origins=transport.allowed_origins,
-                    handshake_timeout=transport.handshake_timeout,
-                    ping_interval=transport.ping_interval,
-                    ping_timeout=transport.ping_timeout,
-                )
+                ws_settings = self._websocket_settings(transport, transport.path)
                 tcp = transport.endpoint
                 ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
                 server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port, ssl_context)
@@ -195,8 +192,10 @@ class Node:
             else:
                 assert isinstance(transport, RawSocketTransport)
                 rs_settings = RawSocketSettings(
-                    serializers=serializers,
-                    session=session_options,
+                    serializers=[SERIALIZERS[name] for name in transport.serializers],
+                    session=SessionOptions(
+                        build_authenticators(transport.auth, self.router), transport.sequential_request_ids
+                    ),
                     max_message_size=transport.max_message_size,
                     handshake_timeout=transport.handshake_timeout,
                     ping_interval=transport.ping_interval,
@@ -220,6 +219,45 @@ class Node:
             log.info("listening on %s", address)
         for context in self.tls_contexts.values():
             context.start_polling()
+
+    def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
+        authenticators = build_authenticators(transport.auth, self.router)
+        cookie = transport.auth.cookie
+        cookie_store = None
+        if cookie is not None:
+            cookie_store = CookieStore(cookie.max_age)
+            authenticators.append(CookieAuthenticator(cookie_store, time.monotonic))
+        return WebSocketSettings(
+            cookie_name=cookie.name if cookie is not None else None,
+            cookie_max_age=cookie.max_age if cookie is not None else 86400.0,
+            cookie_store=cookie_store,
+            path=path,
+            serializers=[SERIALIZERS[name] for name in transport.serializers],
+            session=SessionOptions(authenticators, transport.sequential_request_ids),
+            max_message_size=transport.max_message_size,
+            allowed_origins=transport.allowed_origins,
+            handshake_timeout=transport.handshake_timeout,
+            ping_interval=transport.ping_interval,
+            ping_timeout=transport.ping_timeout,
+        )
+
+    async def _start_web(self, transport: WebTransport) -> None:
+        services: dict[str, Service] = {}
+        for path, service in transport.paths.items():
+            root = path.rstrip("/") or "/"
+            if isinstance(service, WebSocketPath):
+                services[root] = WampService(self._websocket_settings(service, root))
+            elif isinstance(service, StaticPath):
+                services[root] = StaticService(Path(service.directory), tuple(service.index), service.max_age)
+            elif isinstance(service, RedirectPath):
+                services[root] = RedirectService(service.url, service.status)
+            else:
+                services[root] = NodeInfoService()
+        tcp = transport.endpoint
+        ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
+        server = await serve_web(self.router, WebSettings(services, transport.handshake_timeout), tcp.host, tcp.port,
+                                 ssl_context)  # fmt: skip
+        self._record(server, "https" if ssl_context else "http", "")
 
     def _record(self, server: asyncio.Server, scheme: str, path: str) -> None:
         self.servers.append(server)

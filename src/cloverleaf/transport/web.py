@@ -1,0 +1,249 @@
+"""The web transport: one TCP port with path services (static files, WAMP over WebSocket, ...).
+
+HTTP/1.1 requests are parsed with h11 (sans-I/O). A WebSocket upgrade on a WAMP path is handed,
+bytes and all, to picows on the same connection (``transport.set_protocol``), so WAMP sessions on
+the web port run on the same fast WebSocket stack as the dedicated WebSocket transport; everything
+else (static files, redirects, node info) is answered here. Work in progress for the web node
+issue: long-poll, the HTTP bridge and metrics plug in as further services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, cast
+
+import h11
+import orjson
+from picows import WSAutoPingStrategy
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
+
+from .. import __version__
+from ..router.router import Router
+from .websocket import WebSocketSettings, negotiate
+
+log = logging.getLogger("cloverleaf.transport.web")
+
+#: the longest request head accepted (bytes); a request over it is answered 431 and closed
+MAX_HEAD = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StaticService:
+    directory: Path
+    index: tuple[str, ...] = ("index.html",)
+    #: Cache-Control max-age in seconds
+    max_age: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectService:
+    url: str
+    status: int = 302
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfoService:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WampService:
+    settings: WebSocketSettings
+
+
+Service = StaticService | RedirectService | NodeInfoService | WampService
+
+
+@dataclass(slots=True)
+class WebSettings:
+    #: URL path prefix -> service; the longest matching prefix serves a request
+    paths: dict[str, Service] = field(default_factory=dict)
+    handshake_timeout: float = 10.0
+
+    def service_for(self, path: str) -> tuple[str, Service] | None:
+        best: tuple[str, Service] | None = None
+        for prefix, service in self.paths.items():
+            root = prefix.rstrip("/") or "/"
+            covers = root == "/" or path == root or path.startswith(root + "/")
+            if covers and (best is None or len(root) > len(best[0])):
+                best = (root, service)
+        return best
+
+
+class WebProtocol(asyncio.Protocol):
+    """One HTTP connection: requests answered here, or handed to picows for WAMP."""
+
+    def __init__(self, router: Router, settings: WebSettings) -> None:
+        self._router = router
+        self._settings = settings
+        self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._raw: asyncio.Transport | None = None
+        #: everything received on a connection that has not answered a request yet (for the hand-over)
+        self._received = bytearray()
+        self._answered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._raw = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._answered:
+            self._received += data
+        self._http.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        self._http.receive_data(b"")
+        self._process()
+        return None
+
+    def _process(self) -> None:
+        while self._raw is not None:
+            try:
+                event = self._http.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._error(exc.error_status_hint, str(exc))
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                if event is h11.PAUSED and self._http.our_state is h11.DONE and self._http.their_state is h11.DONE:
+                    self._http.start_next_cycle()
+                    continue
+                return
+            if isinstance(event, h11.Request):
+                self._request(event)
+            elif isinstance(event, h11.ConnectionClosed):
+                self._raw.close()
+                return
+
+    def _request(self, request: h11.Request) -> None:
+        target = request.target.decode("latin-1")
+        path = target.split("?", 1)[0]
+        found = self._settings.service_for(path)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        if found is None:
+            self._respond(404, b"not found\n")
+            return
+        root, service = found
+        if isinstance(service, WampService):
+            if headers.get("upgrade", "").lower() == "websocket" and not self._answered:
+                self._hand_over(service.settings, root)
+            else:
+                self._respond(426, b"this path speaks WAMP over WebSocket\n", {"Upgrade": "websocket"})
+            return
+        if request.method not in (b"GET", b"HEAD"):
+            self._respond(405, b"method not allowed\n", {"Allow": "GET, HEAD"})
+            return
+        if isinstance(service, StaticService):
+            self._static(service, path[len(root) :], request.method == b"HEAD", headers)
+        elif isinstance(service, RedirectService):
+            self._respond(service.status, b"", {"Location": service.url})
+        else:
+            info = {
+                "node": "cloverleaf", "version": __version__,
+                "realms": {name: len(realm.sessions) for name, realm in self._router.realms.items()},
+            }  # fmt: skip
+            self._respond(200, orjson.dumps(info), {"Content-Type": "application/json"})
+
+    def _static(self, service: StaticService, relative: str, head_only: bool, headers: Mapping[str, str]) -> None:
+        root = service.directory.resolve()
+        from urllib.parse import unquote
+
+        candidate = (root / unquote(relative).lstrip("/")).resolve()
+        # no escape from the directory: "..", encoded or not, and symlinks pointing outside
+        if candidate != root and root not in candidate.parents:
+            self._respond(404, b"not found\n")
+            return
+        if candidate.is_dir():
+            candidate = next((candidate / name for name in service.index if (candidate / name).is_file()), candidate)
+        if not candidate.is_file():
+            self._respond(404, b"not found\n")
+            return
+        stat = candidate.stat()
+        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        if headers.get("if-none-match") == etag:
+            self._respond(304, b"", {"ETag": etag})
+            return
+        content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
+            content_type += "; charset=utf-8"
+        body = b"" if head_only else candidate.read_bytes()
+        self._respond(200, body, {
+            "Content-Type": content_type, "ETag": etag, "Cache-Control": f"max-age={service.max_age}",
+            "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+        }, content_length=stat.st_size)  # fmt: skip
+
+    def _respond(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None, content_length: int | None = None
+    ) -> None:
+        raw = self._raw
+        if raw is None:
+            return
+        all_headers = [("Server", f"cloverleaf/{__version__}"), ("Content-Length", str(
+            len(body) if content_length is None else content_length))]  # fmt: skip
+        all_headers += list((headers or {}).items())
+        try:
+            data = self._http.send(h11.Response(status_code=status, headers=all_headers))
+            if body:
+                data += self._http.send(h11.Data(data=body))
+            data += self._http.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            log.info("cannot answer %s: %s", raw.get_extra_info("peername"), exc)
+            raw.close()
+            return
+        self._answered = True
+        self._received.clear()
+        raw.write(data)
+        if self._http.our_state is h11.MUST_CLOSE:
+            raw.close()
+
+    def _error(self, status: int, text: str) -> None:
+        if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self._respond(status, text.encode() + b"\n", {"Connection": "close"})
+        if self._raw is not None:
+            self._raw.close()
+
+    def _hand_over(self, settings: WebSocketSettings, root: str) -> None:
+        # settings.path is the service's root: picows' listener factory checks it as usual
+        """Give the connection, with the upgrade request already received, to picows."""
+        raw = self._raw
+        assert raw is not None
+        router = self._router
+        protocol = WSProtocol(
+            None, None, False,
+            lambda request: negotiate(request, router, settings),
+            logging.getLogger("cloverleaf.transport.picows"), True, settings.handshake_timeout,
+            settings.ping_interval > 0, settings.ping_interval or 20, settings.ping_timeout,
+            WSAutoPingStrategy.PING_WHEN_IDLE, True, settings.max_message_size, None, 1024,
+        )  # fmt: skip
+        self._raw = None
+        raw.set_protocol(protocol)
+        protocol.connection_made(raw)
+        replay = bytes(self._received)
+        self._received.clear()
+        view = memoryview(replay)
+        while view:
+            buffer = protocol.get_buffer(len(view))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+
+
+async def serve_web(
+    router: Router, settings: WebSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    factory: Callable[[], WebProtocol] = lambda: WebProtocol(router, settings)  # noqa: E731
+    options: dict[str, Any] = {}
+    if ssl_context is not None:
+        options = {"ssl": ssl_context, "ssl_handshake_timeout": settings.handshake_timeout}
+    return await loop.create_server(factory, host, port, **options)
+
+
+__all__ = ["NodeInfoService", "RedirectService", "StaticService", "WampService", "WebSettings", "serve_web"]

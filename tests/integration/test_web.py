@@ -1,0 +1,150 @@
+"""The web transport: static files, redirects, node info and WAMP over WebSocket on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import AutobahnSessions, RouterProcess, free_port, wait_for_port
+
+from cloverleaf.client import NO_RECONNECT, connect
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("web")
+    site = tmp / "site"
+    (site / "js").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>cloverleaf</h1>")
+    (site / "js" / "app.js").write_text("console.log(1)")
+    (tmp / "secret.txt").write_text("outside the site")
+    port = free_port()
+    transport = {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}, "paths": {
+        "/": {"type": "static", "directory": str(site)},
+        "/ws": {"type": "websocket"},
+        "/info": {"type": "nodeinfo"},
+        "/old": {"type": "redirect", "url": "/", "status": 301},
+    }}  # fmt: skip
+    router = _start_with(tmp, transport)
+    wait_for_port(port)
+    yield router, port
+    router.stop()
+
+
+def _start_with(tmp: Path, extra_transport: dict[str, Any]) -> RouterProcess:
+    """A router with the test config's transports plus ``extra_transport``."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from tests.conftest import router_config
+
+    ws_port, rs_port = free_port(), free_port()
+    config = router_config(ws_port, rs_port, str(tmp / "router.sock"))
+    config["transports"].append(extra_transport)
+    (tmp / "node.yaml").write_text(yaml.safe_dump(config))
+    log_path = tmp / "router.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "cloverleaf", "start", "--config", str(tmp / "node.yaml")],
+                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wait_for_port(ws_port)
+    wait_for_port(rs_port)
+    return RouterProcess(process, f"ws://127.0.0.1:{ws_port}/ws", f"rs://127.0.0.1:{rs_port}", str(tmp / "router.sock"),
+                         ws_port, rs_port, log_path)  # fmt: skip
+
+
+def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+async def test_static_files_with_types_and_caching(web: tuple[RouterProcess, int]) -> None:
+    _, port = web
+    status, headers, body = await asyncio.to_thread(_get, port, "/")
+    assert status == 200 and body == b"<h1>cloverleaf</h1>"
+    assert headers["Content-Type"] == "text/html; charset=utf-8" and "max-age" in headers["Cache-Control"]
+    status, headers, body = await asyncio.to_thread(_get, port, "/js/app.js")
+    assert status == 200 and "javascript" in headers["Content-Type"] and body == b"console.log(1)"
+    assert headers["ETag"]
+
+
+@pytest.mark.parametrize("path", ["/../secret.txt", "/%2e%2e/secret.txt", "/js/../../secret.txt", "/nope.html",
+                                  "/..%2fsecret.txt"])  # fmt: skip
+async def test_no_escape_from_the_directory(web: tuple[RouterProcess, int], path: str) -> None:
+    _, port = web
+    status, _, body = await asyncio.to_thread(_get, port, path)
+    assert status == 404 and b"outside" not in body
+
+
+async def test_raw_traversal_request_line(web: tuple[RouterProcess, int]) -> None:
+    _, port = web
+
+    def raw() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /../../secret.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return b"".join(iter(lambda: sock.recv(4096), b""))
+
+    answer = await asyncio.to_thread(raw)
+    assert answer.startswith(b"HTTP/1.1 404") and b"outside" not in answer
+
+
+async def test_redirect_and_nodeinfo(web: tuple[RouterProcess, int]) -> None:
+    _, port = web
+    status, headers, _ = await asyncio.to_thread(_get, port, "/old")
+    assert status == 301 and headers["Location"] == "/"
+    status, headers, body = await asyncio.to_thread(_get, port, "/info")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert b'"realm1"' in body
+
+
+async def test_wamp_on_the_web_port(web: tuple[RouterProcess, int], autobahn: AutobahnSessions) -> None:
+    router, port = web
+    status, _, _ = await asyncio.to_thread(_get, port, "/ws")
+    assert status == 426  # plain HTTP on the WAMP path: upgrade required
+    ours = await connect(f"ws://127.0.0.1:{port}/ws", "realm1", reconnect=NO_RECONNECT)
+    theirs = await autobahn.open({"type": "websocket", "url": f"ws://127.0.0.1:{port}/ws"})
+    await ours.register("com.web.echo", lambda x: x)
+    assert await theirs.call("com.web.echo", "over the web port") == "over the web port"
+    # a RawSocket session on the same realm calls the procedure too
+    rawsocket = await connect(router.rs_url, "realm1", reconnect=NO_RECONNECT)
+    assert await rawsocket.call("com.web.echo", 7) == 7
+    await rawsocket.leave()
+    await ours.leave()
+
+
+async def test_http_keep_alive_serves_several_requests(web: tuple[RouterProcess, int]) -> None:
+    _, port = web
+
+    def two_requests() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\nGET /js/app.js HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: close\r\n\r\n")  # fmt: skip
+            return b"".join(iter(lambda: sock.recv(4096), b""))
+
+    answer = await asyncio.to_thread(two_requests)
+    assert answer.count(b"HTTP/1.1 200") == 2 and answer.endswith(b"console.log(1)")
+
+
+def test_config_errors_name_the_path_service(tmp_path: Path) -> None:
+    from cloverleaf.node.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"realms": [{"name": "realm1"}], "transports": [
+            {"type": "web", "endpoint": {"port": 8080}, "paths": {"/": {"type": "static"}}}]})  # fmt: skip
+    assert 'transports[0].paths["/"].directory: required key is missing' in str(info.value)
