@@ -29,6 +29,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "/ws": {"type": "websocket"},
         "/info": {"type": "nodeinfo"},
         "/old": {"type": "redirect", "url": "/", "status": 301},
+        "/metrics": {"type": "metrics"},
     }}  # fmt: skip
     router = _start_with(tmp, transport)
     wait_for_port(port)
@@ -148,3 +149,26 @@ def test_config_errors_name_the_path_service(tmp_path: Path) -> None:
         parse_config({"realms": [{"name": "realm1"}], "transports": [
             {"type": "web", "endpoint": {"port": 8080}, "paths": {"/": {"type": "static"}}}]})  # fmt: skip
     assert 'transports[0].paths["/"].directory: required key is missing' in str(info.value)
+
+
+async def test_prometheus_metrics(web: tuple[RouterProcess, int]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, port = web
+    session = await connect(f"ws://127.0.0.1:{port}/ws", "realm1", reconnect=NO_RECONNECT)
+    await session.register("com.metrics.p", lambda: 1)
+    await session.subscribe("com.metrics.t", lambda: None)
+    for _ in range(3):
+        await session.call("com.metrics.p")
+    with pytest.raises(Exception):  # noqa: B017 - any ERROR: counted
+        await session.call("com.metrics.missing")
+    status, headers, body = await asyncio.to_thread(_get, port, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(body.decode()) for s in family.samples}  # fmt: skip
+    realm = (("realm", "realm1"),)
+    assert samples[("cloverleaf_sessions", realm)] >= 1
+    assert samples[("cloverleaf_calls_routed_total", realm)] >= 3
+    assert samples[("cloverleaf_errors_sent_total", realm)] >= 1
+    assert samples[("cloverleaf_messages_received_total", (("realm", "realm1"), ("type", "CALL")))] >= 4
+    await session.leave()

@@ -205,7 +205,15 @@ class NodeInfoPath(_Strict):
     type: Literal["nodeinfo"]
 
 
-PathService = Annotated[WebSocketPath | StaticPath | RedirectPath | NodeInfoPath, Field(discriminator="type")]
+class MetricsPath(_Strict):
+    """Prometheus text: sessions, messages by type, routed calls and events, errors, drops, per realm."""
+
+    type: Literal["metrics"]
+
+
+PathService = Annotated[
+    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath, Field(discriminator="type")
+]
 
 
 class WebTransport(_Strict):
@@ -355,7 +363,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-_UNION_TAGS = {"websocket", "rawsocket", "web", "tcp", "unix", "static", "redirect", "nodeinfo"}
+_UNION_TAGS = {"websocket", "rawsocket", "web", "tcp", "unix", "static", "redirect", "nodeinfo", "metrics"}
 
 
 _MAPPINGS = {"paths", "principals"}  # keys of these are the user's own: shown as ["..."]
@@ -367,8 +375,10 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
         previous = loc[index - 1] if index > 0 else None
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in _UNION_TAGS and index > 0 and (
-            isinstance(previous, int) or previous == "endpoint" or (index > 1 and loc[index - 2] == "paths")
+        elif (
+            part in _UNION_TAGS
+            and index > 0
+            and (isinstance(previous, int) or previous == "endpoint" or (index > 1 and loc[index - 2] == "paths"))
         ):
             continue  # pydantic names the chosen union member in the location; the file has no such key
         elif previous in _MAPPINGS:

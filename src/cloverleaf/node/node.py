@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.web import (
+    MetricsService,
     NodeInfoService,
     RedirectService,
     Service,
@@ -50,6 +52,7 @@ from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
 from .config import (
     MethodAuth,
+    MetricsPath,
     NodeConfig,
     RawSocketTransport,
     RealmConfig,
@@ -241,6 +244,12 @@ class Node:
             ping_timeout=transport.ping_timeout,
         )
 
+    def _metrics(self) -> Callable[[], tuple[bytes, str]]:
+        from .metrics import metrics_renderer, render  # prometheus-client only when metrics are served
+
+        registry, content_type = metrics_renderer(self.router)
+        return lambda: (render(registry), content_type)
+
     async def _start_web(self, transport: WebTransport) -> None:
         services: dict[str, Service] = {}
         for path, service in transport.paths.items():
@@ -251,6 +260,8 @@ class Node:
                 services[root] = StaticService(Path(service.directory), tuple(service.index), service.max_age)
             elif isinstance(service, RedirectPath):
                 services[root] = RedirectService(service.url, service.status)
+            elif isinstance(service, MetricsPath):
+                services[root] = MetricsService(self._metrics())
             else:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint

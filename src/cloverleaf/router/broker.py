@@ -270,15 +270,19 @@ class Broker:
                 event_details = dict(details)
                 event_details["topic"] = topic
             outgoing = OutgoingMessage(Event(subscription.id, publication, event_details, args, kwargs))
+            delivered = 0
             if unrestricted:
                 for subscriber_id, subscriber in subscription.subscribers.items():
                     if subscriber_id != publisher:
                         subscriber.send_outgoing(outgoing, droppable=True)
+                        delivered += 1
             else:
                 assert audience is not None
                 for subscriber in subscription.subscribers.values():
                     if audience.admits(subscriber):
                         subscriber.send_outgoing(outgoing, droppable=True)
+                        delivered += 1
+            self.realm.stats.events_delivered += delivered
 
     def revoke(self, subscriber: Subscriber, subscription: Subscription[Subscriber], reason: str | None) -> None:
         """Remove a subscriber from a subscription on the router's initiative (subscription_revocation)."""

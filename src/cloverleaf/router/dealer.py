@@ -340,6 +340,7 @@ class Dealer:
         callee.pending_invocations[invocation_request] = pending
         if timeout > 0 and not forward_timeout:
             pending.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, pending)
+        self.realm.stats.calls_routed += 1
         callee.send_payload(payload, droppable=False)
 
     def _continue_call(self, pending: PendingCall, message: Call) -> None:

@@ -28,6 +28,7 @@ from .dealer import Dealer
 from .history import EventStore
 from .meta import MetaApi
 from .patterns import EXACT, PREFIX, WILDCARD
+from .stats import RealmStats
 
 if TYPE_CHECKING:
     from .session import RouterSession
@@ -68,6 +69,7 @@ class Realm:
         self.broker = Broker(self)
         self.dealer = Dealer(self)
         self.meta = MetaApi(self)
+        self.stats = RealmStats()
         #: seconds after which a dynamic authorizer's silence denies
         self.authorization_timeout = 5.0
         self._pending_tasks: set[asyncio.Task[None]] = set()
@@ -167,6 +169,7 @@ class Realm:
 
     def attach(self, session: RouterSession) -> None:
         self.sessions[session.session_id] = session
+        self.stats.joins += 1
         identity = session.identity
         assert identity is not None
         self.meta.joined(session)

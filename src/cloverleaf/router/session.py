@@ -142,6 +142,7 @@ class RouterSession:
             return
         realm = self.realm
         if realm is not None and self.core.phase is Phase.ESTABLISHED:
+            realm.stats.received[message.MESSAGE_TYPE] += 1
             try:
                 realm.dispatch(self, message)
             except ProtocolError as exc:
@@ -220,6 +221,8 @@ class RouterSession:
                         self.dropped_events + 1,
                     )
                 self.dropped_events += 1
+                if self.realm is not None:
+                    self.realm.stats.dropped_events += 1
                 return
             log.warning(
                 "session %d (%s) closed: outgoing queue over %d bytes (slow consumer)",
@@ -244,6 +247,8 @@ class RouterSession:
     def abort(self, reason: str, message: str) -> None:
         """Send ABORT with ``reason`` and close: used for protocol violations and refused joins."""
         log.info("session %s (%s) aborted: %s: %s", self.session_id or "-", self.link.peer, reason, message)
+        if self.realm is not None:
+            self.realm.stats.aborts += 1
         self.link.write(self.serializer.encode(Abort({"message": message}, reason).marshal()))
         self.core.sent_abort()
         self._leave(reason)
@@ -275,6 +280,8 @@ class RouterSession:
 
     def error(self, request_type: int, request: int, error: str, message: str | None = None) -> None:
         """Answer a request with an ERROR carrying an explanatory first argument."""
+        if self.realm is not None:
+            self.realm.stats.errors_sent += 1
         self.send(Error(request_type, request, {}, error, [message] if message else None))
 
     def supports(self, role: str, feature: str) -> bool:

@@ -54,11 +54,18 @@ class NodeInfoService:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsService:
+    """Answers with ``render()``: (body, content type), e.g. Prometheus text."""
+
+    render: Callable[[], tuple[bytes, str]]
+
+
+@dataclass(frozen=True, slots=True)
 class WampService:
     settings: WebSocketSettings
 
 
-Service = StaticService | RedirectService | NodeInfoService | WampService
+Service = StaticService | RedirectService | NodeInfoService | MetricsService | WampService
 
 
 @dataclass(slots=True)
@@ -143,6 +150,9 @@ class WebProtocol(asyncio.Protocol):
             self._static(service, path[len(root) :], request.method == b"HEAD", headers)
         elif isinstance(service, RedirectService):
             self._respond(service.status, b"", {"Location": service.url})
+        elif isinstance(service, MetricsService):
+            body, content_type = service.render()
+            self._respond(200, body, {"Content-Type": content_type, "Cache-Control": "no-store"})
         else:
             info = {
                 "node": "cloverleaf", "version": __version__,
@@ -246,4 +256,12 @@ async def serve_web(
     return await loop.create_server(factory, host, port, **options)
 
 
-__all__ = ["NodeInfoService", "RedirectService", "StaticService", "WampService", "WebSettings", "serve_web"]
+__all__ = [
+    "MetricsService",
+    "NodeInfoService",
+    "RedirectService",
+    "StaticService",
+    "WampService",
+    "WebSettings",
+    "serve_web",
+]

@@ -1,0 +1,62 @@
+"""Prometheus metrics of a running router, read from the realms' counters at scrape time.
+
+The router keeps plain integer counters (no locks, no label lookups on the hot path); this
+collector turns them into Prometheus families only when ``/metrics`` is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..router.router import Router
+from ..wamp.messages import MESSAGE_CLASSES
+
+
+class RouterCollector:
+    """Sessions, messages by type, routed calls and events, errors, aborts and drops, per realm."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def collect(self) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily("cloverleaf_sessions", "Sessions joined to the realm", labels=["realm"])
+        joins = CounterMetricFamily("cloverleaf_joins", "Sessions that joined the realm", labels=["realm"])
+        received = CounterMetricFamily("cloverleaf_messages_received", "WAMP messages received from clients",
+                                       labels=["realm", "type"])  # fmt: skip
+        calls = CounterMetricFamily("cloverleaf_calls_routed", "CALLs routed to a callee", labels=["realm"])
+        events = CounterMetricFamily("cloverleaf_events_delivered", "EVENTs delivered (one per subscriber)",
+                                     labels=["realm"])  # fmt: skip
+        errors = CounterMetricFamily("cloverleaf_errors_sent", "ERROR answers sent by the router", labels=["realm"])
+        aborts = CounterMetricFamily("cloverleaf_aborts", "Sessions ended by ABORT", labels=["realm"])
+        drops = CounterMetricFamily("cloverleaf_events_dropped", "EVENTs dropped for slow consumers",
+                                    labels=["realm"])  # fmt: skip
+        for name, realm in self._router.realms.items():
+            stats = realm.stats
+            sessions.add_metric([name], len(realm.sessions))
+            joins.add_metric([name], stats.joins)
+            for code, cls in MESSAGE_CLASSES.items():
+                if stats.received[code]:
+                    received.add_metric([name, cls.NAME], stats.received[code])
+            calls.add_metric([name], stats.calls_routed)
+            events.add_metric([name], stats.events_delivered)
+            errors.add_metric([name], stats.errors_sent)
+            aborts.add_metric([name], stats.aborts)
+            drops.add_metric([name], stats.dropped_events)
+        connections = GaugeMetricFamily("cloverleaf_connections", "Open client connections, joined or not")
+        connections.add_metric([], len(self._router.sessions))
+        yield from (sessions, joins, received, calls, events, errors, aborts, drops, connections)
+
+
+def metrics_renderer(router: Router) -> tuple[CollectorRegistry, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RouterCollector(router))
+    return registry, CONTENT_TYPE_LATEST
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of everything in ``registry``."""
+    return generate_latest(registry)

@@ -1,0 +1,25 @@
+"""Counters a realm keeps for monitoring: plain integers on the hot path, read on scrape."""
+
+from __future__ import annotations
+
+from ..wamp.messages import MESSAGE_CLASSES
+
+
+class RealmStats:
+    """What one realm has seen: messages by type, routed calls and events, errors, drops."""
+
+    __slots__ = ("aborts", "calls_routed", "dropped_events", "errors_sent", "events_delivered", "joins", "received")
+
+    def __init__(self) -> None:
+        #: messages received from clients, indexed by message type code
+        self.received = [0] * (max(MESSAGE_CLASSES) + 1)
+        self.calls_routed = 0
+        #: EVENT deliveries (one per subscriber reached)
+        self.events_delivered = 0
+        #: ERROR answers the router sent (refusals, no_such_procedure, ...)
+        self.errors_sent = 0
+        #: EVENTs dropped for slow consumers
+        self.dropped_events = 0
+        self.joins = 0
+        #: sessions ended by ABORT (protocol violations, refusals)
+        self.aborts = 0
