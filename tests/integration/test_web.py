@@ -30,6 +30,9 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "/info": {"type": "nodeinfo"},
         "/old": {"type": "redirect", "url": "/", "status": 301},
         "/metrics": {"type": "metrics"},
+        "/publish": {"type": "publisher", "realm": "realm1", "role": "anonymous"},
+        "/call": {"type": "caller", "realm": "realm1", "role": "anonymous"},
+        "/signed": {"type": "publisher", "realm": "realm1", "role": "anonymous", "key": "k1", "secret": "s3cret"},
     }}  # fmt: skip
     router = _start_with(tmp, transport)
     wait_for_port(port)
@@ -171,4 +174,57 @@ async def test_prometheus_metrics(web: tuple[RouterProcess, int]) -> None:
     assert samples[("cloverleaf_calls_routed_total", realm)] >= 3
     assert samples[("cloverleaf_errors_sent_total", realm)] >= 1
     assert samples[("cloverleaf_messages_received_total", (("realm", "realm1"), ("type", "CALL")))] >= 4
+    await session.leave()
+
+
+def _post(port: int, path: str, body: bytes) -> tuple[int, Any]:
+    import json
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+async def test_http_bridge_publisher_and_caller(web: tuple[RouterProcess, int]) -> None:
+    import json
+    from urllib.parse import urlencode
+
+    from cloverleaf.node.bridge import sign
+
+    _, port = web
+    session = await connect(f"ws://127.0.0.1:{port}/ws", "realm1", reconnect=NO_RECONNECT)
+    received: asyncio.Queue[Any] = asyncio.Queue()
+    await session.subscribe("com.bridge.news", lambda *a, **kw: received.put_nowait((a, kw)))
+    await session.register("com.bridge.add", lambda a, b, scale=1: (a + b) * scale)
+
+    body = json.dumps({"topic": "com.bridge.news", "args": ["hello"], "kwargs": {"n": 1}}).encode()
+    status, answer = await asyncio.to_thread(_post, port, "/publish", body)
+    assert status == 200 and isinstance(answer["id"], int)
+    assert await asyncio.wait_for(received.get(), 5) == (("hello",), {"n": 1})
+
+    body = json.dumps({"procedure": "com.bridge.add", "args": [2, 3], "kwargs": {"scale": 10}}).encode()
+    status, answer = await asyncio.to_thread(_post, port, "/call", body)
+    assert (status, answer) == (200, {"args": [50], "kwargs": {}})
+    status, answer = await asyncio.to_thread(_post, port, "/call", b'{"procedure": "com.bridge.missing"}')
+    assert status == 502 and answer["error"] == "wamp.error.no_such_procedure"
+    status, answer = await asyncio.to_thread(_post, port, "/call", b"{not json")
+    assert status == 400 and answer["error"] == "cloverleaf.error.invalid_json"
+    status, _, _ = await asyncio.to_thread(_get, port, "/call")
+    assert status == 405
+
+    # signed requests: unsigned or wrongly signed are refused, properly signed ones pass
+    body = json.dumps({"topic": "com.bridge.news", "args": ["signed"]}).encode()
+    status, answer = await asyncio.to_thread(_post, port, "/signed", body)
+    assert status == 401
+    params = sign("k1", "wrong", body, 1, 7)
+    status, _ = await asyncio.to_thread(_post, port, "/signed?" + urlencode(params), body)
+    assert status == 401
+    params = sign("k1", "s3cret", body, 2, 8)
+    status, answer = await asyncio.to_thread(_post, port, "/signed?" + urlencode(params), body)
+    assert status == 200
+    assert await asyncio.wait_for(received.get(), 5) == (("signed",), {})
     await session.leave()

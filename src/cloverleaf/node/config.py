@@ -211,8 +211,27 @@ class MetricsPath(_Strict):
     type: Literal["metrics"]
 
 
+class BridgePath(_Strict):
+    """HTTP POST to WAMP: ``publisher`` publishes, ``caller`` calls (Crossbar's request shapes)."""
+
+    type: Literal["publisher", "caller"]
+    realm: str
+    role: str
+    #: optional request signing (Crossbar's scheme): the key clients name and the shared secret
+    key: str | None = None
+    secret: str | None = None
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    max_body: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    @model_validator(mode="after")
+    def _key_and_secret_together(self) -> BridgePath:
+        if (self.key is None) != (self.secret is None):
+            raise ValueError("key and secret together (both or neither)")
+        return self
+
+
 PathService = Annotated[
-    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath, Field(discriminator="type")
+    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath | BridgePath, Field(discriminator="type")
 ]
 
 
@@ -363,7 +382,9 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-_UNION_TAGS = {"websocket", "rawsocket", "web", "tcp", "unix", "static", "redirect", "nodeinfo", "metrics"}
+_UNION_TAGS = {
+    "websocket", "rawsocket", "web", "tcp", "unix", "static", "redirect", "nodeinfo", "metrics", "publisher", "caller",
+}  # fmt: skip
 
 
 _MAPPINGS = {"paths", "principals"}  # keys of these are the user's own: shown as ["..."]

@@ -40,6 +40,7 @@ from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_
 from ..transport.web import (
     MetricsService,
     NodeInfoService,
+    PostService,
     RedirectService,
     Service,
     StaticService,
@@ -51,6 +52,7 @@ from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
 from .config import (
+    BridgePath,
     MethodAuth,
     MetricsPath,
     NodeConfig,
@@ -262,6 +264,14 @@ class Node:
                 services[root] = RedirectService(service.url, service.status)
             elif isinstance(service, MetricsPath):
                 services[root] = MetricsService(self._metrics())
+            elif isinstance(service, BridgePath):
+                from ..router.internal import ServiceSession
+                from .bridge import HttpBridge
+
+                bridge = HttpBridge(service.type, ServiceSession(self.router, service.realm, service.role,
+                                                                 f"http-bridge:{root}"),
+                                    service.key, service.secret, service.timeout)  # fmt: skip
+                services[root] = PostService(bridge.handle, service.max_body)
             else:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..wamp.errors import ApplicationError
-from ..wamp.messages import Call, Cancel, Error, Hello, Message, Result, parse_message
+from ..wamp.messages import Call, Cancel, Error, Hello, Message, Publish, Published, Result, parse_message
 from ..wamp.serializers import MSGPACK, Serializer
 from .auth import Accept, HelloInfo, Identity, MaybeAwaitable, Reject
 from .realm import TRUSTED_ROLE
@@ -30,6 +31,23 @@ class TrustedAuthenticator:
 
     def hello(self, hello: HelloInfo) -> MaybeAwaitable:
         return Accept(Identity("cloverleaf", TRUSTED_ROLE, self.method, "router"))
+
+    def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
+        return Reject()
+
+
+class FixedRoleAuthenticator:
+    """Admits a service session under a configured authid and role (the HTTP bridge's identity);
+    unlike the trusted role, it passes authorization like any client."""
+
+    method = "cloverleaf-service"
+
+    def __init__(self, authid: str, role: str) -> None:
+        self.authid = authid
+        self.role = role
+
+    def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        return Accept(Identity(self.authid, self.role, self.method, "router"))
 
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
         return Reject()
@@ -65,24 +83,31 @@ class InternalLink:
 class ServiceSession:
     """A router-internal caller on one realm."""
 
-    def __init__(self, router: Router, realm: str) -> None:
+    def __init__(self, router: Router, realm: str, role: str | None = None, authid: str = "cloverleaf") -> None:
         self._router = router
         self._realm = realm
+        #: None: the trusted internal role; else this role, authorized like any client
+        self._role = role
+        self._authid = authid
         self._session: RouterSession | None = None
         self._link: InternalLink | None = None
         self._next_request = 0
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending: dict[int, asyncio.Future[Message]] = {}
 
     def _joined(self) -> RouterSession:
         session = self._session
         if session is not None and session.is_open:
             return session
         self._link = InternalLink(self)
-        session = self._router.open_session(self._link, SessionOptions([TrustedAuthenticator()], True))
+        authenticator: TrustedAuthenticator | FixedRoleAuthenticator = (
+            TrustedAuthenticator() if self._role is None else FixedRoleAuthenticator(self._authid, self._role)
+        )
+        session = self._router.open_session(self._link, SessionOptions([authenticator], True))
         self._session = session
         self._next_request = 0
         session.receive(MSGPACK.encode(Hello(self._realm, {"roles": {"caller": {"features": {
-            "call_canceling": True}}}, "authmethods": [TrustedAuthenticator.method]}).marshal()))  # fmt: skip
+            "call_canceling": True}}, "publisher": {"features": {}}},
+            "authmethods": [authenticator.method]}).marshal()))  # fmt: skip
         if not session.is_open:
             self._session = None
             raise ApplicationError("wamp.error.no_such_realm", f"cannot join realm '{self._realm}'")
@@ -90,29 +115,50 @@ class ServiceSession:
 
     async def call(self, procedure: str, args: list[Any], kwargs: dict[str, Any], timeout: float) -> Any:
         """Call ``procedure``; return its single result (or None, or the whole args list)."""
+        result = await self.call_result(procedure, args, kwargs, timeout)
+        values = result.args or []
+        return values[0] if len(values) == 1 and not result.kwargs else (values or result.kwargs or None)
+
+    async def call_result(self, procedure: str, args: list[Any], kwargs: dict[str, Any], timeout: float) -> Result:
+        """Call ``procedure``; return the RESULT (raise :class:`ApplicationError` for an ERROR)."""
+        answer = await self._request(lambda request: Call(request, {}, procedure, args or None, kwargs or None),
+                                     timeout)  # fmt: skip
+        assert isinstance(answer, Result)
+        return answer
+
+    async def publish(
+        self, topic: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any], timeout: float
+    ) -> int:
+        """Publish (acknowledged); return the publication ID."""
+        answer = await self._request(
+            lambda request: Publish(request, {**options, "acknowledge": True}, topic, args or None, kwargs or None),
+            timeout,
+        )
+        assert isinstance(answer, Published)
+        return answer.publication
+
+    async def _request(self, build: Callable[[int], Message], timeout: float) -> Message:
         session = self._joined()
         self._next_request += 1
         request = self._next_request
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[request] = future
-        session.receive(MSGPACK.encode(Call(request, {}, procedure, args or None, kwargs or None).marshal()))
+        message = build(request)
+        session.receive(MSGPACK.encode(message.marshal()))
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            if session.is_open and request in self._pending:
+            if isinstance(message, Call) and session.is_open and request in self._pending:
                 session.receive(MSGPACK.encode(Cancel(request, {"mode": "killnowait"}).marshal()))
             raise
         finally:
             self._pending.pop(request, None)
 
     def on_message(self, message: Message) -> None:
-        if isinstance(message, Result):
+        if isinstance(message, (Result, Published)):
             future = self._pending.pop(message.request, None)
             if future is not None and not future.done():
-                args = message.args or []
-                future.set_result(
-                    args[0] if len(args) == 1 and not message.kwargs else (args or message.kwargs or None)
-                )
+                future.set_result(message)
         elif isinstance(message, Error):
             future = self._pending.pop(message.request, None)
             if future is not None and not future.done():

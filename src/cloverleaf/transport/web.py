@@ -13,7 +13,7 @@ import asyncio
 import logging
 import mimetypes
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..router.router import Router
 from .websocket import WebSocketSettings, negotiate
 
 log = logging.getLogger("cloverleaf.transport.web")
+_TASKS: set[asyncio.Task[None]] = set()
 
 #: the longest request head accepted (bytes); a request over it is answered 431 and closed
 MAX_HEAD = 16 * 1024
@@ -61,11 +62,19 @@ class MetricsService:
 
 
 @dataclass(frozen=True, slots=True)
+class PostService:
+    """POST requests answered by ``handle(query, body) -> (status, body, content type)``."""
+
+    handle: Callable[[str, bytes], Awaitable[tuple[int, bytes, str]]]
+    max_body: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class WampService:
     settings: WebSocketSettings
 
 
-Service = StaticService | RedirectService | NodeInfoService | MetricsService | WampService
+Service = StaticService | RedirectService | NodeInfoService | MetricsService | PostService | WampService
 
 
 @dataclass(slots=True)
@@ -95,6 +104,9 @@ class WebProtocol(asyncio.Protocol):
         #: everything received on a connection that has not answered a request yet (for the hand-over)
         self._received = bytearray()
         self._answered = False
+        #: a POST being read: (service, query, body parts, size so far)
+        self._post: tuple[PostService, str, list[bytes], int] | None = None
+        self._busy = False  # a response is being computed: later events wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._raw = cast(asyncio.Transport, transport)
@@ -111,7 +123,7 @@ class WebProtocol(asyncio.Protocol):
         return None
 
     def _process(self) -> None:
-        while self._raw is not None:
+        while self._raw is not None and not self._busy:
             try:
                 event = self._http.next_event()
             except h11.RemoteProtocolError as exc:
@@ -124,6 +136,22 @@ class WebProtocol(asyncio.Protocol):
                 return
             if isinstance(event, h11.Request):
                 self._request(event)
+            elif isinstance(event, h11.Data) and self._post is not None:
+                service, query, parts, size = self._post
+                size += len(event.data)
+                if size > service.max_body:
+                    self._post = None
+                    self._error(413, "request body too large")
+                    return
+                parts.append(event.data)
+                self._post = (service, query, parts, size)
+            elif isinstance(event, h11.EndOfMessage) and self._post is not None:
+                service, query, parts, _ = self._post
+                self._post = None
+                self._busy = True
+                task = asyncio.get_running_loop().create_task(self._answer_post(service, query, b"".join(parts)))
+                _TASKS.add(task)
+                task.add_done_callback(_TASKS.discard)
             elif isinstance(event, h11.ConnectionClosed):
                 self._raw.close()
                 return
@@ -143,6 +171,12 @@ class WebProtocol(asyncio.Protocol):
             else:
                 self._respond(426, b"this path speaks WAMP over WebSocket\n", {"Upgrade": "websocket"})
             return
+        if isinstance(service, PostService):
+            if request.method != b"POST":
+                self._respond(405, b"method not allowed\n", {"Allow": "POST"})
+            else:
+                self._post = (service, target.partition("?")[2], [], 0)
+            return
         if request.method not in (b"GET", b"HEAD"):
             self._respond(405, b"method not allowed\n", {"Allow": "GET, HEAD"})
             return
@@ -159,6 +193,16 @@ class WebProtocol(asyncio.Protocol):
                 "realms": {name: len(realm.sessions) for name, realm in self._router.realms.items()},
             }  # fmt: skip
             self._respond(200, orjson.dumps(info), {"Content-Type": "application/json"})
+
+    async def _answer_post(self, service: PostService, query: str, body: bytes) -> None:
+        try:
+            status, answer, content_type = await service.handle(query, body)
+        except Exception:
+            log.exception("POST handler failed")
+            status, answer, content_type = 500, b"internal error\n", "text/plain"
+        self._busy = False
+        self._respond(status, answer, {"Content-Type": content_type})
+        self._process()  # requests that arrived meanwhile
 
     def _static(self, service: StaticService, relative: str, head_only: bool, headers: Mapping[str, str]) -> None:
         root = service.directory.resolve()
@@ -259,6 +303,7 @@ async def serve_web(
 __all__ = [
     "MetricsService",
     "NodeInfoService",
+    "PostService",
     "RedirectService",
     "StaticService",
     "WampService",
