@@ -33,6 +33,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "/publish": {"type": "publisher", "realm": "realm1", "role": "anonymous"},
         "/call": {"type": "caller", "realm": "realm1", "role": "anonymous"},
         "/signed": {"type": "publisher", "realm": "realm1", "role": "anonymous", "key": "k1", "secret": "s3cret"},
+        "/hook": {"type": "webhook", "realm": "realm1", "role": "anonymous", "topic": "com.bridge.hook"},
     }}  # fmt: skip
     router = _start_with(tmp, transport)
     wait_for_port(port)
@@ -227,4 +228,20 @@ async def test_http_bridge_publisher_and_caller(web: tuple[RouterProcess, int]) 
     status, answer = await asyncio.to_thread(_post, port, "/signed?" + urlencode(params), body)
     assert status == 200
     assert await asyncio.wait_for(received.get(), 5) == (("signed",), {})
+    await session.leave()
+
+
+async def test_webhook_turns_any_request_into_an_event(web: tuple[RouterProcess, int]) -> None:
+    _, port = web
+    session = await connect(f"ws://127.0.0.1:{port}/ws", "realm1", reconnect=NO_RECONNECT)
+    received: asyncio.Queue[Any] = asyncio.Queue()
+    await session.subscribe("com.bridge.hook", received.put_nowait)
+    status, answer = await asyncio.to_thread(_post, port, "/hook/github?x=1", b'{"action": "opened"}')
+    assert status == 202 and isinstance(answer["id"], int)
+    event = await asyncio.wait_for(received.get(), 5)
+    assert event["method"] == "POST" and event["path"] == "/hook/github" and event["query"] == "x=1"
+    assert event["body"] == '{"action": "opened"}' and event["headers"]["content-type"] == "application/json"
+    status, _, _ = await asyncio.to_thread(_get, port, "/hook")
+    assert status == 202
+    assert (await asyncio.wait_for(received.get(), 5))["method"] == "GET"
     await session.leave()

@@ -1,5 +1,6 @@
 """The HTTP bridge (Crossbar-compatible shapes): HTTP POSTs become WAMP publications and calls.
 
+``webhook``: any request (method, headers, body) becomes an event on a configured topic.
 ``publisher``: POST ``{"topic": uri, "args": [...], "kwargs": {...}, "options": {...}}`` publishes
 and answers ``{"id": publication}``. ``caller``: POST ``{"procedure": uri, "args": [...], "kwargs":
 {...}}`` calls and answers ``{"args": [...], "kwargs": {...}}``. Failures answer 400 with
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..router.internal import ServiceSession
+from ..transport.web import HttpRequest
 from ..wamp.errors import ApplicationError
 
 JSON = "application/json"
@@ -36,18 +38,31 @@ class HttpBridge:
         key: str | None = None,
         secret: str | None = None,
         timeout: float = 30.0,
+        topic: str | None = None,
     ) -> None:
         self.kind = kind
+        #: webhook: the topic every request is published to
+        self.topic = topic
         self.session = session
         self.key = key
         self.secret = secret
         self.timeout = timeout
 
-    async def handle(self, query: str, body: bytes) -> tuple[int, bytes, str]:
+    async def handle(self, http: HttpRequest) -> tuple[int, bytes, str]:
+        query, body = http.query, http.body
         if self.secret is not None:
             problem = self._check_signature(query, body)
             if problem:
                 return _failure(401, "cloverleaf.error.invalid_signature", problem)
+        if self.kind == "webhook":
+            assert self.topic is not None
+            event = {"method": http.method, "path": http.path, "query": query, "headers": http.headers,
+                     "body": body.decode("utf-8", errors="replace")}  # fmt: skip
+            try:
+                publication = await self.session.publish(self.topic, [event], {}, {}, self.timeout)
+            except ApplicationError as exc:
+                return 502, orjson.dumps({"error": exc.error, "args": list(exc.args)}), JSON
+            return 202, orjson.dumps({"id": publication}), JSON
         try:
             request = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as exc:

@@ -214,9 +214,11 @@ class MetricsPath(_Strict):
 class BridgePath(_Strict):
     """HTTP POST to WAMP: ``publisher`` publishes, ``caller`` calls (Crossbar's request shapes)."""
 
-    type: Literal["publisher", "caller"]
+    type: Literal["publisher", "caller", "webhook"]
     realm: str
     role: str
+    #: webhook: the topic each request is published to, as {method, path, query, headers, body}
+    topic: str | None = None
     #: optional request signing (Crossbar's scheme): the key clients name and the shared secret
     key: str | None = None
     secret: str | None = None
@@ -227,6 +229,8 @@ class BridgePath(_Strict):
     def _key_and_secret_together(self) -> BridgePath:
         if (self.key is None) != (self.secret is None):
             raise ValueError("key and secret together (both or neither)")
+        if self.type == "webhook" and not self.topic:
+            raise ValueError("topic: the topic a webhook publishes to")
         return self
 
 
@@ -383,7 +387,8 @@ class ConfigError(Exception):
 
 
 _UNION_TAGS = {
-    "websocket", "rawsocket", "web", "tcp", "unix", "static", "redirect", "nodeinfo", "metrics", "publisher", "caller",
+    "websocket", "rawsocket", "web", "tcp", "unix",
+    "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
 }  # fmt: skip
 
 

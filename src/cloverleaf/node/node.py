@@ -270,8 +270,9 @@ class Node:
 
                 bridge = HttpBridge(service.type, ServiceSession(self.router, service.realm, service.role,
                                                                  f"http-bridge:{root}"),
-                                    service.key, service.secret, service.timeout)  # fmt: skip
-                services[root] = PostService(bridge.handle, service.max_body)
+                                    service.key, service.secret, service.timeout, service.topic)  # fmt: skip
+                methods = {"GET", "POST", "PUT", "PATCH", "DELETE"} if service.type == "webhook" else {"POST"}
+                services[root] = PostService(bridge.handle, service.max_body, frozenset(methods))
             else:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint

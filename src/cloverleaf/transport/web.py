@@ -62,11 +62,22 @@ class MetricsService:
 
 
 @dataclass(frozen=True, slots=True)
-class PostService:
-    """POST requests answered by ``handle(query, body) -> (status, body, content type)``."""
+class HttpRequest:
+    method: str
+    path: str
+    query: str
+    #: header names in lower case
+    headers: dict[str, str]
+    body: bytes
 
-    handle: Callable[[str, bytes], Awaitable[tuple[int, bytes, str]]]
+
+@dataclass(frozen=True, slots=True)
+class PostService:
+    """Requests (POST by default) answered by ``handle(request) -> (status, body, content type)``."""
+
+    handle: Callable[[HttpRequest], Awaitable[tuple[int, bytes, str]]]
     max_body: int = 1024 * 1024
+    methods: frozenset[str] = frozenset({"POST"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +115,8 @@ class WebProtocol(asyncio.Protocol):
         #: everything received on a connection that has not answered a request yet (for the hand-over)
         self._received = bytearray()
         self._answered = False
-        #: a POST being read: (service, query, body parts, size so far)
-        self._post: tuple[PostService, str, list[bytes], int] | None = None
+        #: a request body being read: (service, the request without its body, body parts, size so far)
+        self._post: tuple[PostService, HttpRequest, list[bytes], int] | None = None
         self._busy = False  # a response is being computed: later events wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,19 +148,20 @@ class WebProtocol(asyncio.Protocol):
             if isinstance(event, h11.Request):
                 self._request(event)
             elif isinstance(event, h11.Data) and self._post is not None:
-                service, query, parts, size = self._post
+                service, head, parts, size = self._post
                 size += len(event.data)
                 if size > service.max_body:
                     self._post = None
                     self._error(413, "request body too large")
                     return
                 parts.append(event.data)
-                self._post = (service, query, parts, size)
+                self._post = (service, head, parts, size)
             elif isinstance(event, h11.EndOfMessage) and self._post is not None:
-                service, query, parts, _ = self._post
+                service, head, parts, _ = self._post
                 self._post = None
                 self._busy = True
-                task = asyncio.get_running_loop().create_task(self._answer_post(service, query, b"".join(parts)))
+                request = HttpRequest(head.method, head.path, head.query, head.headers, b"".join(parts))
+                task = asyncio.get_running_loop().create_task(self._answer_post(service, request))
                 _TASKS.add(task)
                 task.add_done_callback(_TASKS.discard)
             elif isinstance(event, h11.ConnectionClosed):
@@ -172,10 +184,11 @@ class WebProtocol(asyncio.Protocol):
                 self._respond(426, b"this path speaks WAMP over WebSocket\n", {"Upgrade": "websocket"})
             return
         if isinstance(service, PostService):
-            if request.method != b"POST":
-                self._respond(405, b"method not allowed\n", {"Allow": "POST"})
+            method = request.method.decode("latin-1")
+            if method not in service.methods:
+                self._respond(405, b"method not allowed\n", {"Allow": ", ".join(sorted(service.methods))})
             else:
-                self._post = (service, target.partition("?")[2], [], 0)
+                self._post = (service, HttpRequest(method, path, target.partition("?")[2], headers, b""), [], 0)
             return
         if request.method not in (b"GET", b"HEAD"):
             self._respond(405, b"method not allowed\n", {"Allow": "GET, HEAD"})
@@ -194,9 +207,9 @@ class WebProtocol(asyncio.Protocol):
             }  # fmt: skip
             self._respond(200, orjson.dumps(info), {"Content-Type": "application/json"})
 
-    async def _answer_post(self, service: PostService, query: str, body: bytes) -> None:
+    async def _answer_post(self, service: PostService, request: HttpRequest) -> None:
         try:
-            status, answer, content_type = await service.handle(query, body)
+            status, answer, content_type = await service.handle(request)
         except Exception:
             log.exception("POST handler failed")
             status, answer, content_type = 500, b"internal error\n", "text/plain"
@@ -301,6 +314,7 @@ async def serve_web(
 
 
 __all__ = [
+    "HttpRequest",
     "MetricsService",
     "NodeInfoService",
     "PostService",
