@@ -201,10 +201,7 @@ class WebProtocol(asyncio.Protocol):
             body, content_type = service.render()
             self._respond(200, body, {"Content-Type": content_type, "Cache-Control": "no-store"})
         else:
-            info = {
-                "node": "cloverleaf", "version": __version__,
-                "realms": {name: len(realm.sessions) for name, realm in self._router.realms.items()},
-            }  # fmt: skip
+            info = {"node": "cloverleaf", "version": __version__, "realms": self._router.stats().realms}
             self._respond(200, orjson.dumps(info), {"Content-Type": "application/json"})
 
     async def _answer_post(self, service: PostService, request: HttpRequest) -> None:
