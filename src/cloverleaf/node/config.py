@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -357,6 +358,18 @@ class NodeConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     #: seconds to wait for sessions to answer GOODBYE on shutdown
     shutdown_timeout: Annotated[float, Field(ge=0)] = 5.0
+    #: the node folder: the config file's directory (the working directory for the embedded default)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def base_dir(self) -> Path:
+        """The node folder: relative paths in the config (static directories, component modules,
+        guest working directories, files) are relative to it."""
+        return self._base_dir
+
+    def resolve(self, path: str | Path) -> Path:
+        """``path`` made absolute against :attr:`base_dir` (absolute paths are kept)."""
+        return self._base_dir / Path(path).expanduser()
 
     @field_validator("realms")
     @classmethod
@@ -491,7 +504,9 @@ def load_config(path: str | Path) -> NodeConfig:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
-    return parse_config(data, source)
+    config = parse_config(data, source)
+    config._base_dir = Path(path).resolve().parent
+    return config
 
 
 def default_config() -> NodeConfig:

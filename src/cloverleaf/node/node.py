@@ -259,7 +259,7 @@ class Node:
             if isinstance(service, WebSocketPath):
                 services[root] = WampService(self._websocket_settings(service, root))
             elif isinstance(service, StaticPath):
-                services[root] = StaticService(Path(service.directory), tuple(service.index), service.max_age)
+                services[root] = StaticService(self.config.resolve(service.directory), tuple(service.index), service.max_age)
             elif isinstance(service, RedirectPath):
                 services[root] = RedirectService(service.url, service.status)
             elif isinstance(service, MetricsPath):
