@@ -177,3 +177,17 @@ async def autobahn() -> AsyncIterator[AutobahnSessions]:
     sessions = AutobahnSessions()
     yield sessions
     await sessions.close()
+
+
+@pytest.fixture(scope="session")
+def autobahn_browser_js(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AutobahnJS's browser build (autobahn.min.js from the npm package autobahn-browser), fetched
+    once per test run the way `cloverleaf init` does (npm pack)."""
+    from cloverleaf.node.scaffold import InitError, install_autobahn_js
+
+    directory = tmp_path_factory.mktemp("autobahn-browser")
+    try:
+        install_autobahn_js(directory)
+    except InitError as exc:
+        pytest.skip(f"AutobahnJS browser build unavailable: {exc}")
+    return directory / "autobahn.min.js"

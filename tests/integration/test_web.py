@@ -87,6 +87,12 @@ async def test_static_files_with_types_and_caching(web: tuple[RouterProcess, int
     status, headers, body = await asyncio.to_thread(_get, port, "/js/app.js")
     assert status == 200 and "javascript" in headers["Content-Type"] and body == b"console.log(1)"
     assert headers["ETag"]
+    # a directory without its slash is redirected (relative links in its index page then work);
+    # one without an index file is not listed
+    status, headers, _ = await asyncio.to_thread(_get, port, "/js")
+    assert status == 301 and headers["Location"] == "/js/"
+    status, _, _ = await asyncio.to_thread(_get, port, "/js/")
+    assert status == 404
 
 
 @pytest.mark.parametrize("path", ["/../secret.txt", "/%2e%2e/secret.txt", "/js/../../secret.txt", "/nope.html",

@@ -158,14 +158,17 @@ def test_full_config() -> None:
 def test_yaml_file_loads(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"node{suffix}"
     path.write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
-    assert load_config(path) == parse_config(MINIMAL)
-    assert load_config(str(path)) == parse_config(MINIMAL)
+    assert load_config(path).model_dump() == parse_config(MINIMAL).model_dump()
+    assert load_config(str(path)).model_dump() == parse_config(MINIMAL).model_dump()
+    # relative paths in the file are relative to its folder
+    assert load_config(path).base_dir == tmp_path.resolve()
+    assert load_config(path).resolve("web") == tmp_path.resolve() / "web"
 
 
 def test_json_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "node.json"
     path.write_text(json.dumps(MINIMAL), encoding="utf-8")
-    assert load_config(path) == parse_config(MINIMAL)
+    assert load_config(path).model_dump() == parse_config(MINIMAL).model_dump()
 
 
 def test_yaml_with_comments_and_anchors(tmp_path: Path) -> None:

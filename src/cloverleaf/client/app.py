@@ -121,8 +121,9 @@ class App:
         """Connect, register every procedure and subscribe every handler, run the join hooks.
 
         ``connect_kwargs`` are those of :func:`cloverleaf.client.connect` (serializer,
-        authenticators, reconnect, ...). If anything fails (a refused connection, an ABORT, a
-        registration the router refuses), the session leaves and the error is raised.
+        authenticators, reconnect, ``opener`` for a connection without a URL, ...). If anything
+        fails (a refused connection, an ABORT, a registration the router refuses, a join hook that
+        raises), the session leaves and the error is raised.
         """
         session = Session(url, realm, **connect_kwargs)
         for leave_hook in self._on_leave:
@@ -152,6 +153,13 @@ class App:
             self.name, realm, url, len(self.procedures), len(self.handlers),
         )  # fmt: skip
         return session
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Leave the session :meth:`start` opened (GOODBYE, waiting up to ``timeout`` seconds for the
+        router's reply); nothing happens when the app is not started."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.leave(timeout=timeout)
 
     async def serve(self, url: str, realm: str, *, stop: asyncio.Event | None = None, **connect_kwargs: Any) -> int:
         """Start, then serve until ``stop`` is set (or SIGINT/SIGTERM arrives); leave and return

@@ -52,7 +52,7 @@ from ..wamp.messages import (
 from ..wamp.serializers import SERIALIZERS, Serializer
 from ..wamp.session import Phase
 from .auth import ClientAuthenticator
-from .transports import ClientLink, open_link
+from .transports import ClientLink, LinkOpener, open_link
 from .types import (
     CallDetails,
     CallOptions,
@@ -175,6 +175,7 @@ class Session:
         reconnect: ReconnectPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 10.0,
+        opener: LinkOpener | None = None,
     ) -> None:
         self.url = url
         self.realm = realm
@@ -185,6 +186,8 @@ class Session:
         self.reconnect = reconnect if reconnect is not None else ReconnectPolicy()
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
+        #: opens each connection instead of ``url`` (which then only names it in log lines)
+        self.opener = opener
         self._connection: _Connection | None = None
         self._connected = asyncio.Event()
         self._registrations: list[Registration] = []
@@ -244,14 +247,21 @@ class Session:
         loop = asyncio.get_running_loop()
         core = ClientSessionCore(self.serializer)
         holder: list[_Connection] = []
-        link = await open_link(
-            self.url,
-            self.serializer,
-            lambda payload: self._on_payload(holder[0], payload),
-            lambda exc: self._on_lost(holder[0], exc),
-            ssl_context=self.ssl_context,
-            timeout=self.connect_timeout,
-        )
+
+        def on_message(payload: bytes) -> None:
+            self._on_payload(holder[0], payload)
+
+        def on_lost(exc: BaseException | None) -> None:
+            self._on_lost(holder[0], exc)
+
+        if self.opener is not None:
+            try:
+                link = await asyncio.wait_for(self.opener(self.serializer, on_message, on_lost), self.connect_timeout)
+            except TimeoutError:
+                raise ConnectionError(f"cannot connect to {self.url}: timed out") from None
+        else:
+            link = await open_link(self.url, self.serializer, on_message, on_lost, ssl_context=self.ssl_context,
+                                   timeout=self.connect_timeout)  # fmt: skip
         connection = _Connection(link, core, joined=loop.create_future())
         holder.append(connection)
         details: dict[str, Any] = {"roles": CLIENT_ROLES}
@@ -958,6 +968,7 @@ async def connect(
     reconnect: ReconnectPolicy | None = None,
     ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = 10.0,
+    opener: LinkOpener | None = None,
 ) -> Session:
     """Connect to a router, join ``realm`` and return the :class:`Session`.
 
@@ -965,10 +976,14 @@ async def connect(
     must succeed (``ConnectionError``; an ABORT raises :class:`ApplicationError` with its reason);
     later losses are repaired by ``reconnect`` (on by default; pass ``NO_RECONNECT`` to disable).
     Use ``async with await connect(...) as session:`` to leave cleanly at the end.
+
+    ``opener`` (a :data:`~cloverleaf.client.transports.LinkOpener`) opens every connection instead
+    of ``url``, which then only names the connection in log lines: that is how the node runs an
+    App in its own process, over an in-memory link.
     """
     session = Session(
         url, realm, serializer=serializer, authenticators=authenticators, authid=authid, authrole=authrole,
-        reconnect=reconnect, ssl_context=ssl_context, connect_timeout=connect_timeout,
+        reconnect=reconnect, ssl_context=ssl_context, connect_timeout=connect_timeout, opener=opener,
     )  # fmt: skip
     await session.start()
     return session

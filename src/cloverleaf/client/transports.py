@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 from urllib.parse import urlsplit
@@ -34,6 +34,14 @@ class ClientLink(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+
+#: Opens a connection without a URL: ``await opener(serializer, on_message, on_lost)`` returns an open
+#: :class:`ClientLink` (or raises ``ConnectionError``). It must call ``on_message(payload)`` for each
+#: payload from the router, in order, from the event loop (never inside ``send``), and
+#: ``on_lost(exc)`` once when the connection ends, also after the client's own ``close()``. The
+#: node's embedded components connect this way, in memory.
+LinkOpener = Callable[[Serializer, MessageHandler, LostHandler], Awaitable[ClientLink]]
 
 
 @dataclass(frozen=True, slots=True)

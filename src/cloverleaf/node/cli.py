@@ -28,8 +28,10 @@ DEFAULT_REALM = "realm1"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloverleaf", description="Cloverleaf WAMP router")
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("start", help="start a router (on the embedded default without --config)")
-    start.add_argument("--config", "-c", help="node config file (YAML or JSON)")
+    start = commands.add_parser("start", help="start a router (./cloverleaf.yaml, else the embedded default, "
+                                "without --config)")
+    start.add_argument("--config", "-c", help="node config file (YAML or JSON; default: ./cloverleaf.yaml, "
+                       "./cloverleaf.json, else the embedded default)")
     start.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level")
     run = commands.add_parser(
         "run",
@@ -45,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="realm to join (default: $CLOVERLEAF_REALM or %(default)s)")  # fmt: skip
     run.add_argument("--serializer", choices=["json", "msgpack", "cbor"], default="json")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    init = commands.add_parser(
+        "init",
+        help="make a node folder with a demo web app",
+        description="Write DIR/cloverleaf.yaml, a Python back end (backend.py) the node starts in-process, and a "
+        "web page (web/) using AutobahnJS, fetched now with `npm pack autobahn-browser` (or copied from "
+        "--autobahn-js). Then: cd DIR && cloverleaf start",
+    )
+    init.add_argument("directory", metavar="DIR")
+    init.add_argument("--port", type=int, default=8080, help="the web port (default: %(default)s)")
+    init.add_argument("--autobahn-js", metavar="PATH", help="use this autobahn.min.js instead of fetching it")
+    init.add_argument("--force", action="store_true", help="write into a directory that is not empty")
     check = commands.add_parser("check", help="validate a config file and print every problem")
     check.add_argument("file")
     commands.add_parser("version", help="print the version")
@@ -87,7 +100,8 @@ def _configure_logging(level: str) -> None:
 
 
 def _check_files(config: NodeConfig) -> list[str]:
-    """What `start` would refuse beyond the config's shape: TLS files that cannot be loaded."""
+    """What `start` would refuse beyond the config's shape: TLS files that cannot be loaded, web
+    consoles with unknown realms or without their AutobahnJS file."""
     from .config import TcpEndpoint
     from .tls import ReloadingContext, TlsError
 
@@ -96,9 +110,15 @@ def _check_files(config: NodeConfig) -> list[str]:
         endpoint = transport.endpoint
         if isinstance(endpoint, TcpEndpoint) and endpoint.tls is not None:
             try:
-                ReloadingContext(endpoint.tls, f"transports[{index}].endpoint.tls")
+                ReloadingContext(config.resolved_tls(endpoint.tls), f"transports[{index}].endpoint.tls")
             except TlsError as exc:
                 problems.append(str(exc))
+    from .console import console_problems  # web consoles: their realms and the AutobahnJS file
+
+    problems += console_problems(config)
+    from .components import check_components  # app modules that cannot be found, missing guest programs
+
+    problems += check_components(config)
     return problems
 
 
@@ -122,6 +142,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
+    if args.command == "init":
+        from .scaffold import InitError, init_node
+
+        try:
+            init_node(args.directory, port=args.port, autobahn_js=args.autobahn_js, force=args.force)
+        except (InitError, OSError) as exc:
+            print(f"cloverleaf init: {exc}", file=sys.stderr)
+            return 1
+        print(f"cloverleaf init: wrote a node to {args.directory}; start it with:\n"
+              f"  cd {args.directory} && cloverleaf start\nthen open http://127.0.0.1:{args.port}/")  # fmt: skip
+        return 0
     from .config import ConfigError, default_config, load_config
     from .node import install_event_loop_policy, run_node
 
@@ -139,11 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.file}: OK")
         return 0
     try:
-        config: NodeConfig = load_config(args.config) if args.config else default_config()
+        config_file = args.config or _config_in_working_directory()
+        config: NodeConfig = load_config(config_file) if config_file else default_config()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
     _configure_logging(args.log_level or config.logging.level)
+    logging.getLogger("cloverleaf.node").info(
+        "config: %s", os.path.abspath(config_file) if config_file else "the embedded default"
+    )
     install_event_loop_policy()
     try:
         asyncio.run(run_node(config))
@@ -153,12 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: what `cloverleaf start` looks for in the working directory when no --config is given
+CONFIG_FILE_NAMES = ("cloverleaf.yaml", "cloverleaf.yml", "cloverleaf.json")
+
+
+def _config_in_working_directory() -> str | None:
+    for name in CONFIG_FILE_NAMES:
+        if os.path.isfile(name):
+            return name
+    return None
+
+
 class AppNotFound(Exception):
     """``cloverleaf run`` could not find the application; the message says why."""
 
 
-def load_app(spec: str) -> App:
-    """Import ``module[:attribute]`` (the current directory first on the path) and return its App.
+def load_app(spec: str, folder: str | None = None) -> App:
+    """Import ``module[:attribute]`` (``folder``, by default the current directory, first on the
+    path) and return its App.
 
     The attribute (dotted for nested objects; ``app`` when omitted) is an :class:`App` or a
     callable without arguments returning one. Raise :class:`AppNotFound` with a clear message.
@@ -169,7 +216,11 @@ def load_app(spec: str) -> App:
     attribute = attribute or "app"
     if not module_name or module_name.endswith(".py") or "/" in module_name:
         raise AppNotFound(f"{spec!r} is not MODULE[:ATTRIBUTE] (e.g. myservice:app or examples.service_app:app)")
-    if "" not in sys.path and os.getcwd() not in sys.path:
+    if folder is not None:  # the node folder of an embedded component: it stays first
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    elif "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)

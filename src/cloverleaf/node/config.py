@@ -7,6 +7,7 @@ Every error names the file, the key path and what was expected, e.g.
 from __future__ import annotations
 
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -185,6 +186,29 @@ class WebSocketPath(_TransportBase):
     allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
 
 
+class LongPollPath(_TransportBase):
+    """WAMP over HTTP long-poll on a path of a web transport (AutobahnJS's and Crossbar's wire format).
+
+    ``max_message_size`` bounds each request body; ``handshake_timeout`` and the ping settings do
+    not apply. ``auth`` as for WebSocket, except ``cookie`` (WebSocket only) and ``tls`` (no client
+    certificate reaches a long-poll session).
+    """
+
+    type: Literal["longpoll"]
+    #: shell-style patterns for browsers' Origin header (CORS); requests without Origin pass
+    allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+    #: seconds a receive request is held when nothing is queued (keep it below the client's:
+    #: AutobahnJS gives up after 12 s)
+    request_timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: seconds without any request after which a transport is closed and its session ended
+    session_timeout: Annotated[float, Field(gt=0)] = 30.0
+    #: open transports at most on this path; further opens are answered 503
+    max_transports: Annotated[int, Field(ge=1)] = 10_000
+    #: AutobahnJS posts each message in its own request without waiting for the previous one, so
+    #: two may arrive out of order and the spec's sequential-ID check would abort the session
+    sequential_request_ids: bool = False
+
+
 class StaticPath(_Strict):
     """Files from a directory (index files, MIME types, ETag/Cache-Control, no escape from it)."""
 
@@ -235,8 +259,38 @@ class BridgePath(_Strict):
         return self
 
 
+class ConsolePrincipal(_Strict):
+    """A web console user: ticket authentication against a stored hash."""
+
+    #: a hash from `cloverleaf passwd ticket` (the console takes no clear-text tickets)
+    ticket: str
+
+    @field_validator("ticket")
+    @classmethod
+    def _ticket_is_a_hash(cls, value: str) -> str:
+        from ..wamp.auth import is_ticket_hash  # lazy: the crypto libraries load only when needed
+
+        if not is_ticket_hash(value):
+            raise ValueError("a ticket hash from `cloverleaf passwd ticket` (the console takes no clear-text tickets)")
+        return value
+
+
+class ConsolePath(_Strict):
+    """The web console: a page to watch and drive realms, with its own users and WAMP endpoint (<path>/ws)."""
+
+    type: Literal["console"]
+    #: the realms the console may manage (each a configured realm)
+    realms: Annotated[list[str], Field(min_length=1)]
+    #: AutobahnJS's browser build, relative to the node folder
+    autobahn_js: Annotated[str, Field(min_length=1)] = "web/js/autobahn.min.js"
+    principals: Annotated[dict[str, ConsolePrincipal], Field(min_length=1)]
+    #: shell patterns for the Origin of the console's WebSocket; omitted: the page's own origin only
+    allowed_origins: list[str] | None = None
+
+
 PathService = Annotated[
-    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath | BridgePath, Field(discriminator="type")
+    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath | BridgePath | ConsolePath | LongPollPath,
+    Field(discriminator="type"),
 ]
 
 
@@ -351,6 +405,85 @@ class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+_APP_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
+
+
+class AppComponent(_Strict):
+    """A :class:`cloverleaf.client.App` run inside the node, connected in memory (no socket)."""
+
+    type: Literal["app"]
+    #: shown in log lines (default: the app spec)
+    name: Annotated[str, Field(min_length=1)] | None = None
+    #: MODULE[:ATTRIBUTE] (attribute ``app`` by default), imported with the node folder first on sys.path
+    app: str
+    realm: str
+    #: the authrole it joins as, authorized like any client's; omitted: the router's trusted internal role
+    role: Annotated[str, Field(min_length=1)] | None = None
+    #: default: "component:<app>"
+    authid: Annotated[str, Field(min_length=1)] | None = None
+    #: seconds the join, the registrations and the on_join hooks may take before the start counts as failed
+    start_timeout: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("app")
+    @classmethod
+    def _app_is_a_spec(cls, value: str) -> str:
+        if not _APP_SPEC.fullmatch(value) or value.partition(":")[0].endswith(".py"):
+            raise ValueError("MODULE[:ATTRIBUTE] such as backend:app or services.billing:app (a module name, "
+                             "not a file name)")  # fmt: skip
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.app
+
+
+class RestartConfig(_Strict):
+    """When and how soon a guest that exited is started again (exponential backoff)."""
+
+    #: "always": whatever the exit code; "on_failure": unless it exited with 0; "never"
+    policy: Literal["always", "on_failure", "never"] = "always"
+    initial_delay: Annotated[float, Field(gt=0)] = 1.0
+    max_delay: Annotated[float, Field(gt=0)] = 30.0
+    #: each further restart in a row waits this many times longer, up to max_delay
+    factor: Annotated[float, Field(ge=1)] = 2.0
+    #: a run that lasted this many seconds starts the backoff over at initial_delay
+    reset_after: Annotated[float, Field(ge=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> RestartConfig:
+        if self.max_delay < self.initial_delay:
+            raise ValueError(f"max_delay: at least initial_delay ({self.initial_delay})")
+        return self
+
+
+class GuestComponent(_Strict):
+    """An external program the node starts after its transports listen, restarts when it exits,
+    and stops (SIGTERM, then SIGKILL) on shutdown."""
+
+    type: Literal["guest"]
+    #: shown in log lines (default: the executable's file name and the first argument)
+    name: Annotated[str, Field(min_length=1)] | None = None
+    #: looked up on PATH when it has no "/"; a relative path is relative to the node folder
+    executable: Annotated[str, Field(min_length=1)]
+    arguments: list[str] = Field(default_factory=list)
+    #: the working directory (default: the node folder; relative to it)
+    cwd: str | None = None
+    #: added to the node's environment
+    env: dict[str, str] = Field(default_factory=dict)
+    restart: RestartConfig = Field(default_factory=RestartConfig)
+    #: seconds between SIGTERM and SIGKILL on shutdown
+    stop_timeout: Annotated[float, Field(ge=0)] = 5.0
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return " ".join([Path(self.executable).name, *self.arguments[:1]])
+
+
+Component = Annotated[AppComponent | GuestComponent, Field(discriminator="type")]
+
+
 class NodeConfig(_Strict):
     realms: Annotated[list[RealmConfig], Field(min_length=1)]
     transports: Annotated[list[Transport], Field(min_length=1)]
@@ -358,6 +491,8 @@ class NodeConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     #: seconds to wait for sessions to answer GOODBYE on shutdown
     shutdown_timeout: Annotated[float, Field(ge=0)] = 5.0
+    #: Apps run in-process and guest programs, started after the transports, stopped before the router
+    components: list[Component] = Field(default_factory=list)
     #: the node folder: the config file's directory (the working directory for the embedded default)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -371,6 +506,13 @@ class NodeConfig(_Strict):
         """``path`` made absolute against :attr:`base_dir` (absolute paths are kept)."""
         return self._base_dir / Path(path).expanduser()
 
+    def resolved_tls(self, tls: TlsConfig) -> TlsConfig:
+        """``tls`` with its file names made absolute against :attr:`base_dir`."""
+        ca = str(self.resolve(tls.ca_certificates)) if tls.ca_certificates else None
+        return tls.model_copy(update={
+            "certificate": str(self.resolve(tls.certificate)), "key": str(self.resolve(tls.key)), "ca_certificates": ca,
+        })  # fmt: skip
+
     @field_validator("realms")
     @classmethod
     def _unique_realm_names(cls, realms: list[RealmConfig]) -> list[RealmConfig]:
@@ -379,6 +521,19 @@ class NodeConfig(_Strict):
             if names.count(name) > 1:
                 raise ValueError(f"unique realm names, but '{name}' appears {names.count(name)} times")
         return realms
+
+    @model_validator(mode="after")
+    def _components_fit(self) -> NodeConfig:
+        realms = [realm.name for realm in self.realms]
+        labels = [component.label for component in self.components]
+        for index, component in enumerate(self.components):
+            if isinstance(component, AppComponent) and component.realm not in realms:
+                raise ValueError(f"components[{index}].realm: one of the configured realms ({', '.join(realms)}), "
+                                 f"got '{component.realm}'")  # fmt: skip
+            if labels.count(component.label) > 1:
+                raise ValueError(f"components[{index}].name: a name of its own, '{component.label}' names "
+                                 f"{labels.count(component.label)} components")  # fmt: skip
+        return self
 
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -402,10 +557,11 @@ class ConfigError(Exception):
 _UNION_TAGS = {
     "websocket", "rawsocket", "web", "tcp", "unix",
     "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
+    "app", "guest", "console", "longpoll",
 }  # fmt: skip
 
 
-_MAPPINGS = {"paths", "principals"}  # keys of these are the user's own: shown as ["..."]
+_MAPPINGS = {"paths", "principals", "env"}  # keys of these are the user's own: shown as ["..."]
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -432,18 +588,22 @@ _TAGGED: dict[str, type[BaseModel]] = {
     "rawsocket": RawSocketTransport,
     "tcp": TcpEndpoint,
     "unix": UnixEndpoint,
+    "app": AppComponent,
+    "guest": GuestComponent,
 }
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     """The keys the mapping at ``loc`` may hold (for "unknown key" messages); [] if unknown."""
     model: Any = NodeConfig
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             continue
         fields = getattr(model, "model_fields", None) or {}
-        if part not in fields and part in _TAGGED:
-            model = _TAGGED[part]  # pydantic puts the chosen union member into the location
+        if part in _TAGGED and (part not in fields or isinstance(loc[index - 1], int)):
+            # pydantic puts the chosen union member into the location (a list item's tag may
+            # also be a field name: an "app" component has an "app" key)
+            model = _TAGGED[part]
             continue
         if part not in fields:
             return []

@@ -36,8 +36,10 @@ from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
+from ..transport.longpoll import LongPollEndpoint, LongPollSettings
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.web import (
+    LongPollService,
     MetricsService,
     NodeInfoService,
     PostService,
@@ -51,8 +53,11 @@ from ..transport.web import (
 from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
+from .components import Components
 from .config import (
     BridgePath,
+    ConsolePath,
+    LongPollPath,
     MethodAuth,
     MetricsPath,
     NodeConfig,
@@ -67,6 +72,7 @@ from .config import (
     WebSocketTransport,
     WebTransport,
 )
+from .console import check_consoles, console_services
 from .tls import ReloadingContext
 
 if TYPE_CHECKING:
@@ -75,7 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloverleaf.node")
 
 
-def build_realm(config: RealmConfig, router: Router) -> Realm:
+def build_realm(config: RealmConfig, router: Router, base_dir: Path | None = None) -> Realm:
+    """The realm of ``config``; relative file paths (the SQLite event store) are relative to ``base_dir``."""
     roles = {
         role.name: [
             Permission(p.uri, p.match, frozenset(Action(a) for a in p.allow), p.disclose.caller, p.disclose.publisher)
@@ -95,7 +102,7 @@ def build_realm(config: RealmConfig, router: Router) -> Realm:
     }
     if config.event_history:
         store: EventStore = (
-            SqliteEventStore(config.event_store.path)
+            SqliteEventStore(str((base_dir or Path.cwd()) / config.event_store.path))
             if config.event_store.type == "sqlite" and config.event_store.path
             else MemoryEventStore()
         )
@@ -163,19 +170,25 @@ class Node:
             config.limits.auth_failures_free, config.limits.auth_failure_delay, config.limits.auth_failure_max_delay
         )
         for realm_config in config.realms:
-            self.router.add_realm(build_realm(realm_config, self.router))
+            self.router.add_realm(build_realm(realm_config, self.router, config.base_dir))
         self.servers: list[asyncio.Server] = []
         #: "ws://127.0.0.1:8080/ws"-style addresses actually bound (ports chosen by the OS resolved)
         self.addresses: list[str] = []
         #: one TLS context per distinct TLS configuration (endpoints with the same files share one)
         self.tls_contexts: dict[TlsConfig, ReloadingContext] = {}
+        #: the long-poll paths of web transports (their transports are ended on stop)
+        self.longpolls: list[LongPollEndpoint] = []
+        #: apps run in-process and guest programs, started after the transports
+        self.components = Components(config, self.router)
 
     def _build_tls(self) -> None:
         """Load every TLS certificate before listening anywhere: a bad file stops the start (TlsError)."""
         for index, transport in enumerate(self.config.transports):
             endpoint = transport.endpoint
             if isinstance(endpoint, TcpEndpoint) and endpoint.tls is not None and endpoint.tls not in self.tls_contexts:
-                self.tls_contexts[endpoint.tls] = ReloadingContext(endpoint.tls, f"transports[{index}].endpoint.tls")
+                self.tls_contexts[endpoint.tls] = ReloadingContext(
+                    self.config.resolved_tls(endpoint.tls), f"transports[{index}].endpoint.tls"
+                )
 
     def reload_tls(self) -> None:
         """Reload every TLS certificate and key now (SIGHUP); failures are logged, the old pair kept."""
@@ -184,6 +197,7 @@ class Node:
 
     async def start(self) -> None:
         self._build_tls()
+        check_consoles(self.config)  # a console's missing file or unknown realm stops the start, as TLS does
         for transport in self.config.transports:
             if isinstance(transport, WebTransport):
                 await self._start_web(transport)
@@ -224,6 +238,7 @@ class Node:
             log.info("listening on %s", address)
         for context in self.tls_contexts.values():
             context.start_polling()
+        await self.components.start(self.addresses)
 
     def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
         authenticators = build_authenticators(transport.auth, self.router)
@@ -259,11 +274,14 @@ class Node:
             if isinstance(service, WebSocketPath):
                 services[root] = WampService(self._websocket_settings(service, root))
             elif isinstance(service, StaticPath):
-                services[root] = StaticService(self.config.resolve(service.directory), tuple(service.index), service.max_age)
+                directory = self.config.resolve(service.directory)
+                services[root] = StaticService(directory, tuple(service.index), service.max_age)
             elif isinstance(service, RedirectPath):
                 services[root] = RedirectService(service.url, service.status)
             elif isinstance(service, MetricsPath):
                 services[root] = MetricsService(self._metrics())
+            elif isinstance(service, ConsolePath):
+                services.update(console_services(path, service, self.config, self.router, transport.handshake_timeout))
             elif isinstance(service, BridgePath):
                 from ..router.internal import ServiceSession
                 from .bridge import HttpBridge
@@ -273,6 +291,14 @@ class Node:
                                     service.key, service.secret, service.timeout, service.topic)  # fmt: skip
                 methods = {"GET", "POST", "PUT", "PATCH", "DELETE"} if service.type == "webhook" else {"POST"}
                 services[root] = PostService(bridge.handle, service.max_body, frozenset(methods))
+            elif isinstance(service, LongPollPath):
+                longpoll = LongPollEndpoint(self.router, LongPollSettings(
+                    root, [SERIALIZERS[name] for name in service.serializers],
+                    SessionOptions(build_authenticators(service.auth, self.router), service.sequential_request_ids),
+                    service.allowed_origins, service.request_timeout, service.session_timeout, service.max_transports,
+                ))  # fmt: skip
+                self.longpolls.append(longpoll)
+                services[root] = LongPollService(longpoll.handle, service.max_message_size)
             else:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint
@@ -294,6 +320,9 @@ class Node:
             await context.stop_polling()
         for server in self.servers:
             server.close()
+        # Guests first (SIGTERM: they leave over their open connections), then the apps leave:
+        # what is left for the router's GOODBYE below are the outside clients.
+        await self.components.stop()
         sessions = self.router.sessions
         count = len(sessions)
         self.router.shutdown()
@@ -303,6 +332,8 @@ class Node:
         for session in list(sessions):
             session.link.abort("shutdown")
             session.connection_lost()
+        if sum(longpoll.close_all() for longpoll in self.longpolls):
+            await asyncio.sleep(0.05)  # the held long-poll receives answer (410) before the loop ends
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)

@@ -199,6 +199,15 @@ class RoleAuthorizer:
     def knows_role(self, authrole: str) -> bool:
         return authrole in self._rules or authrole in self._dynamic
 
+    def add_role(self, role: str, permissions: list[Permission]) -> None:
+        """Define ``role`` with ``permissions`` (after construction, e.g. a role the node itself needs)."""
+        index: PatternIndex[Permission] = PatternIndex()
+        for permission in permissions:
+            index.add(permission.uri, permission.match, permission)
+        self._rules[role] = index
+        self._dynamic.pop(role, None)
+        self._cache.clear()
+
     def authorize(
         self, identity: Identity, session_id: int, action: Action, uri: str
     ) -> Decision | Awaitable[Decision]:

@@ -25,20 +25,24 @@ if TYPE_CHECKING:
 
 
 class TrustedAuthenticator:
-    """Admits the router's own service sessions (only ever offered on the in-memory link)."""
+    """Admits the router's own service sessions and the node's embedded components (only ever
+    offered on in-memory links)."""
 
     method = "cloverleaf-internal"
 
+    def __init__(self, authid: str = "cloverleaf") -> None:
+        self.authid = authid
+
     def hello(self, hello: HelloInfo) -> MaybeAwaitable:
-        return Accept(Identity("cloverleaf", TRUSTED_ROLE, self.method, "router"))
+        return Accept(Identity(self.authid, TRUSTED_ROLE, self.method, "router"))
 
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
         return Reject()
 
 
 class FixedRoleAuthenticator:
-    """Admits a service session under a configured authid and role (the HTTP bridge's identity);
-    unlike the trusted role, it passes authorization like any client."""
+    """Admits a service session under a configured authid and role (the HTTP bridge's identity, an
+    embedded component's); unlike the trusted role, it passes authorization like any client."""
 
     method = "cloverleaf-service"
 

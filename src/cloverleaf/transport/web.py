@@ -3,8 +3,8 @@
 HTTP/1.1 requests are parsed with h11 (sans-I/O). A WebSocket upgrade on a WAMP path is handed,
 bytes and all, to picows on the same connection (``transport.set_protocol``), so WAMP sessions on
 the web port run on the same fast WebSocket stack as the dedicated WebSocket transport; everything
-else (static files, redirects, node info) is answered here. Work in progress for the web node
-issue: long-poll, the HTTP bridge and metrics plug in as further services.
+else (static files, redirects, node info, metrics, the HTTP bridge, long-poll) is answered here
+or by the service a path names.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in pic
 
 from .. import __version__
 from ..router.router import Router
+from .link import describe_peer
 from .websocket import WebSocketSettings, negotiate
 
 log = logging.getLogger("cloverleaf.transport.web")
@@ -37,10 +38,15 @@ MAX_HEAD = 16 * 1024
 
 @dataclass(frozen=True, slots=True)
 class StaticService:
-    directory: Path
+    #: None: only ``files`` are served
+    directory: Path | None
     index: tuple[str, ...] = ("index.html",)
     #: Cache-Control max-age in seconds
     max_age: int = 3600
+    #: single files served under names of their own ("js/app.js" -> any file), looked up before the directory
+    files: Mapping[str, Path] = field(default_factory=dict)
+    #: extra response headers; they replace the defaults of the same name (e.g. Cache-Control)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +87,25 @@ class PostService:
 
 
 @dataclass(frozen=True, slots=True)
+class LongPollService:
+    """WAMP over HTTP long-poll (``transport/longpoll.py``): every request under the path, any method,
+    with its body read up to ``max_body``, is answered by ``handle(request, peer, lost) -> (status,
+    body, headers)``; ``lost`` is done once the connection is gone (a held ``receive`` gives up)."""
+
+    handle: Callable[[HttpRequest, str, asyncio.Future[None]], Awaitable[tuple[int, bytes, dict[str, str]]]]
+    max_body: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class WampService:
     settings: WebSocketSettings
+    #: refuse (403) a browser whose Origin is not the host the request was sent to (the Host header)
+    same_origin: bool = False
 
 
-Service = StaticService | RedirectService | NodeInfoService | MetricsService | PostService | WampService
+Service = (
+    StaticService | RedirectService | NodeInfoService | MetricsService | PostService | WampService | LongPollService
+)
 
 
 @dataclass(slots=True)
@@ -116,7 +136,9 @@ class WebProtocol(asyncio.Protocol):
         self._received = bytearray()
         self._answered = False
         #: a request body being read: (service, the request without its body, body parts, size so far)
-        self._post: tuple[PostService, HttpRequest, list[bytes], int] | None = None
+        self._post: tuple[PostService | LongPollService, HttpRequest, list[bytes], int] | None = None
+        #: done when the connection is lost (made for the first long-poll request)
+        self._lost: asyncio.Future[None] | None = None
         self._busy = False  # a response is being computed: later events wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -127,6 +149,11 @@ class WebProtocol(asyncio.Protocol):
             self._received += data
         self._http.receive_data(data)
         self._process()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._raw = None
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)  # a held receive must not take messages it can no longer deliver
 
     def eof_received(self) -> bool | None:
         self._http.receive_data(b"")
@@ -179,9 +206,17 @@ class WebProtocol(asyncio.Protocol):
         root, service = found
         if isinstance(service, WampService):
             if headers.get("upgrade", "").lower() == "websocket" and not self._answered:
+                if service.same_origin and not _same_origin(headers):
+                    log.info("refused WebSocket upgrade on %s from Origin %r", root, headers.get("origin"))
+                    self._respond(403, b"origin not allowed\n")
+                    return
                 self._hand_over(service.settings, root)
             else:
                 self._respond(426, b"this path speaks WAMP over WebSocket\n", {"Upgrade": "websocket"})
+            return
+        if isinstance(service, LongPollService):
+            method = request.method.decode("latin-1")
+            self._post = (service, HttpRequest(method, path, target.partition("?")[2], headers, b""), [], 0)
             return
         if isinstance(service, PostService):
             method = request.method.decode("latin-1")
@@ -194,7 +229,7 @@ class WebProtocol(asyncio.Protocol):
             self._respond(405, b"method not allowed\n", {"Allow": "GET, HEAD"})
             return
         if isinstance(service, StaticService):
-            self._static(service, path[len(root) :], request.method == b"HEAD", headers)
+            self._static(service, path, path[len(root) :], request.method == b"HEAD", headers)
         elif isinstance(service, RedirectService):
             self._respond(service.status, b"", {"Location": service.url})
         elif isinstance(service, MetricsService):
@@ -204,28 +239,54 @@ class WebProtocol(asyncio.Protocol):
             info = {"node": "cloverleaf", "version": __version__, "realms": self._router.stats().realms}
             self._respond(200, orjson.dumps(info), {"Content-Type": "application/json"})
 
-    async def _answer_post(self, service: PostService, request: HttpRequest) -> None:
+    async def _answer_post(self, service: PostService | LongPollService, request: HttpRequest) -> None:
+        headers: dict[str, str]
         try:
-            status, answer, content_type = await service.handle(request)
+            if isinstance(service, LongPollService):
+                raw = self._raw
+                if self._lost is None:
+                    self._lost = asyncio.get_running_loop().create_future()
+                    if raw is None:
+                        self._lost.set_result(None)
+                tls = raw is not None and raw.get_extra_info("ssl_object") is not None
+                peer = describe_peer(raw, "tls" if tls else "tcp") if raw is not None else "tcp:?"
+                status, answer, headers = await service.handle(request, peer, self._lost)
+            else:
+                status, answer, content_type = await service.handle(request)
+                headers = {"Content-Type": content_type}
         except Exception:
             log.exception("POST handler failed")
-            status, answer, content_type = 500, b"internal error\n", "text/plain"
+            status, answer, headers = 500, b"internal error\n", {"Content-Type": "text/plain"}
         self._busy = False
-        self._respond(status, answer, {"Content-Type": content_type})
+        self._respond(status, answer, headers)
         self._process()  # requests that arrived meanwhile
 
-    def _static(self, service: StaticService, relative: str, head_only: bool, headers: Mapping[str, str]) -> None:
-        root = service.directory.resolve()
+    def _static(
+        self, service: StaticService, path: str, relative: str, head_only: bool, headers: Mapping[str, str]
+    ) -> None:
         from urllib.parse import unquote
 
-        candidate = (root / unquote(relative).lstrip("/")).resolve()
-        # no escape from the directory: "..", encoded or not, and symlinks pointing outside
-        if candidate != root and root not in candidate.parents:
-            self._respond(404, b"not found\n")
+        name = unquote(relative).lstrip("/")
+        if name == "" and not path.endswith("/"):
+            # the mount point itself: with the slash, relative links in its index page resolve below it
+            self._respond(301, b"", {"Location": path + "/"})
             return
-        if candidate.is_dir():
-            candidate = next((candidate / name for name in service.index if (candidate / name).is_file()), candidate)
-        if not candidate.is_file():
+        candidate: Path | None = service.files.get(name)
+        if candidate is None and (name == "" or name.endswith("/")):
+            candidate = next((service.files[name + i] for i in service.index if name + i in service.files), None)
+        if candidate is None and service.directory is not None:
+            root = service.directory.resolve()
+            candidate = (root / name).resolve()
+            # no escape from the directory: "..", encoded or not, and symlinks pointing outside
+            if candidate != root and root not in candidate.parents:
+                self._respond(404, b"not found\n")
+                return
+            if candidate.is_dir() and not path.endswith("/"):
+                self._respond(301, b"", {"Location": path + "/"})  # as for the mount point
+                return
+            if candidate.is_dir():
+                candidate = next((candidate / i for i in service.index if (candidate / i).is_file()), candidate)
+        if candidate is None or not candidate.is_file():
             self._respond(404, b"not found\n")
             return
         stat = candidate.stat()
@@ -239,7 +300,7 @@ class WebProtocol(asyncio.Protocol):
         body = b"" if head_only else candidate.read_bytes()
         self._respond(200, body, {
             "Content-Type": content_type, "ETag": etag, "Cache-Control": f"max-age={service.max_age}",
-            "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+            "Last-Modified": formatdate(stat.st_mtime, usegmt=True), **service.headers,
         }, content_length=stat.st_size)  # fmt: skip
 
     def _respond(
@@ -299,6 +360,17 @@ class WebProtocol(asyncio.Protocol):
             view = view[size:]
 
 
+def _same_origin(headers: Mapping[str, str]) -> bool:
+    """Whether the request's Origin (if any: non-browsers send none) names the host it was sent to."""
+    from urllib.parse import urlsplit
+
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    host = headers.get("host", "").lower()
+    return bool(host) and urlsplit(origin).netloc.lower() == host
+
+
 async def serve_web(
     router: Router, settings: WebSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> asyncio.Server:
@@ -312,6 +384,7 @@ async def serve_web(
 
 __all__ = [
     "HttpRequest",
+    "LongPollService",
     "MetricsService",
     "NodeInfoService",
     "PostService",

@@ -1,0 +1,428 @@
+"""Embedded components: Apps run inside the node, and guest programs the node supervises.
+
+An **app** component is a :class:`cloverleaf.client.App` imported from the node folder and started
+on an in-memory link (:mod:`cloverleaf.router.memory`): no socket, no framing, the same router
+session as any client's. Without a ``role`` it joins under the router's trusted internal role;
+with one it is authorized like any client of that role. One that cannot start (an import error, a
+refused registration, an ``on_join`` hook that raises or never returns) is logged at ERROR and left
+out; the node goes on.
+
+A **guest** component is a program the node starts once its transports listen, whose output goes
+to the node log line by line, which is started again when it exits (exponential backoff), and which
+is stopped on shutdown: SIGTERM to its process group, SIGKILL after ``stop_timeout``.
+
+The node starts components after its transports (apps first, in the order listed, then guests) and
+stops them before the router says GOODBYE to everyone: guests first, then apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..router.internal import FixedRoleAuthenticator, TrustedAuthenticator
+from ..router.memory import connect_in_memory
+from ..router.session import SessionOptions
+from ..wamp.serializers import MSGPACK, Serializer
+from .config import AppComponent, GuestComponent, NodeConfig, WebSocketPath, WebTransport
+
+if TYPE_CHECKING:
+    from ..client.app import App
+    from ..client.transports import ClientLink, LinkOpener, LostHandler, MessageHandler
+    from ..router.router import Router
+
+log = logging.getLogger("cloverleaf.components")
+#: the lines guests write (stdout and stderr)
+guest_log = logging.getLogger("cloverleaf.guest")
+
+#: seconds an app component may take to leave on shutdown
+APP_LEAVE_TIMEOUT = 2.0
+#: seconds the output of a stopped guest is still read (a child of it may hold the pipe open)
+OUTPUT_DRAIN_SECONDS = 1.0
+
+
+# -- app components -------------------------------------------------------------------------------
+
+
+class _InMemoryMethod:
+    """The client's side of the in-memory authentication methods: offered in HELLO, never challenged."""
+
+    def __init__(self, method: str, authid: str) -> None:
+        self.method = method
+        self.authid: str | None = authid
+
+    def authextra(self) -> dict[str, Any]:
+        return {}
+
+    def on_challenge(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        from ..client.auth import AuthenticationFailed
+
+        raise AuthenticationFailed(f"{self.method} is never challenged")
+
+
+def in_memory_opener(router: Router, options: SessionOptions, peer: str) -> LinkOpener:
+    """A client link opener connecting to ``router`` in memory (a new router session each time)."""
+
+    async def open_link(serializer: Serializer, on_message: MessageHandler, on_lost: LostHandler) -> ClientLink:
+        return connect_in_memory(router, options, serializer, on_message, on_lost, peer)
+
+    return open_link
+
+
+def _cause(exc: BaseException) -> str:
+    from ..wamp.errors import ApplicationError
+    from .cli import AppNotFound
+
+    if isinstance(exc, (AppNotFound, ApplicationError)):  # these say what happened (an error URI first)
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class AppRunner:
+    """One app component: import, start in memory, leave on stop."""
+
+    def __init__(self, config: AppComponent, node: NodeConfig, router: Router) -> None:
+        self.config = config
+        self.name = config.label
+        self._folder = str(node.base_dir)
+        self._router = router
+        self.app: App | None = None
+
+    async def start(self, started: set[int]) -> bool:
+        """Start the app; on failure log one ERROR line (the traceback at DEBUG) and return False.
+
+        ``started`` holds the ids of the App objects other components already run: an App holds
+        one session, so the same object cannot be started twice.
+        """
+        config = self.config
+        try:
+            from .cli import load_app
+
+            app = load_app(config.app, self._folder)
+            if id(app) in started:
+                raise RuntimeError(f"{config.app} is already run by another component (an App holds one session; "
+                                   "use a function returning a new App to run it twice)")  # fmt: skip
+            authid = config.authid or f"component:{config.app}"
+            authenticator: TrustedAuthenticator | FixedRoleAuthenticator = (
+                TrustedAuthenticator(authid) if config.role is None else FixedRoleAuthenticator(authid, config.role)
+            )
+            opener = in_memory_opener(self._router, SessionOptions([authenticator]), f"component:{self.name}")
+            await asyncio.wait_for(
+                app.start(f"in-memory:{self.name}", config.realm, serializer=MSGPACK, opener=opener,
+                          authenticators=[_InMemoryMethod(authenticator.method, authid)]),
+                config.start_timeout,
+            )  # fmt: skip
+        except TimeoutError:
+            log.error("app %s: cannot start: not started within %ss (an on_join hook must return: run long work "
+                      "in a task)", self.name, config.start_timeout)  # fmt: skip
+            return False
+        except Exception as exc:
+            log.error("app %s: cannot start: %s", self.name, _cause(exc))
+            log.debug("app %s: start failed", self.name, exc_info=True)
+            return False
+        started.add(id(app))
+        self.app = app
+        log.info("app %s: running on realm %s as %s", self.name, config.realm, config.role or "the trusted role")
+        return True
+
+    async def stop(self) -> None:
+        app, self.app = self.app, None
+        if app is None:
+            return
+        try:
+            await app.stop(timeout=APP_LEAVE_TIMEOUT)
+        except Exception as exc:
+            log.warning("app %s: leaving failed: %s", self.name, _cause(exc))
+
+
+# -- guest components -----------------------------------------------------------------------------
+
+
+class GuestNotStartable(Exception):
+    """The guest's program cannot be run (missing executable or working directory)."""
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"code {code}"
+
+
+def resolve_executable(config: GuestComponent, node: NodeConfig, env: Mapping[str, str]) -> str:
+    """The program to run: looked up on the guest's PATH when the name has no "/", else resolved
+    against the node folder; raise :class:`GuestNotStartable` when there is none."""
+    executable = config.executable
+    if os.sep not in executable and "/" not in executable:
+        found = shutil.which(executable, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise GuestNotStartable(f"executable {executable!r} not found on PATH")
+        return found
+    path = node.resolve(executable)
+    if not path.is_file():
+        raise GuestNotStartable(f"executable {str(path)!r} does not exist")
+    if not os.access(path, os.X_OK):
+        raise GuestNotStartable(f"{str(path)!r} is not executable")
+    return str(path)
+
+
+def guest_cwd(config: GuestComponent, node: NodeConfig) -> Path:
+    cwd = node.resolve(config.cwd or ".")
+    if not cwd.is_dir():
+        raise GuestNotStartable(f"working directory {str(cwd)!r} does not exist")
+    return cwd
+
+
+class GuestRunner:
+    """One guest component: a supervisor task that starts, watches and restarts the program."""
+
+    def __init__(self, config: GuestComponent, node: NodeConfig) -> None:
+        self.config = config
+        self.name = config.label
+        self._node = node
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._output: set[asyncio.Task[None]] = set()
+        #: the running process (None between runs)
+        self.process: asyncio.subprocess.Process | None = None
+        #: how many times the program was started
+        self.starts = 0
+
+    def start(self, env_defaults: Mapping[str, str]) -> None:
+        env = {**env_defaults, **os.environ, **self.config.env}
+        self._task = asyncio.get_running_loop().create_task(self._supervise(env), name=f"guest {self.name}")
+
+    async def stop(self) -> None:
+        """SIGTERM the running program, SIGKILL it after ``stop_timeout``; no restart after this."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._output:
+            await asyncio.wait(self._output, timeout=OUTPUT_DRAIN_SECONDS)
+            for task in self._output:
+                task.cancel()
+
+    async def _supervise(self, env: dict[str, str]) -> None:
+        try:
+            await self._keep_running(env)
+        except Exception:  # a bug here must not take the node's shutdown with it
+            log.exception("guest %s: supervision failed", self.name)
+            process = self.process
+            if process is not None and process.returncode is None:
+                self._signal(process, signal.SIGKILL)
+
+    async def _keep_running(self, env: dict[str, str]) -> None:
+        restart = self.config.restart
+        loop = asyncio.get_running_loop()
+        delay = restart.initial_delay
+        while not self._stopping.is_set():
+            began = loop.time()
+            try:
+                code = await self._run_once(env)
+            except (GuestNotStartable, OSError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                if self.starts == 0:
+                    # Never ran: a mistake in the config, which waiting does not fix (`cloverleaf check` tells).
+                    log.error("guest %s: cannot start: %s (not retried)", self.name, reason)
+                    return
+                log.error("guest %s: cannot start again: %s; next attempt in %.1fs", self.name, reason, delay)
+            else:
+                if code is None or self._stopping.is_set():
+                    return  # stopped by the node (or exited just as it was about to be)
+                lasted = loop.time() - began
+                if lasted >= restart.reset_after:
+                    delay = restart.initial_delay
+                if restart.policy == "never" or (restart.policy == "on_failure" and code == 0):
+                    log.log(logging.INFO if code == 0 else logging.WARNING,
+                            "guest %s: exited with %s after %.1fs (restart policy %s: not restarted)",
+                            self.name, _describe_exit(code), lasted, restart.policy)  # fmt: skip
+                    return
+                log.warning("guest %s: exited with %s after %.1fs; restarting in %.1fs",
+                            self.name, _describe_exit(code), lasted, delay)  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * restart.factor, restart.max_delay)
+
+    async def _run_once(self, env: dict[str, str]) -> int | None:
+        """Run the program once; return its exit code, or None when the node stopped it."""
+        config = self.config
+        executable = resolve_executable(config, self._node, env)
+        process = await asyncio.create_subprocess_exec(
+            executable, *config.arguments, cwd=guest_cwd(config, self._node), env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: terminal signals are the node's to pass on
+        )  # fmt: skip
+        self.process = process
+        self.starts += 1
+        log.info("guest %s: started (pid %d): %s", self.name, process.pid, " ".join([executable, *config.arguments]))
+        loop = asyncio.get_running_loop()
+        for stream, suffix in ((process.stdout, ""), (process.stderr, " (stderr)")):
+            if stream is not None:
+                task = loop.create_task(self._forward(stream, suffix))
+                self._output.add(task)
+                task.add_done_callback(self._output.discard)
+        exited = loop.create_task(process.wait())
+        stopping = loop.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait((exited, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        try:
+            if exited.done():
+                self._end_leftovers(process)
+                return exited.result()
+            await self._terminate(process, exited)
+            return None
+        finally:
+            self.process = None
+
+    async def _terminate(self, process: asyncio.subprocess.Process, exited: asyncio.Task[int]) -> None:
+        timeout = self.config.stop_timeout
+        log.info("guest %s: stopping (SIGTERM, pid %d)", self.name, process.pid)
+        self._signal(process, signal.SIGTERM)
+        done, _ = await asyncio.wait((exited,), timeout=timeout)
+        if not done:
+            log.warning("guest %s: still running %ss after SIGTERM: killing it (SIGKILL)", self.name, timeout)
+            self._signal(process, signal.SIGKILL)
+            await exited
+        log.info("guest %s: stopped (%s)", self.name, _describe_exit(exited.result()))
+
+    def _end_leftovers(self, process: asyncio.subprocess.Process) -> None:
+        """The guest exited: what it started and left in its process group gets SIGTERM (as systemd
+        does before a restart), so restarts do not pile up orphans."""
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return  # nothing left: the usual case
+        log.info("guest %s: sent SIGTERM to the processes it left behind", self.name)
+
+    @staticmethod
+    def _signal(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+        """Signal the guest's process group (what it started goes too), or the process alone."""
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
+
+    async def _forward(self, stream: asyncio.StreamReader, suffix: str) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line beyond the stream's limit (64 KiB): dropped by readline
+                guest_log.info("%s%s: [a line over 64 KiB was left out]", self.name, suffix)
+                continue
+            if not line:
+                return
+            guest_log.info("%s%s: %s", self.name, suffix, line.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+# -- all of them ----------------------------------------------------------------------------------
+
+
+def wamp_url(addresses: list[str], config: NodeConfig) -> str | None:
+    """The address a local guest connects to: plain before TLS, WebSocket, RawSocket, Unix socket.
+
+    A web transport's address (http://host:port) becomes ws://host:port/path with the path of its
+    first WebSocket service.
+    """
+    websocket_paths: dict[int, str] = {}  # configured port -> first WAMP WebSocket path
+    for transport in config.transports:
+        if isinstance(transport, WebTransport):
+            for path, service in transport.paths.items():
+                if isinstance(service, WebSocketPath):
+                    websocket_paths.setdefault(transport.endpoint.port, path.rstrip("/") or "/")
+                    break
+    candidates: list[str] = []
+    for address in addresses:
+        scheme, sep, rest = address.partition("://")
+        if scheme in ("http", "https"):
+            ws_path = websocket_paths.get(urlsplit(address).port or 0) or websocket_paths.get(0)
+            if ws_path is not None:
+                candidates.append(f"{'wss' if scheme == 'https' else 'ws'}{sep}{rest.rstrip('/')}{ws_path}")
+        else:
+            candidates.append(address)
+    for preferred in ("ws://", "rs://", "unix://", "wss://", "rss://"):
+        for candidate in candidates:
+            if candidate.startswith(preferred):
+                return candidate
+    return None
+
+
+class Components:
+    """The node's components, started after its transports and stopped before its router."""
+
+    def __init__(self, config: NodeConfig, router: Router) -> None:
+        self._config = config
+        self.apps = [AppRunner(c, config, router) for c in config.components if isinstance(c, AppComponent)]
+        self.guests = [GuestRunner(c, config) for c in config.components if isinstance(c, GuestComponent)]
+
+    async def start(self, addresses: list[str]) -> None:
+        """Start the apps one after the other (in the order listed), then the guests.
+
+        Guests get ``CLOVERLEAF_URL`` (the node's first plain WAMP address, as ``cloverleaf run``
+        reads it) and ``PYTHONUNBUFFERED=1`` (output forwarded line by line), unless the node's
+        environment or the guest's ``env`` says otherwise.
+        """
+        started: set[int] = set()
+        for app in self.apps:
+            await app.start(started)
+        defaults = {"PYTHONUNBUFFERED": "1"}
+        url = wamp_url(addresses, self._config)
+        if url is not None:
+            defaults["CLOVERLEAF_URL"] = url
+        for guest in self.guests:
+            guest.start(defaults)
+
+    async def stop(self) -> None:
+        """Stop the guests (all at once: SIGTERM, then SIGKILL), then let the apps leave."""
+        await asyncio.gather(*(guest.stop() for guest in self.guests))
+        for app in reversed(self.apps):
+            await app.stop()
+
+
+def check_components(config: NodeConfig) -> list[str]:
+    """What ``cloverleaf check`` can tell without running anything: app modules that cannot be
+    found, guest executables and working directories that do not exist."""
+    problems: list[str] = []
+    folder = str(config.base_dir)
+    for index, component in enumerate(config.components):
+        where = f"components[{index}]"
+        if isinstance(component, AppComponent):
+            module = component.app.partition(":")[0]
+            added = folder not in sys.path
+            if added:
+                sys.path.insert(0, folder)
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except Exception:  # a parent package that fails to import, say
+                found = False
+            finally:
+                if added:
+                    sys.path.remove(folder)
+            if not found:
+                problems.append(f"{where}.app: cannot find module {module!r} (in {folder} or on sys.path)")
+        else:
+            env = {**os.environ, **component.env}
+            try:
+                resolve_executable(component, config, env)
+            except GuestNotStartable as exc:
+                problems.append(f"{where}.executable: {exc}")
+            try:
+                guest_cwd(component, config)
+            except GuestNotStartable as exc:
+                problems.append(f"{where}.cwd: {exc}")
+    return problems

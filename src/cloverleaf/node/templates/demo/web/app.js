@@ -1,0 +1,46 @@
+// The demo page: one WAMP session (AutobahnJS) to the node that served this page.
+'use strict';
+
+const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+const connection = new autobahn.Connection({
+  url: `${scheme}//${location.host}/ws`,
+  realm: 'realm1',
+  max_retries: -1, // keep reconnecting when the node restarts
+});
+
+const statusText = document.getElementById('status');
+const counterText = document.getElementById('counter');
+const eventsText = document.getElementById('events');
+const addButton = document.getElementById('add');
+const sumText = document.getElementById('sum');
+let eventsReceived = 0;
+
+connection.onopen = (session) => {
+  statusText.textContent = `joined ${session.realm} as session ${session.id}`;
+  statusText.className = 'ok';
+  addButton.disabled = false;
+
+  session.subscribe('com.example.counter', ([value]) => {
+    counterText.textContent = String(value);
+    eventsText.textContent = String(++eventsReceived);
+  });
+
+  document.getElementById('add-form').onsubmit = (event) => {
+    event.preventDefault();
+    const a = Number(document.getElementById('a').value);
+    const b = Number(document.getElementById('b').value);
+    sumText.textContent = '…';
+    session.call('com.example.add2', [a, b]).then(
+      (result) => { sumText.textContent = String(result); },
+      (error) => { sumText.textContent = `error: ${error.error}`; },
+    );
+  };
+};
+
+connection.onclose = (reason, details) => {
+  statusText.textContent = `${reason}${details.will_retry ? ', reconnecting…' : ''}`;
+  statusText.className = 'error';
+  addButton.disabled = true;
+};
+
+connection.open();

@@ -1,0 +1,355 @@
+"""The web console: a page served by the node, its own ticket-authenticated WAMP endpoint, the meta
+API from a browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.conftest import RouterProcess, free_port, router_config, wait_for_port
+
+from cloverleaf.client import NO_RECONNECT, ApplicationError, PublishOptions, Session, TicketAuth, connect
+from cloverleaf.node.config import ConfigError, parse_config
+from cloverleaf.wamp.auth import hash_ticket
+
+PASSWORD = "console-secret"
+#: cheap argon2id parameters: every login verifies the hash, and the tests log in often
+TICKET_HASH = hash_ticket(PASSWORD, salt=b"console-test-salt", iterations=1, memory=8192, parallelism=1)
+REPOSITORY = Path(__file__).resolve().parents[2]
+#: the event stream's rows as [topic, args, kwargs] texts
+EVENT_ROWS = (
+    "[...document.querySelectorAll('#events tbody tr')].map((row) => [...row.cells].slice(1).map((c) => c.textContent))"
+)
+
+
+class Console:
+    def __init__(self, router: RouterProcess, port: int, plain_port: int, autobahn_js: Path, real: bool) -> None:
+        self.router = router
+        self.port = port
+        #: a web transport without a console path
+        self.plain_port = plain_port
+        self.autobahn_js = autobahn_js
+        #: whether autobahn_js is AutobahnJS (npm could fetch it) or a stand-in
+        self.real_autobahn = real
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/console/ws"
+
+    @property
+    def client_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+def console_path(**overrides: Any) -> dict[str, Any]:
+    return {"type": "console", "realms": ["realm1"], "principals": {"admin": {"ticket": TICKET_HASH}}, **overrides}
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Console]:
+    tmp = tmp_path_factory.mktemp("console")
+    (tmp / "web" / "js").mkdir(parents=True)
+    try:
+        autobahn_js: Path | None = request.getfixturevalue("autobahn_browser_js")
+    except pytest.skip.Exception:  # no npm: everything but the browser test runs on a stand-in
+        autobahn_js = None
+    script = tmp / "web" / "js" / "autobahn.min.js"  # the default autobahn_js
+    if autobahn_js is None:
+        script.write_text("/* a stand-in for AutobahnJS */")
+    else:
+        shutil.copyfile(autobahn_js, script)
+    port, plain_port, ws_port, rs_port = free_port(), free_port(), free_port(), free_port()
+    config = router_config(ws_port, rs_port, str(tmp / "router.sock"), limits={"auth_failures_free": 50})
+    config["realms"].append({"name": "realm2"})
+    config["transports"] += [
+        {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}, "paths": {
+            "/console": console_path(realms=["realm1", "realm2"]), "/ws": {"type": "websocket"},
+        }},
+        {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": plain_port}, "paths": {
+            "/ws": {"type": "websocket"}, "/info": {"type": "nodeinfo"},
+        }},
+    ]  # fmt: skip
+    (tmp / "node.yaml").write_text(yaml.safe_dump(config))
+    log_path = tmp / "router.log"
+    with open(log_path, "wb") as log:
+        command = [sys.executable, "-m", "cloverleaf", "start", "--config", str(tmp / "node.yaml")]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    router = RouterProcess(process, f"ws://127.0.0.1:{ws_port}/ws", f"rs://127.0.0.1:{rs_port}",
+                           str(tmp / "router.sock"), ws_port, rs_port, log_path)  # fmt: skip
+    try:
+        wait_for_port(port)
+        wait_for_port(plain_port)
+    except TimeoutError:
+        router.stop()
+        raise RuntimeError(f"router did not start:\n{router.log()}") from None
+    yield Console(router, port, plain_port, script, autobahn_js is not None)
+    code = router.stop()
+    assert code == 0, router.log()
+    assert "Traceback" not in router.log(), router.log()
+
+
+@pytest.fixture
+async def client(console: Console) -> AsyncIterator[Session]:
+    """An ordinary client on the web transport's /ws path (anonymous)."""
+    session = await connect(console.client_url, "realm1", reconnect=NO_RECONNECT)
+    yield session
+    await session.leave()
+
+
+async def console_login(console: Console, realm: str = "realm1", authid: str = "admin",
+                        password: str = PASSWORD) -> Session:  # fmt: skip
+    return await connect(console.url, realm, authenticators=[TicketAuth(authid, password)], reconnect=NO_RECONNECT)
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+# -- WAMP: the console's own endpoint ------------------------------------------------------------
+
+
+async def test_wrong_password_and_unknown_user_are_refused(console: Console) -> None:
+    for authid, password in (("admin", "wrong"), ("nobody", PASSWORD)):
+        with pytest.raises(ApplicationError) as refused:
+            await console_login(console, authid=authid, password=password)
+        assert refused.value.error == "wamp.error.authentication_failed"
+
+
+async def test_console_user_joins_with_the_console_role(console: Console, client: Session) -> None:
+    session = await console_login(console)
+    try:
+        assert session.details["authid"] == "admin"
+        assert session.details["authrole"] == "cloverleaf.console"
+        assert session.details["authmethod"] == "ticket"
+        assert session.details["authextra"] == {"realms": ["realm1", "realm2"]}
+        listed = await session.call("wamp.session.list")
+        assert client.session_id in listed and session.session_id in listed
+        described = await session.call("wamp.session.get", client.session_id)
+        assert described["authrole"] == "anonymous" and described["transport"]["type"] == "websocket"
+        # call, publish, subscribe on any URI; register is not the console's business
+        await client.register("com.example.add", lambda a, b: a + b)
+        assert await session.call("com.example.add", 2, 40) == 42
+        publication = await session.publish("com.example.news", "hello", options=PublishOptions(acknowledge=True))
+        assert publication is not None
+        with pytest.raises(ApplicationError) as refused:
+            await session.register("com.console.nope", lambda: None)
+        assert refused.value.error == "wamp.error.not_authorized"
+    finally:
+        await session.leave()
+
+
+async def test_realm_outside_the_console_is_refused(console: Console) -> None:
+    # strict.realm exists on the router, but the console does not manage it
+    with pytest.raises(ApplicationError) as refused:
+        await console_login(console, realm="strict.realm")
+    assert refused.value.error == "wamp.error.authentication_failed"
+
+
+async def test_console_endpoint_offers_only_ticket(console: Console) -> None:
+    with pytest.raises(ApplicationError) as refused:
+        await connect(console.url, "realm1", reconnect=NO_RECONNECT)  # anonymous
+    assert refused.value.error == "wamp.error.no_auth_method"
+
+
+async def test_browsers_from_other_origins_are_refused(console: Console) -> None:
+    def upgrade(origin: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", console.port), timeout=5) as sock:
+            sock.sendall(
+                f"GET /console/ws HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wamp.2.json\r\nOrigin: {origin}\r\n\r\n".encode()
+            )
+            return sock.recv(4096)
+
+    assert (await asyncio.to_thread(upgrade, "http://evil.example")).startswith(b"HTTP/1.1 403")
+    assert (await asyncio.to_thread(upgrade, f"http://127.0.0.1:{console.port}")).startswith(b"HTTP/1.1 101")
+
+
+# -- HTTP: the page ------------------------------------------------------------------------------
+
+
+async def test_page_and_scripts_are_served(console: Console) -> None:
+    status, headers, _ = await asyncio.to_thread(http_get, console.port, "/console")
+    assert status == 301 and headers["Location"] == "/console/"
+    status, headers, body = await asyncio.to_thread(http_get, console.port, "/console/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b'src="autobahn.min.js"' in body and b'src="console.js"' in body
+    assert headers["Cache-Control"] == "no-store" and headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    status, headers, body = await asyncio.to_thread(http_get, console.port, "/console/console.js")
+    assert status == 200 and "javascript" in headers["Content-Type"] and b"autobahn.Connection" in body
+    status, headers, _ = await asyncio.to_thread(http_get, console.port, "/console/console.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+    status, headers, body = await asyncio.to_thread(http_get, console.port, "/console/autobahn.min.js")
+    assert status == 200 and body == console.autobahn_js.read_bytes()
+    for path in ("/console/__init__.py", "/console/../node.yaml", "/console/js/autobahn.min.js"):
+        status, _, _ = await asyncio.to_thread(http_get, console.port, path)
+        assert status == 404, path
+    status, _, _ = await asyncio.to_thread(http_get, console.port, "/console/ws")
+    assert status == 426
+
+
+async def test_no_console_unless_configured(console: Console) -> None:
+    for path in ("/console", "/console/", "/console/console.js"):
+        status, _, _ = await asyncio.to_thread(http_get, console.plain_port, path)
+        assert status == 404
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def _config_with(path: dict[str, Any]) -> dict[str, Any]:
+    return {"realms": [{"name": "realm1"}], "transports": [
+        {"type": "web", "endpoint": {"port": 0}, "paths": {"/console": path}}]}  # fmt: skip
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError) as invalid:
+        parse_config(_config_with(console_path(realms=[], principals={"admin": {"ticket": "clear"}})))
+    problems = "\n".join(invalid.value.problems)
+    assert 'transports[0].paths["/console"].realms: List should have at least 1 item' in problems
+    assert 'transports[0].paths["/console"].principals["admin"].ticket: expected a ticket hash' in problems
+
+
+def test_check_and_start_refuse_unknown_realms_and_a_missing_autobahn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cloverleaf.node.cli import main
+
+    (tmp_path / "node.yaml").write_text(yaml.safe_dump(_config_with(console_path(realms=["realm1", "realm9"]))))
+    assert main(["check", str(tmp_path / "node.yaml")]) == 1
+    errors = capsys.readouterr().err
+    assert """transports[0].paths["/console"].realms[1]: no realm 'realm9' is configured""" in errors
+    assert f'transports[0].paths["/console"].autobahn_js: cannot read {tmp_path}/web/js/autobahn.min.js' in errors
+    # start stops before listening anywhere, with one line naming the key
+    (tmp_path / "node.yaml").write_text(yaml.safe_dump(_config_with(console_path())))
+    started = subprocess.run([sys.executable, "-m", "cloverleaf", "start", "-c", str(tmp_path / "node.yaml")],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert started.returncode == 1
+    assert 'cannot start: transports[0].paths["/console"].autobahn_js: cannot read' in started.stderr
+
+
+# -- the page in a browser -----------------------------------------------------------------------
+
+
+async def test_console_in_a_browser(console: Console, client: Session, tmp_path: Path) -> None:
+    from tests.browser import require_browser, run_browser
+
+    require_browser()
+    if not console.real_autobahn:
+        pytest.skip("AutobahnJS's browser build could not be fetched (npm pack autobahn-browser)")
+    await client.register("com.example.add", lambda a, b: a + b)
+    await client.register("com.example.greet", lambda name: f"hello {name}")
+    await client.subscribe("com.example.alerts", lambda *args, **kwargs: None)
+    done = asyncio.Event()
+
+    async def publisher() -> None:  # publishes once the page subscribed to the stream
+        while not done.is_set():
+            if await client.call("wamp.subscription.lookup", "com.example.news", {"match": "prefix"}) is not None:
+                break
+            await asyncio.sleep(0.05)
+        for city, celsius in (("Lisbon", 21), ("Oslo", 4), ("Kyoto", 17)):
+            await client.publish("com.example.news.weather", city, celsius=celsius)
+
+    publishing = asyncio.get_running_loop().create_task(publisher())
+    base = f"http://127.0.0.1:{console.port}/console/"
+    shot = tmp_path / "console.png"
+    steps: list[dict[str, Any]] = [
+        {"goto": base},
+        {"fill": "#login-user", "value": "admin"},
+        {"fill": "#login-password", "value": "not it"},
+        {"click": "#login-button"},
+        {"wait_text": "#login-error", "contains": "Login failed"},
+        {"fill": "#login-password", "value": PASSWORD},
+        {"fill": "#login-realm", "value": "realm1"},
+        {"click": "#login-button"},
+        # the realm's state, from the meta API
+        {"wait_text": "#sessions", "contains": str(client.session_id)},
+        {"wait_text": "#registrations", "contains": "com.example.greet"},
+        {"wait_text": "#subscriptions", "contains": "com.example.alerts"},
+        # the event stream: the Python client publishes once the page subscribed
+        {"fill": "#stream-topic", "value": "com.example.news"},
+        {"select": "#stream-match", "value": "prefix"},
+        {"click": "#stream-button"},
+        {"wait_text": "#events", "contains": "Kyoto"},
+        # calls: an error, a result
+        {"fill": "#call-procedure", "value": "com.example.nope"},
+        {"click": "#call-button"},
+        {"wait_text": "#call-result", "contains": "wamp.error.no_such_procedure"},
+        {"fill": "#call-procedure", "value": "com.example.add"},
+        {"fill": "#call-args", "value": "[2, 40]"},
+        {"click": "#call-button"},
+        {"wait_text": "#call-result", "contains": "42"},
+        # publishing, acknowledged, delivered to the page's own stream too
+        {"fill": "#publish-topic", "value": "com.example.news.note"},
+        {"fill": "#publish-args", "value": '["deploy finished"]'},
+        {"fill": "#publish-kwargs", "value": '{"by": "console"}'},
+        {"click": "#publish-me"},
+        {"click": "#publish-button"},
+        {"wait_text": "#publish-result", "contains": "Published to com.example.news.note"},
+        {"wait_text": "#events", "contains": "deploy finished"},
+        {"eval": EVENT_ROWS, "name": "events"},
+        {"screenshot": str(shot), "full_page": True},
+        # what looks like HTML is shown as text
+        {"fill": "#call-procedure", "value": "com.example.greet"},
+        {"fill": "#call-args", "value": '["<b>console</b>"]'},
+        {"click": "#call-button"},
+        {"wait_text": "#call-result", "contains": "hello <b>console</b>"},
+        {"fill": "#publish-args", "value": '["<img src=x>"]'},
+        {"click": "#publish-button"},
+        {"wait_text": "#events", "contains": "<img src=x>"},
+        {"eval": "document.querySelectorAll('#call-result b, #events img').length", "name": "html elements"},
+        # the stream keeps the newest N events; unsubscribing stops it
+        {"fill": "#stream-keep", "value": "2"},
+        {"eval": "document.querySelectorAll('#events tbody tr').length", "name": "events kept"},
+        {"click": "#stream-stop"},
+        {"wait_text": "#stream-status", "contains": "Not subscribed"},
+        # another realm of the console: a new connection, the other realm's sessions
+        {"select": "#realm-select", "value": "realm2"},
+        {"wait_text": "#whoami", "contains": "admin @ realm2"},
+        {"wait_text": "#sessions-count", "contains": "1"},
+        {"text": "#sessions", "name": "realm2 sessions"},
+        {"click": "#logout-button"},
+        {"wait_text": "#login h1", "contains": "Sign in"},
+    ]
+    try:
+        results = await asyncio.to_thread(run_browser, steps)
+    finally:
+        done.set()
+        await publishing
+    named = {step["name"]: result for step, result in zip(steps, results, strict=True) if "name" in step}
+    assert named["html elements"] == 0  # user data is shown as text, never parsed as HTML
+    assert named["events"] == [  # newest first; the topic from the event's details (a prefix subscription)
+        ["com.example.news.note", '["deploy finished"]', '{"by":"console"}'],
+        ["com.example.news.weather", '["Kyoto"]', '{"celsius":17}'],
+        ["com.example.news.weather", '["Oslo"]', '{"celsius":4}'],
+        ["com.example.news.weather", '["Lisbon"]', '{"celsius":21}'],
+    ]
+    assert named["events kept"] == 2
+    sessions = named["realm2 sessions"]
+    assert str(client.session_id) not in sessions and "cloverleaf.console" in sessions
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("CLOVERLEAF_SCREENSHOTS") == "1":
+        (REPOSITORY / "docs" / "images").mkdir(exist_ok=True)
+        shutil.copyfile(shot, REPOSITORY / "docs" / "images" / "console.png")

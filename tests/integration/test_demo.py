@@ -1,0 +1,115 @@
+"""`cloverleaf init`: the demo node folder, started with `cloverleaf start` in it and checked in
+headless Chromium (the page receives the Python component's counter and completes a call)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.browser import run_browser
+from tests.conftest import free_port, wait_for_port
+
+DOCS_IMAGES = Path(__file__).parents[2] / "docs" / "images"
+
+
+def _cloverleaf(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cloverleaf", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    """A node made by `cloverleaf init` (AutobahnJS fetched by npm pack), started in its folder."""
+    folder = tmp_path_factory.mktemp("demo") / "node"
+    port = free_port()
+    made = _cloverleaf("init", str(folder), "--port", str(port))
+    assert made.returncode == 0, made.stderr
+    log_path = folder.parent / "node.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "cloverleaf", "start"], cwd=folder, stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"the demo node did not start:\n{log_path.read_text()}") from None
+    yield folder, port
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert process.returncode == 0, log_path.read_text()
+
+
+def test_init_writes_a_complete_node_folder(demo: tuple[Path, int]) -> None:
+    folder, port = demo
+    names = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    assert {"cloverleaf.yaml", "backend.py", "README.md", "web/index.html", "web/app.js", "web/style.css",
+            "web/js/autobahn.min.js", "web/js/LICENSE-autobahn"} <= names  # fmt: skip
+    assert f"port: {port}" in (folder / "cloverleaf.yaml").read_text()
+    assert (folder / "web" / "js" / "autobahn.min.js").stat().st_size > 100_000
+    checked = _cloverleaf("check", "cloverleaf.yaml", cwd=folder)
+    assert checked.returncode == 0, checked.stderr
+    # the page loads AutobahnJS from the node, never from a CDN
+    page = (folder / "web" / "index.html").read_text()
+    assert 'src="js/autobahn.min.js"' in page and "http" not in page.split("<body>")[1]
+
+
+def test_start_in_the_folder_serves_the_page_and_the_config(demo: tuple[Path, int]) -> None:
+    folder, port = demo
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert b"Cloverleaf demo" in response.read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/js/autobahn.min.js", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith(("application/javascript", "text/javascript"))
+    log = (folder.parent / "node.log").read_text()
+    assert f"config: {folder / 'cloverleaf.yaml'}" in log
+
+
+def test_page_receives_the_counter_and_calls_python(demo: tuple[Path, int], tmp_path: Path) -> None:
+    _folder, port = demo
+    screenshot = tmp_path / "demo.png"
+    results = run_browser([
+        {"goto": f"http://127.0.0.1:{port}/"},
+        {"wait_text": "#status", "contains": "joined realm1"},
+        # three counter events from the Python component, in order
+        {"wait_for": "Number(document.getElementById('events').textContent) >= 3", "timeout": 15000},
+        {"eval": "[Number(document.getElementById('counter').textContent),"
+                 " Number(document.getElementById('events').textContent)]"},
+        {"fill": "#a", "value": "40"},
+        {"fill": "#b", "value": "2.5"},
+        {"click": "#add"},
+        {"wait_text": "#sum", "contains": "42.5"},
+        {"screenshot": str(screenshot)},
+    ])  # fmt: skip
+    counter, events = results[3]
+    assert events >= 3 and counter >= events - 1  # the page may have joined after the first events
+    assert results[7] == "42.5"
+    if os.environ.get("CLOVERLEAF_SCREENSHOTS"):
+        DOCS_IMAGES.mkdir(exist_ok=True)
+        shutil.copyfile(screenshot, DOCS_IMAGES / "demo.png")
+
+
+def test_init_refuses_a_folder_with_files(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    refused = _cloverleaf("init", str(tmp_path))
+    assert refused.returncode == 1
+    assert "is not empty (use --force" in refused.stderr
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_init_with_a_local_autobahn_js(tmp_path: Path, autobahn_browser_js: Path) -> None:
+    made = _cloverleaf("init", str(tmp_path / "node"), "--autobahn-js", str(autobahn_browser_js))
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "node" / "web" / "js" / "autobahn.min.js").read_bytes() == autobahn_browser_js.read_bytes()
+    missing = _cloverleaf("init", str(tmp_path / "other"), "--autobahn-js", str(tmp_path / "nope.js"))
+    assert missing.returncode == 1
+    assert "--autobahn-js: no such file" in missing.stderr
