@@ -181,6 +181,12 @@ async def test_prometheus_metrics(web: tuple[RouterProcess, int]) -> None:
     assert samples[("cloverleaf_calls_routed_total", realm)] >= 3
     assert samples[("cloverleaf_errors_sent_total", realm)] >= 1
     assert samples[("cloverleaf_messages_received_total", (("realm", "realm1"), ("type", "CALL")))] >= 4
+
+    def sent(kind: str) -> float:
+        return samples[("cloverleaf_messages_sent_total", (("realm", "realm1"), ("type", kind)))]
+
+    assert sent("RESULT") >= 3 and sent("INVOCATION") >= 3 and sent("ERROR") >= 1
+    assert sent("WELCOME") >= 1 and sent("REGISTERED") >= 1 and sent("SUBSCRIBED") >= 1
     await session.leave()
 
 

@@ -27,6 +27,8 @@ class RouterCollector:
         joins = CounterMetricFamily("cloverleaf_joins", "Sessions that joined the realm", labels=["realm"])
         received = CounterMetricFamily("cloverleaf_messages_received", "WAMP messages received from clients",
                                        labels=["realm", "type"])  # fmt: skip
+        sent = CounterMetricFamily("cloverleaf_messages_sent", "WAMP messages the router sent to clients",
+                                   labels=["realm", "type"])  # fmt: skip
         calls = CounterMetricFamily("cloverleaf_calls_routed", "CALLs routed to a callee", labels=["realm"])
         events = CounterMetricFamily("cloverleaf_events_delivered", "EVENTs delivered (one per subscriber)",
                                      labels=["realm"])  # fmt: skip
@@ -41,6 +43,8 @@ class RouterCollector:
             for code, cls in MESSAGE_CLASSES.items():
                 if stats.received[code]:
                     received.add_metric([name, cls.NAME], stats.received[code])
+                if stats.sent[code]:
+                    sent.add_metric([name, cls.NAME], stats.sent[code])
             calls.add_metric([name], stats.calls_routed)
             events.add_metric([name], stats.events_delivered)
             errors.add_metric([name], stats.errors_sent)
@@ -48,7 +52,7 @@ class RouterCollector:
             drops.add_metric([name], stats.dropped_events)
         connections = GaugeMetricFamily("cloverleaf_connections", "Open client connections, joined or not")
         connections.add_metric([], len(self._router.sessions))
-        yield from (sessions, joins, received, calls, events, errors, aborts, drops, connections)
+        yield from (sessions, joins, received, sent, calls, events, errors, aborts, drops, connections)
 
 
 def metrics_renderer(router: Router) -> tuple[CollectorRegistry, str]:

@@ -228,19 +228,22 @@ class Dealer:
 
     def _answer_caller(self, pending: PendingCall, answer: Result | Error) -> None:
         caller = pending.caller
+        sent_type = answer.MESSAGE_TYPE
         try:
             payload = caller.serializer.encode(answer.marshal())
         except UnencodableError as exc:
+            sent_type = Error.MESSAGE_TYPE
             payload = caller.serializer.encode(
                 Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.INVALID_ARGUMENT,
                       [f"the answer cannot be represented in the caller's serializer: {exc}"]).marshal()
             )  # fmt: skip
         if not caller.fits(len(payload)):
+            sent_type = Error.MESSAGE_TYPE
             payload = caller.serializer.encode(
                 Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.PAYLOAD_SIZE_EXCEEDED,
                       ["the result is larger than the caller accepts"]).marshal()
             )  # fmt: skip
-        caller.send_payload(payload, droppable=False)
+        caller.send_payload(payload, sent_type, droppable=False)
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -341,7 +344,7 @@ class Dealer:
         if timeout > 0 and not forward_timeout:
             pending.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, pending)
         self.realm.stats.calls_routed += 1
-        callee.send_payload(payload, droppable=False)
+        callee.send_payload(payload, Invocation.MESSAGE_TYPE, droppable=False)
 
     def _continue_call(self, pending: PendingCall, message: Call) -> None:
         """A later CALL of a progressive call goes to the same callee under the same INVOCATION ID."""

@@ -188,7 +188,7 @@ class RouterSession:
 
     def send(self, message: Message) -> None:
         """Encode and queue a message for this session alone."""
-        self.send_payload(self.serializer.encode(message.marshal()), droppable=False)
+        self.send_payload(self.serializer.encode(message.marshal()), message.MESSAGE_TYPE, droppable=False)
 
     def send_outgoing(self, outgoing: OutgoingMessage, droppable: bool) -> None:
         """Queue a message that may be shared with other recipients (encoded once per serializer).
@@ -201,10 +201,11 @@ class RouterSession:
         except UnencodableError as exc:
             log.debug("session %d: %s not delivered: %s", self.session_id, outgoing.message.NAME, exc)
             return
-        self.send_payload(payload, droppable)
+        self.send_payload(payload, outgoing.message.MESSAGE_TYPE, droppable)
 
-    def send_payload(self, payload: bytes, droppable: bool) -> None:
-        """Queue an encoded payload, applying the queue policy when the backlog is over its cap.
+    def send_payload(self, payload: bytes, message_type: int, droppable: bool) -> None:
+        """Queue an encoded payload (a message of ``message_type``, counted per realm), applying the
+        queue policy when the backlog is over its cap.
 
         ``droppable`` marks EVENTs, which the ``drop_events`` policy may drop; anything else that
         does not fit closes the session.
@@ -236,6 +237,8 @@ class RouterSession:
             link.abort("outgoing queue full")
             return
         link.write(payload)
+        if self.realm is not None:
+            self.realm.stats.sent[message_type] += 1
 
     def fits(self, payload_size: int) -> bool:
         """Whether the peer accepts a payload of this size (RawSocket peers announce a limit)."""
@@ -250,6 +253,8 @@ class RouterSession:
         if self.realm is not None:
             self.realm.stats.aborts += 1
         self.link.write(self.serializer.encode(Abort({"message": message}, reason).marshal()))
+        if self.realm is not None:
+            self.realm.stats.sent[Abort.MESSAGE_TYPE] += 1
         self.core.sent_abort()
         self._leave(reason)
         self.link.close("abort")

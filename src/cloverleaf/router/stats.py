@@ -8,11 +8,15 @@ from ..wamp.messages import MESSAGE_CLASSES
 class RealmStats:
     """What one realm has seen: messages by type, routed calls and events, errors, drops."""
 
-    __slots__ = ("aborts", "calls_routed", "dropped_events", "errors_sent", "events_delivered", "joins", "received")
+    __slots__ = (
+        "aborts", "calls_routed", "dropped_events", "errors_sent", "events_delivered", "joins", "received", "sent",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         #: messages received from clients, indexed by message type code
         self.received = [0] * (max(MESSAGE_CLASSES) + 1)
+        #: messages the router sent to the realm's sessions, indexed by message type code
+        self.sent = [0] * (max(MESSAGE_CLASSES) + 1)
         self.calls_routed = 0
         #: EVENT deliveries (one per subscriber reached)
         self.events_delivered = 0
