@@ -236,6 +236,7 @@ async def test_node_components_in_process(tmp_path: Path, caplog: pytest.LogCapt
     node = Node(config)
     await node.start()
     try:
+        assert node.components is not None
         first, hangs, second = node.components.apps
         assert first.app is not None and hangs.app is None and second.app is not None
         assert second.app.greeting == "hello second"  # type: ignore[attr-defined]

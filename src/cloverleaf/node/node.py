@@ -36,7 +36,6 @@ from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
-from ..transport.longpoll import LongPollEndpoint, LongPollSettings
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.web import (
     LongPollService,
@@ -53,7 +52,6 @@ from ..transport.web import (
 from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
-from .components import Components
 from .config import (
     BridgePath,
     ConsolePath,
@@ -72,11 +70,12 @@ from .config import (
     WebSocketTransport,
     WebTransport,
 )
-from .console import check_consoles, console_services
 from .tls import ReloadingContext
 
 if TYPE_CHECKING:
+    from ..transport.longpoll import LongPollEndpoint
     from ..wamp.auth import CryptosignKey
+    from .components import Components
 
 log = logging.getLogger("cloverleaf.node")
 
@@ -179,7 +178,11 @@ class Node:
         #: the long-poll paths of web transports (their transports are ended on stop)
         self.longpolls: list[LongPollEndpoint] = []
         #: apps run in-process and guest programs, started after the transports
-        self.components = Components(config, self.router)
+        self.components: Components | None = None
+        if config.components:  # the component, long-poll and console modules load only when configured
+            from .components import Components
+
+            self.components = Components(config, self.router)
 
     def _build_tls(self) -> None:
         """Load every TLS certificate before listening anywhere: a bad file stops the start (TlsError)."""
@@ -197,7 +200,11 @@ class Node:
 
     async def start(self) -> None:
         self._build_tls()
-        check_consoles(self.config)  # a console's missing file or unknown realm stops the start, as TLS does
+        if any(isinstance(path, ConsolePath) for t in self.config.transports if isinstance(t, WebTransport)
+               for path in t.paths.values()):  # fmt: skip
+            from .console import check_consoles
+
+            check_consoles(self.config)  # a console's missing file or unknown realm stops the start, as TLS does
         for transport in self.config.transports:
             if isinstance(transport, WebTransport):
                 await self._start_web(transport)
@@ -238,7 +245,8 @@ class Node:
             log.info("listening on %s", address)
         for context in self.tls_contexts.values():
             context.start_polling()
-        await self.components.start(self.addresses)
+        if self.components is not None:
+            await self.components.start(self.addresses)
 
     def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
         authenticators = build_authenticators(transport.auth, self.router)
@@ -281,6 +289,8 @@ class Node:
             elif isinstance(service, MetricsPath):
                 services[root] = MetricsService(self._metrics())
             elif isinstance(service, ConsolePath):
+                from .console import console_services
+
                 services.update(console_services(path, service, self.config, self.router, transport.handshake_timeout))
             elif isinstance(service, BridgePath):
                 from ..router.internal import ServiceSession
@@ -292,6 +302,8 @@ class Node:
                 methods = {"GET", "POST", "PUT", "PATCH", "DELETE"} if service.type == "webhook" else {"POST"}
                 services[root] = PostService(bridge.handle, service.max_body, frozenset(methods))
             elif isinstance(service, LongPollPath):
+                from ..transport.longpoll import LongPollEndpoint, LongPollSettings
+
                 longpoll = LongPollEndpoint(self.router, LongPollSettings(
                     root, [SERIALIZERS[name] for name in service.serializers],
                     SessionOptions(build_authenticators(service.auth, self.router), service.sequential_request_ids),
@@ -322,7 +334,8 @@ class Node:
             server.close()
         # Guests first (SIGTERM: they leave over their open connections), then the apps leave:
         # what is left for the router's GOODBYE below are the outside clients.
-        await self.components.stop()
+        if self.components is not None:
+            await self.components.stop()
         sessions = self.router.sessions
         count = len(sessions)
         self.router.shutdown()
