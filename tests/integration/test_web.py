@@ -257,3 +257,34 @@ async def test_webhook_turns_any_request_into_an_event(web: tuple[RouterProcess,
     assert status == 202
     assert (await asyncio.wait_for(received.get(), 5))["method"] == "GET"
     await session.leave()
+
+
+async def test_pipelined_requests_behind_a_slow_call_are_all_answered_in_order(web: tuple[RouterProcess, int]) -> None:
+    """Requests pipelined behind a call that takes a while wait (reading pauses beyond 64 KiB of
+    them, so a flood is not buffered without bound) and are then answered in order."""
+    import json
+
+    _, port = web
+    session = await connect(f"ws://127.0.0.1:{port}/ws", "realm1", reconnect=NO_RECONNECT)
+
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.5)
+        return x
+
+    await session.register("com.bridge.slow", slow)
+    body = json.dumps({"procedure": "com.bridge.slow", "args": [7]}).encode()
+    call = (f"POST /call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body  # fmt: skip
+    gets = b"GET /js/app.js HTTP/1.1\r\nHost: x\r\n\r\n" * 2500  # ~95 KB of pipelined requests
+    last = b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    def pipeline() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(call + gets + last)
+            return b"".join(iter(lambda: sock.recv(65536), b""))
+
+    answer = await asyncio.to_thread(pipeline)
+    assert answer.count(b"HTTP/1.1 200") == 1 + 2500 + 1
+    assert answer.index(b'{"args":[7],"kwargs":{}}') < answer.index(b"console.log(1)")
+    assert answer.rstrip().endswith(b"}") and b'"realm1"' in answer[-400:]
+    await session.leave()

@@ -34,6 +34,9 @@ _TASKS: set[asyncio.Task[None]] = set()
 
 #: the longest request head accepted (bytes); a request over it is answered 431 and closed
 MAX_HEAD = 16 * 1024
+#: bytes of pipelined requests buffered while a response is being computed; beyond, reading pauses
+#: until it is sent (below it, reading goes on so a client that leaves is noticed at once)
+MAX_PIPELINED = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,7 @@ class WebProtocol(asyncio.Protocol):
         #: done when the connection is lost (made for the first long-poll request)
         self._lost: asyncio.Future[None] | None = None
         self._busy = False  # a response is being computed: later events wait
+        self._reading_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._raw = cast(asyncio.Transport, transport)
@@ -149,6 +153,12 @@ class WebProtocol(asyncio.Protocol):
             self._received += data
         self._http.receive_data(data)
         self._process()
+        raw = self._raw
+        if self._busy and raw is not None and not self._reading_paused:
+            buffered, _closed = self._http.trailing_data
+            if len(buffered) > MAX_PIPELINED:
+                self._reading_paused = True
+                raw.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._raw = None
@@ -260,6 +270,9 @@ class WebProtocol(asyncio.Protocol):
         self._busy = False
         self._respond(status, answer, headers)
         self._process()  # requests that arrived meanwhile
+        if self._reading_paused and self._raw is not None and not self._busy:
+            self._reading_paused = False
+            self._raw.resume_reading()
 
     def _static(
         self, service: StaticService, path: str, relative: str, head_only: bool, headers: Mapping[str, str]
