@@ -196,6 +196,11 @@ class Router:
     def rs_url(self) -> str:
         return f"rs://127.0.0.1:{self.rs_port}"
 
+    @property
+    def web_url(self) -> str:
+        """WAMP over WebSocket on a ``web`` transport (a port that also serves HTTP)."""
+        return self.ws_url
+
     def command(self) -> tuple[list[str], str, dict]:
         raise NotImplementedError
 
@@ -287,7 +292,10 @@ class CrossbarRouter(Router):
 
 
 class CloverleafRouter(Router):
-    """`<python> -m cloverleaf start --config FILE`; the whole process tree is metered."""
+    """`<python> -m cloverleaf start --config FILE`; the whole process tree is metered.
+
+    Its WebSocket and RawSocket transports are dedicated ones; a third, ``web`` transport (static
+    files plus ``/ws``, as Crossbar's benchmark config has) serves the "web" scenarios."""
 
     name = "cloverleaf"
 
@@ -295,9 +303,18 @@ class CloverleafRouter(Router):
         super().__init__(workdir, taken_ports, realm)
         self.python = python
         self.cmd_template = cmd_template
+        self.web_port = free_port(taken_ports)
+
+    @property
+    def web_url(self) -> str:
+        return f"ws://127.0.0.1:{self.web_port}/ws"
 
     def command(self):
         cfg = os.path.join(self.dir, "cloverleaf.yaml")
+        web_dir = os.path.join(self.dir, "web")
+        os.makedirs(web_dir, exist_ok=True)
+        with open(os.path.join(web_dir, "index.html"), "w") as f:
+            f.write("<html><body>benchmark node</body></html>\n")
         with open(cfg, "w") as f:
             f.write(
                 "realms:\n"
@@ -308,6 +325,11 @@ class CloverleafRouter(Router):
                 "    path: /ws\n"
                 "  - type: rawsocket\n"
                 f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.rs_port}}}\n"
+                "  - type: web\n"
+                f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.web_port}}}\n"
+                "    paths:\n"
+                f"      /: {{type: static, directory: {web_dir}}}\n"
+                "      /ws: {type: websocket}\n"
             )
         env = dict(os.environ)
         src = os.path.join(REPO, "src")
@@ -509,7 +531,7 @@ def base_spec(router: Router, url: str, serializer: str, cfg) -> dict:
 
 
 def scen_rpc(router: Router, cfg, transport: str, serializer: str, name: str) -> dict:
-    url = router.ws_url if transport == "ws" else router.rs_url
+    url = {"ws": router.ws_url, "rs": router.rs_url, "web": router.web_url}[transport]
     spec = base_spec(router, url, serializer, cfg)
     proc = "com.bench.echo"
     workers: list[Worker] = []
@@ -668,6 +690,10 @@ SCENARIOS = {
     "rpc-ws-msgpack": (
         "RPC %(rpc_sessions)dx%(rpc_inflight)d WS msgpack",
         lambda r, c: scen_rpc(r, c, "ws", "msgpack", "rpc-ws-msgpack"),
+    ),
+    "rpc-web-json": (
+        "RPC %(rpc_sessions)dx%(rpc_inflight)d web transport /ws json",
+        lambda r, c: scen_rpc(r, c, "web", "json", "rpc-web-json"),
     ),
     "rpc-rs-json": (
         "RPC %(rpc_sessions)dx%(rpc_inflight)d RawSocket json",
