@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
     (site / "js").mkdir(parents=True)
     (site / "index.html").write_text("<h1>cloverleaf</h1>")
     (site / "js" / "app.js").write_text("console.log(1)")
+    (site / "big.bin").write_bytes(bytes(range(256)) * 40_000 + b"end")  # ~10 MB: streamed in chunks
     (tmp / "secret.txt").write_text("outside the site")
     port = free_port()
     transport = {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}, "paths": {
@@ -288,3 +290,33 @@ async def test_pipelined_requests_behind_a_slow_call_are_all_answered_in_order(w
     assert answer.index(b'{"args":[7],"kwargs":{}}') < answer.index(b"console.log(1)")
     assert answer.rstrip().endswith(b"}") and b'"realm1"' in answer[-400:]
     await session.leave()
+
+
+async def test_large_file_is_streamed_whole_to_a_slow_reader_then_the_connection_goes_on(
+    web: tuple[RouterProcess, int],
+) -> None:
+    """A file over the chunk size goes out as the connection drains (a reader that takes its time
+    gets every byte), and a request pipelined behind it is answered after it."""
+    _, port = web
+    expected = bytes(range(256)) * 40_000 + b"end"
+
+    def slow_download() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"GET /js/app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # fmt: skip
+            chunks = []
+            for _ in range(20):  # read slowly at first: the router must wait, not buffer the file
+                chunks.append(sock.recv(16 * 1024))
+                time.sleep(0.01)
+            chunks += iter(lambda: sock.recv(1 << 20), b"")
+            return b"".join(chunks)
+
+    answer = await asyncio.to_thread(slow_download)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and f"content-length: {len(expected)}".encode() in head.lower()
+    assert rest[: len(expected)] == expected
+    second = rest[len(expected) :]
+    assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"console.log(1)")
+    status, headers, body = await asyncio.to_thread(_get, port, "/big.bin")
+    assert status == 200 and body == expected and headers["Content-Length"] == str(len(expected))

@@ -37,6 +37,9 @@ MAX_HEAD = 16 * 1024
 #: bytes of pipelined requests buffered while a response is being computed; beyond, reading pauses
 #: until it is sent (below it, reading goes on so a client that leaves is noticed at once)
 MAX_PIPELINED = 64 * 1024
+#: static files larger than this are sent in chunks of this size as the connection drains, never
+#: read whole into memory
+STREAM_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,9 @@ class WebProtocol(asyncio.Protocol):
         self._lost: asyncio.Future[None] | None = None
         self._busy = False  # a response is being computed: later events wait
         self._reading_paused = False
+        #: set while the transport's write buffer is below its high-water mark (file streaming waits on it)
+        self._writable = asyncio.Event()
+        self._writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._raw = cast(asyncio.Transport, transport)
@@ -160,8 +166,15 @@ class WebProtocol(asyncio.Protocol):
                 self._reading_paused = True
                 raw.pause_reading()
 
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._raw = None
+        self._writable.set()  # a file being streamed notices the loss and stops
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)  # a held receive must not take messages it can no longer deliver
 
@@ -269,7 +282,11 @@ class WebProtocol(asyncio.Protocol):
             status, answer, headers = 500, b"internal error\n", {"Content-Type": "text/plain"}
         self._busy = False
         self._respond(status, answer, headers)
-        self._process()  # requests that arrived meanwhile
+        self._next_requests()
+
+    def _next_requests(self) -> None:
+        """A response is out: go on with requests that arrived meanwhile, and read again if paused."""
+        self._process()
         if self._reading_paused and self._raw is not None and not self._busy:
             self._reading_paused = False
             self._raw.resume_reading()
@@ -310,35 +327,85 @@ class WebProtocol(asyncio.Protocol):
         content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
             content_type += "; charset=utf-8"
-        body = b"" if head_only else candidate.read_bytes()
-        self._respond(200, body, {
+        response_headers = {
             "Content-Type": content_type, "ETag": etag, "Cache-Control": f"max-age={service.max_age}",
             "Last-Modified": formatdate(stat.st_mtime, usegmt=True), **service.headers,
-        }, content_length=stat.st_size)  # fmt: skip
+        }  # fmt: skip
+        if head_only or stat.st_size <= STREAM_CHUNK:
+            body = b"" if head_only else candidate.read_bytes()
+            self._respond(200, body, response_headers, content_length=stat.st_size)
+            return
+        self._busy = True  # pipelined requests wait for the whole file
+        task = asyncio.get_running_loop().create_task(self._stream_file(candidate, stat.st_size, response_headers))
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    async def _stream_file(self, path: Path, size: int, headers: Mapping[str, str]) -> None:
+        """Send a large file chunk by chunk, each after the connection drained below its high-water mark."""
+        try:
+            with open(path, "rb") as file:
+                if not self._start_response(200, headers, size):
+                    return
+                sent = 0
+                while sent < size:
+                    await self._writable.wait()
+                    raw = self._raw
+                    if raw is None:
+                        return  # the client left
+                    chunk = file.read(min(STREAM_CHUNK, size - sent))
+                    if not chunk:  # the file shrank after its length was announced: only closing can say so
+                        log.warning("%s shrank while being sent; closing the connection", path)
+                        raw.close()
+                        return
+                    raw.write(self._http.send(h11.Data(data=chunk)))
+                    sent += len(chunk)
+                raw = self._raw
+                if raw is None:
+                    return
+                raw.write(self._http.send(h11.EndOfMessage()))
+                if self._http.our_state is h11.MUST_CLOSE:
+                    raw.close()
+        except OSError as exc:
+            log.warning("cannot send %s: %s", path, exc)
+            if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                self._respond(404, b"not found\n")
+            elif self._raw is not None:
+                self._raw.close()  # the head is out: the response cannot be completed
+            return
+        finally:
+            self._busy = False
+        self._next_requests()
 
     def _respond(
         self, status: int, body: bytes, headers: Mapping[str, str] | None = None, content_length: int | None = None
     ) -> None:
+        if not self._start_response(status, headers or {}, len(body) if content_length is None else content_length):
+            return
         raw = self._raw
-        if raw is None:
-            return
-        all_headers = [("Server", f"cloverleaf/{__version__}"), ("Content-Length", str(
-            len(body) if content_length is None else content_length))]  # fmt: skip
-        all_headers += list((headers or {}).items())
-        try:
-            data = self._http.send(h11.Response(status_code=status, headers=all_headers))
-            if body:
-                data += self._http.send(h11.Data(data=body))
-            data += self._http.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            log.info("cannot answer %s: %s", raw.get_extra_info("peername"), exc)
-            raw.close()
-            return
-        self._answered = True
-        self._received.clear()
+        assert raw is not None
+        data = self._http.send(h11.Data(data=body)) if body else b""
+        data += self._http.send(h11.EndOfMessage())
         raw.write(data)
         if self._http.our_state is h11.MUST_CLOSE:
             raw.close()
+
+    def _start_response(self, status: int, headers: Mapping[str, str], content_length: int) -> bool:
+        """Write the response head; False (and the connection closed) when it cannot be sent."""
+        raw = self._raw
+        if raw is None:
+            return False
+        all_headers = [("Server", f"cloverleaf/{__version__}"), ("Content-Length", str(content_length)),
+                       *headers.items()]  # fmt: skip
+        try:
+            head = self._http.send(h11.Response(status_code=status, headers=all_headers))
+        except h11.LocalProtocolError as exc:
+            log.info("cannot answer %s: %s", raw.get_extra_info("peername"), exc)
+            raw.close()
+            return False
+        self._answered = True
+        self._received.clear()
+        raw.write(head)
+        return True
 
     def _error(self, status: int, text: str) -> None:
         if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
