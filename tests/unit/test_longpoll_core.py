@@ -14,16 +14,14 @@ from cloverleaf.router.realm import Realm
 from cloverleaf.router.router import Router
 from cloverleaf.router.session import QueuePolicy, SessionLimits, SessionOptions
 from cloverleaf.transport.longpoll import (
-    BatchError,
     LongPollEndpoint,
     LongPollSettings,
     choose_protocol,
     cors_headers,
-    frame_batch,
     protocols_for,
-    split_batch,
 )
 from cloverleaf.transport.web import HttpRequest
+from cloverleaf.wamp.batching import BatchError, frame_batch, split_batch
 from cloverleaf.wamp.serializers import CBOR, JSON, MSGPACK, Serializer
 
 ROLES: dict[str, Any] = {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}

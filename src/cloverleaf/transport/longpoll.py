@@ -27,7 +27,6 @@ import asyncio
 import fnmatch
 import logging
 import secrets
-import struct
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,7 @@ import orjson
 from ..router.router import Router
 from ..router.session import RouterSession, SessionOptions
 from ..wamp import errors
+from ..wamp.batching import BatchError, frame_batch, split_batch
 from ..wamp.serializers import Serializer
 from .web import HttpRequest
 
@@ -46,10 +46,6 @@ log = logging.getLogger("cloverleaf.transport.longpoll")
 
 #: (status, body, headers) as :class:`~cloverleaf.transport.web.LongPollService` answers
 Response = tuple[int, bytes, dict[str, str]]
-
-#: JSON batches end every message with the ASCII record separator (spec: advanced/transport_batched_websocket)
-RECORD_SEPARATOR: Final = b"\x1e"
-_LENGTH = struct.Struct("!I")
 
 #: response Content-Type per serializer (Crossbar's)
 MIME_TYPES: Final = {
@@ -61,10 +57,6 @@ _NO_STORE: Final = "no-store, no-cache, must-revalidate, max-age=0"
 #: how long a browser may reuse a preflight answer (Chromium caps this at 2 hours)
 PREFLIGHT_MAX_AGE: Final = 600
 _OPERATIONS: Final = frozenset({"send", "receive", "close"})
-
-
-class BatchError(ValueError):
-    """A request body that is not a well-formed batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,40 +82,6 @@ def choose_protocol(offered: Any, supported: Sequence[LongPollProtocol]) -> Long
         return None
     by_name = {p.name: p for p in supported}
     return next((by_name[name] for name in offered if isinstance(name, str) and name in by_name), None)
-
-
-def frame_batch(serializer: Serializer, payloads: Sequence[bytes]) -> bytes:
-    """Join payloads into one batch: JSON messages each followed by 0x1e, binary ones each after
-    their length as a 32-bit big-endian integer."""
-    if serializer.BINARY:
-        return b"".join(_LENGTH.pack(len(p)) + p for p in payloads)
-    return b"".join(p + RECORD_SEPARATOR for p in payloads)
-
-
-def split_batch(serializer: Serializer, body: bytes) -> list[bytes]:
-    """The payloads of a batch; :class:`BatchError` for an empty or malformed one.
-
-    A raw 0x1e byte cannot occur inside a JSON text (control characters in strings must be
-    escaped), so splitting on it is exact.
-    """
-    if not body:
-        raise BatchError("empty batch")
-    if not serializer.BINARY:
-        if not body.endswith(RECORD_SEPARATOR):
-            raise BatchError("a JSON batch must end with a record separator (0x1e)")
-        return body[:-1].split(RECORD_SEPARATOR)
-    payloads: list[bytes] = []
-    offset, size = 0, len(body)
-    while offset < size:
-        if size - offset < _LENGTH.size:
-            raise BatchError("truncated length prefix in a binary batch")
-        (length,) = _LENGTH.unpack_from(body, offset)
-        offset += _LENGTH.size
-        if length > size - offset:
-            raise BatchError("a message in the batch is longer than the batch")
-        payloads.append(body[offset : offset + length])
-        offset += length
-    return payloads
 
 
 def cors_headers(headers: Mapping[str, str], allowed_origins: Sequence[str], preflight: bool) -> dict[str, str] | None:
@@ -427,14 +385,11 @@ def _text(status: int, text: str, headers: dict[str, str]) -> Response:
 
 
 __all__ = [
-    "BatchError",
     "LongPollEndpoint",
     "LongPollLink",
     "LongPollProtocol",
     "LongPollSettings",
     "choose_protocol",
     "cors_headers",
-    "frame_batch",
     "protocols_for",
-    "split_batch",
 ]
