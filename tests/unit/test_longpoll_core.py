@@ -16,12 +16,10 @@ from cloverleaf.router.session import QueuePolicy, SessionLimits, SessionOptions
 from cloverleaf.transport.longpoll import (
     LongPollEndpoint,
     LongPollSettings,
-    choose_protocol,
     cors_headers,
-    protocols_for,
 )
 from cloverleaf.transport.web import HttpRequest
-from cloverleaf.wamp.batching import BatchError, frame_batch, split_batch
+from cloverleaf.wamp.batching import BatchError, choose_framing, frame_batch, framings_for, split_batch
 from cloverleaf.wamp.serializers import CBOR, JSON, MSGPACK, Serializer
 
 ROLES: dict[str, Any] = {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}
@@ -49,15 +47,15 @@ def test_malformed_batches(serializer: Serializer, body: bytes) -> None:
 
 
 def test_protocol_choice_follows_the_client() -> None:
-    supported = protocols_for([JSON, MSGPACK])
+    supported = framings_for([JSON, MSGPACK])
     assert [p.name for p in supported] == [
         "wamp.2.json", "wamp.2.json.batched", "wamp.2.msgpack", "wamp.2.msgpack.batched",
     ]  # fmt: skip
-    chosen = choose_protocol(["wamp.2.cbor", "wamp.2.msgpack.batched", "wamp.2.json"], supported)
+    chosen = choose_framing(["wamp.2.cbor", "wamp.2.msgpack.batched", "wamp.2.json"], supported)
     assert chosen is not None and chosen.serializer is MSGPACK and chosen.batched
-    assert choose_protocol(["wamp.2.cbor"], supported) is None
-    assert choose_protocol("wamp.2.json", supported) is None  # must be a list
-    assert choose_protocol([1, None, "wamp.2.json"], supported) == supported[0]
+    assert choose_framing(["wamp.2.cbor"], supported) is None
+    assert choose_framing("wamp.2.json", supported) is None  # must be a list
+    assert choose_framing([1, None, "wamp.2.json"], supported) == supported[0]
 
 
 def test_cors() -> None:

@@ -31,14 +31,23 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
 from ..router.router import Router
 from ..router.session import RouterSession, SessionOptions
 from ..wamp import errors
-from ..wamp.batching import BatchError, frame_batch, split_batch
+from ..wamp.batching import (
+    RECORD_SEPARATOR,
+    BatchError,
+    Framing,
+    choose_framing,
+    frame_batch,
+    framings_for,
+    json_separator,
+    split_batch,
+)
 from ..wamp.serializers import Serializer
 from .web import HttpRequest
 
@@ -57,31 +66,6 @@ _NO_STORE: Final = "no-store, no-cache, must-revalidate, max-age=0"
 #: how long a browser may reuse a preflight answer (Chromium caps this at 2 hours)
 PREFLIGHT_MAX_AGE: Final = 600
 _OPERATIONS: Final = frozenset({"send", "receive", "close"})
-
-
-@dataclass(frozen=True, slots=True)
-class LongPollProtocol:
-    """One protocol a client may choose at ``open``: a serializer, batched or not."""
-
-    serializer: Serializer
-    batched: bool
-
-    @property
-    def name(self) -> str:
-        return self.serializer.subprotocol + (".batched" if self.batched else "")
-
-
-def protocols_for(serializers: Sequence[Serializer]) -> list[LongPollProtocol]:
-    """Every protocol the serializers allow: ``wamp.2.<name>`` and ``wamp.2.<name>.batched`` each."""
-    return [LongPollProtocol(s, batched) for s in serializers for batched in (False, True)]
-
-
-def choose_protocol(offered: Any, supported: Sequence[LongPollProtocol]) -> LongPollProtocol | None:
-    """The first protocol of the client's list that is supported (the client's order of preference)."""
-    if not isinstance(offered, list):
-        return None
-    by_name = {p.name: p for p in supported}
-    return next((by_name[name] for name in offered if isinstance(name, str) and name in by_name), None)
 
 
 def cors_headers(headers: Mapping[str, str], allowed_origins: Sequence[str], preflight: bool) -> dict[str, str] | None:
@@ -135,7 +119,7 @@ class LongPollLink:
 
     kind = "longpoll"
 
-    def __init__(self, transport_id: str, protocol: LongPollProtocol, peer: str) -> None:
+    def __init__(self, transport_id: str, protocol: Framing, peer: str) -> None:
         self.transport_id = transport_id
         self.protocol = protocol
         self.serializer = protocol.serializer
@@ -151,6 +135,8 @@ class LongPollLink:
         self._queued_bytes = 0
         #: the router asked to close: what is queued is still delivered, nothing more is taken
         self.closing = False
+        #: the JSON batch separator to send (the spec's, or the one the peer used)
+        self.separator = RECORD_SEPARATOR
         #: the session is detached (the transport answers 410 from now on)
         self.ended = False
         self._loop = asyncio.get_running_loop()
@@ -225,7 +211,7 @@ class LongPollEndpoint:
     def __init__(self, router: Router, settings: LongPollSettings) -> None:
         self.router = router
         self.settings = settings
-        self.protocols = protocols_for(settings.serializers)
+        self.protocols = framings_for(settings.serializers)
         self.transports: dict[str, LongPollLink] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_interval = min(1.0, max(0.01, settings.session_timeout / 4))
@@ -286,7 +272,7 @@ class LongPollEndpoint:
             return _text(400, "the request body must be a JSON object with 'protocols'", headers)
         if not isinstance(options, dict) or "protocols" not in options:
             return _text(400, "the request body must be a JSON object with 'protocols'", headers)
-        protocol = choose_protocol(options["protocols"], self.protocols)
+        protocol = choose_framing(options["protocols"], self.protocols)
         if protocol is None:
             spoken = ", ".join(p.name for p in self.protocols)
             return _text(400, f"no common protocol (this path speaks: {spoken})", headers)
@@ -311,6 +297,7 @@ class LongPollEndpoint:
             except BatchError as exc:
                 session.abort(errors.PROTOCOL_VIOLATION, str(exc))
                 return _text(400, str(exc), headers)
+            link.separator = json_separator(body)  # answer in the peer's own dialect (Autobahn's 0x18)
         else:
             payloads = [body]
         for payload in payloads:
@@ -342,7 +329,7 @@ class LongPollEndpoint:
                 return 204, b"", headers
             taken = link.take()
         if taken:
-            body = frame_batch(link.serializer, taken) if link.protocol.batched else taken[0]
+            body = frame_batch(link.serializer, taken, link.separator) if link.protocol.batched else taken[0]
             content_type = MIME_TYPES.get(link.serializer.NAME, "application/octet-stream")
             return 200, body, {**headers, "Content-Type": content_type}
         if link.ended:
@@ -387,9 +374,6 @@ def _text(status: int, text: str, headers: dict[str, str]) -> Response:
 __all__ = [
     "LongPollEndpoint",
     "LongPollLink",
-    "LongPollProtocol",
     "LongPollSettings",
-    "choose_protocol",
     "cors_headers",
-    "protocols_for",
 ]
