@@ -523,3 +523,18 @@ def test_check_reports_unloadable_tls_files(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{config}: transports[0].endpoint.tls.certificate: cannot read /nope/c.pem" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_check_reports_a_missing_static_directory_relative_to_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    web = {"type": "web", "endpoint": {"type": "tcp", "port": 8080},
+           "paths": {"/": {"type": "static", "directory": "site"}, "/ws": {"type": "websocket"}}}  # fmt: skip
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "transports": [web]}), encoding="utf-8")
+    assert cli.main(["check", str(path)]) == 1
+    assert f'{path}: transports[0].paths["/"].directory: no such directory: {tmp_path / "site"}' in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "site").mkdir()  # relative to the config file's folder, not the working directory
+    assert cli.main(["check", str(path)]) == 0

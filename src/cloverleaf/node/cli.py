@@ -100,8 +100,9 @@ def _configure_logging(level: str) -> None:
 
 
 def _check_files(config: NodeConfig) -> list[str]:
-    """What `start` would refuse beyond the config's shape: TLS files that cannot be loaded, web
-    consoles with unknown realms or without their AutobahnJS file."""
+    """What `start` would refuse (or warn about) beyond the config's shape: TLS files that cannot be
+    loaded, web consoles with unknown realms or without their AutobahnJS file, missing component
+    modules and guest programs, missing static directories."""
     from .config import TcpEndpoint
     from .tls import ReloadingContext, TlsError
 
@@ -119,6 +120,9 @@ def _check_files(config: NodeConfig) -> list[str]:
     from .components import check_components  # app modules that cannot be found, missing guest programs
 
     problems += check_components(config)
+    from .node import missing_static_directories
+
+    problems += missing_static_directories(config)
     return problems
 
 

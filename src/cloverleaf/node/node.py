@@ -111,6 +111,22 @@ def build_realm(config: RealmConfig, router: Router, base_dir: Path | None = Non
     return realm
 
 
+def missing_static_directories(config: NodeConfig) -> list[str]:
+    """Static path services whose directory does not exist (or is not a directory), as
+    "key path: message" lines: `cloverleaf check` reports them, `start` warns (the directory may
+    be mounted or deployed later; until then the path answers 404)."""
+    problems = []
+    for index, transport in enumerate(config.transports):
+        if not isinstance(transport, WebTransport):
+            continue
+        for path, service in transport.paths.items():
+            if isinstance(service, StaticPath):
+                directory = config.resolve(service.directory)
+                if not directory.is_dir():
+                    problems.append(f'transports[{index}].paths["{path}"].directory: no such directory: {directory}')
+    return problems
+
+
 def _principals(method: MethodAuth, router: Router) -> Principals:
     static = {
         authid: Principal(
@@ -200,6 +216,8 @@ class Node:
 
     async def start(self) -> None:
         self._build_tls()
+        for problem in missing_static_directories(self.config):
+            log.warning("%s (answering 404 until it exists)", problem)
         if any(isinstance(path, ConsolePath) for t in self.config.transports if isinstance(t, WebTransport)
                for path in t.paths.values()):  # fmt: skip
             from .console import check_consoles
