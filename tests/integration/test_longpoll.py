@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ ORIGIN = "https://app.example.com"
 SESSION_TIMEOUT = 1.0
 REQUEST_TIMEOUT = 0.5
 ACK = PublishOptions(acknowledge=True)
+#: ticket, and a tracking cookie remembering who authenticated (paths /lpc, and /lpx where it expires)
+COOKIE_AUTH: dict[str, Any] = {"ticket": {"principals": {"joe": {"role": "anonymous", "ticket": "joes-ticket"}}},
+                               "cookie": {}}  # fmt: skip
 
 
 class LongPoll:
@@ -50,11 +54,14 @@ class LongPoll:
             if connection is None:
                 conn.close()
 
-    def open(self, protocols: list[str] | None = None) -> None:
-        status, _, body = self.request("/open", json.dumps({"protocols": protocols or ["wamp.2.json"]}).encode())
-        assert status == 200, body
-        answer = json.loads(body)
-        self.transport, self.protocol = answer["transport"], answer["protocol"]
+    def open(self, protocols: list[str] | None = None, headers: dict[str, str] | None = None) -> dict[str, str]:
+        """Open a transport; the answer's headers."""
+        body = json.dumps({"protocols": protocols or ["wamp.2.json"]}).encode()
+        status, answer_headers, answer = self.request("/open", body, headers=headers)
+        assert status == 200, answer
+        opened = json.loads(answer)
+        self.transport, self.protocol = opened["transport"], opened["protocol"]
+        return answer_headers
 
     def send(self, message: list[Any]) -> int:
         return self.request(f"/{self.transport}/send", json.dumps(message).encode())[0]
@@ -88,6 +95,8 @@ def longpoll(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RouterP
             "/lp": {"type": "longpoll", "session_timeout": SESSION_TIMEOUT, "request_timeout": REQUEST_TIMEOUT,
                     "max_message_size": 4096, "allowed_origins": [ORIGIN]},
             "/ws": {"type": "websocket"},
+            "/lpc": {"type": "longpoll", "auth": COOKIE_AUTH, "allowed_origins": [ORIGIN]},
+            "/lpx": {"type": "longpoll", "auth": {**COOKIE_AUTH, "cookie": {"name": "short", "max_age": 1}}},
         },
     })  # fmt: skip
     wait_for_port(port)
@@ -290,3 +299,152 @@ async def test_shutdown_answers_a_held_receive(tmp_path: Path) -> None:
     connection.close()
     assert await asyncio.wait_for(stopping, 10) == 0
     assert "stopped (" in router.log()
+
+
+def _ticket_join(client: LongPoll) -> list[Any]:
+    """HELLO with ticket as joe, the CHALLENGE, AUTHENTICATE, and the WELCOME."""
+    assert client.send([1, "realm1", {"roles": ROLES, "authmethods": ["ticket"], "authid": "joe"}]) == 204
+    status, challenge = client.receive()
+    assert status == 200 and challenge[:2] == [4, "ticket"], challenge
+    assert client.send([5, "joes-ticket", {}]) == 204
+    status, welcome = client.receive()
+    assert status == 200 and welcome[0] == 2, welcome
+    return list(welcome)
+
+
+def _cookie_join(client: LongPoll) -> list[Any]:
+    """HELLO offering cookie authentication only: the WELCOME or the ABORT."""
+    assert client.send([1, "realm1", {"roles": ROLES, "authmethods": ["cookie"]}]) == 204
+    status, answer = client.receive()
+    assert status == 200, answer
+    return list(answer)
+
+
+async def test_cookie_authentication(longpoll: tuple[RouterProcess, int]) -> None:
+    _, port = longpoll
+    first = LongPoll(port, "/lpc")
+    headers = await _in_thread(first.open, None, {"Origin": ORIGIN})
+    set_cookie = headers["set-cookie"]
+    name_value, *attributes = [part.strip() for part in set_cookie.split(";")]
+    assert name_value.startswith("cbtid=") and 16 <= len(name_value) - len("cbtid=") <= 64
+    # plain HTTP: SameSite=None would need Secure, which a browser does not take over HTTP
+    assert attributes == ["Max-Age=86400", "Path=/", "HttpOnly", "SameSite=Lax"]
+    assert headers["access-control-allow-origin"] == ORIGIN and headers["access-control-allow-credentials"] == "true"
+    welcome = await _in_thread(_ticket_join, first)
+    assert welcome[2]["authid"] == "joe" and welcome[2]["authmethod"] == "ticket"
+
+    # a second transport with the cookie: kept (no Set-Cookie), and the session joins as joe by cookie
+    second = LongPoll(port, "/lpc")
+    headers = await _in_thread(second.open, None, {"Cookie": f"other=1; {name_value}"})
+    assert "set-cookie" not in headers
+    welcome = await _in_thread(_cookie_join, second)
+    assert welcome[0] == 2 and welcome[2]["authid"] == "joe" and welcome[2]["authmethod"] == "cookie"
+    assert welcome[2]["authrole"] == "anonymous"
+    for client in (first, second):
+        assert await _in_thread(client.close) == 204
+
+    # a well-formed cookie nobody authenticated with proves nothing and is replaced: it may have
+    # been planted by someone waiting for the next login under it (session fixation)
+    stranger = LongPoll(port, "/lpc")
+    headers = await _in_thread(stranger.open, None, {"Cookie": "cbtid=" + "x" * 32})
+    assert headers["set-cookie"].startswith("cbtid=") and "x" * 32 not in headers["set-cookie"]
+    abort = await _in_thread(_cookie_join, stranger)
+    assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed"
+    # a malformed one is replaced
+    replaced = LongPoll(port, "/lpc")
+    headers = await _in_thread(replaced.open, None, {"Cookie": "cbtid=short"})
+    assert headers["set-cookie"].startswith("cbtid=") and not headers["set-cookie"].startswith("cbtid=short;")
+    assert await _in_thread(replaced.close) == 204
+
+    # a cookie from another path (another cookie store) proves nothing there
+    elsewhere = LongPoll(port, "/lpx")
+    headers = await _in_thread(elsewhere.open, None, {"Cookie": f"short={name_value.partition('=')[2]}"})
+    assert headers["set-cookie"].startswith("short=")  # unknown to this store: replaced
+    abort = await _in_thread(_cookie_join, elsewhere)
+    assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed"
+
+
+async def test_cookie_expires_after_max_age(longpoll: tuple[RouterProcess, int]) -> None:
+    _, port = longpoll
+    first = LongPoll(port, "/lpx")
+    set_cookie = (await _in_thread(first.open))["set-cookie"]
+    assert set_cookie.startswith("short=") and "Max-Age=1;" in set_cookie
+    await _in_thread(_ticket_join, first)
+    cookie = set_cookie.split(";")[0]
+    recognized = LongPoll(port, "/lpx")
+    await _in_thread(recognized.open, None, {"Cookie": cookie})
+    assert (await _in_thread(_cookie_join, recognized))[2]["authmethod"] == "cookie"
+    await asyncio.sleep(1.3)
+    late = LongPoll(port, "/lpx")
+    await _in_thread(late.open, None, {"Cookie": cookie})
+    abort = await _in_thread(_cookie_join, late)
+    assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed"
+    for client in (first, recognized, late):
+        assert await _in_thread(client.close) == 204
+
+
+async def test_errors_answered_by_the_web_transport_carry_cors(longpoll: tuple[RouterProcess, int]) -> None:
+    _, port = longpoll
+    client = LongPoll(port)
+    allowed, refused = {"Origin": ORIGIN}, {"Origin": "https://evil.example"}
+    # 413: the body is over max_message_size (the web transport answers and closes the connection)
+    status, headers, _ = await _in_thread(client.request, "/open", b"x" * 5000, "POST", allowed)
+    assert status == 413 and headers["access-control-allow-origin"] == ORIGIN
+    assert headers["access-control-allow-credentials"] == "true" and headers["connection"] == "close"
+    status, headers, _ = await _in_thread(client.request, "/open", b"x" * 5000, "POST", refused)
+    assert status == 413 and "access-control-allow-origin" not in headers
+    status, headers, _ = await _in_thread(client.request, "/open", b"x" * 5000)
+    assert status == 413 and "access-control-allow-origin" not in headers  # no Origin: not a browser
+    # 405: another method than POST or OPTIONS (answered by the long-poll service itself)
+    status, headers, _ = await _in_thread(client.request, "/open", b"", "GET", allowed)
+    assert status == 405 and headers["access-control-allow-origin"] == ORIGIN and "POST" in headers["allow"]
+    status, headers, _ = await _in_thread(client.request, "/open", b"", "GET", refused)
+    assert status == 403 and "access-control-allow-origin" not in headers
+
+    # 400: malformed HTTP in the body of a request on the path (a bad chunk size)
+    def malformed(origin: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(f"POST /lp/open HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\nzz\r\n".encode())  # fmt: skip
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            return answer
+
+    answer = await _in_thread(malformed, ORIGIN)
+    assert answer.startswith(b"HTTP/1.1 400 ") and f"access-control-allow-origin: {ORIGIN}".encode() in answer.lower()
+    answer = await _in_thread(malformed, "https://evil.example")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"access-control-allow-origin" not in answer.lower()
+
+
+async def test_cookie_for_cross_origin_browsers_over_tls(tmp_path: Path) -> None:
+    from tests.integration.test_tls import make_pki
+
+    pki = make_pki(tmp_path)
+    port = free_port()
+    router = _start_with(tmp_path, {
+        "type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port, "tls": pki.tls_config()},
+        "paths": {"/lp": {"type": "longpoll", "auth": COOKIE_AUTH, "allowed_origins": ["https://*"]}},
+    })  # fmt: skip
+    try:
+        wait_for_port(port)
+        context = pki.client_context()
+        client = LongPoll(port)
+
+        def set_cookie(origin: str | None) -> str:
+            connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+            try:
+                status, headers, _ = client.request("/open", b'{"protocols": ["wamp.2.json"]}', "POST",
+                                                    {"Origin": origin} if origin else {}, connection)  # fmt: skip
+            finally:
+                connection.close()
+            assert status == 200
+            return headers["set-cookie"]
+
+        # another origin over TLS: a cookie the browser stores and sends cross-site
+        assert (await _in_thread(set_cookie, ORIGIN)).endswith("; HttpOnly; SameSite=None; Secure")
+        # the page's own origin, or no browser: SameSite=Lax as on WebSocket
+        assert (await _in_thread(set_cookie, f"https://127.0.0.1:{port}")).endswith("; HttpOnly; SameSite=Lax")
+        assert (await _in_thread(set_cookie, None)).endswith("; HttpOnly; SameSite=Lax")
+    finally:
+        assert router.stop() == 0

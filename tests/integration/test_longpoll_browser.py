@@ -43,6 +43,32 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
+#: joins twice over long-poll: anonymously (the XHR sets the tracking cookie), then by cookie only
+JOIN_TWICE = """(async () => {
+  const join = (authmethods) => new Promise((resolve) => {
+    const connection = new autobahn.Connection({
+      realm: 'realm1', authmethods, max_retries: 0,
+      transports: [{type: 'longpoll', url: `http://${location.host}/lpc`}],
+    });
+    connection.onopen = (session, details) => {
+      const answer = `${details.authmethod}:${details.authid}`;
+      connection.onclose = () => { resolve(answer); };
+      connection.close();
+    };
+    connection.onclose = (reason, details) => { resolve(`closed:${reason}:${details.reason}`); };
+    connection.open();
+  });
+  return [await join(['anonymous']), await join(['cookie'])];
+})()"""
+
+#: a cross-origin request over the long-poll body limit: the browser must see the 413, not a network error
+CROSS_ORIGIN_413 = """(async () => {
+  const url = `http://127.0.0.1:${location.port}/lps/open`;
+  const answer = await fetch(url, {method: 'POST', credentials: 'include', body: 'x'.repeat(5000),
+                                   headers: {'Content-Type': 'application/json'}});
+  return answer.status;
+})()"""
+
 
 @pytest.fixture(scope="module")
 def longpoll_router(tmp_path_factory: pytest.TempPathFactory, autobahn_browser_js: Path) -> Any:
@@ -55,7 +81,9 @@ def longpoll_router(tmp_path_factory: pytest.TempPathFactory, autobahn_browser_j
     router: RouterProcess = _start_with(tmp, {
         "type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port},
         "paths": {"/": {"type": "static", "directory": str(site)}, "/lp": {"type": "longpoll"},
-                  "/ws": {"type": "websocket"}},
+                  "/ws": {"type": "websocket"},
+                  "/lpc": {"type": "longpoll", "auth": {"anonymous": {}, "cookie": {}}},
+                  "/lps": {"type": "longpoll", "max_message_size": 1024, "allowed_origins": ["http://localhost:*"]}},
     })  # fmt: skip
     wait_for_port(port)
     yield port
@@ -101,3 +129,17 @@ async def test_browser_on_longpoll_meets_a_websocket_session(longpoll_router: in
     await asyncio.wait_for(got_event.wait(), 5)
     assert received == ["from the browser"]
     await python.leave()
+
+
+async def test_browser_cookie_authentication_and_cross_origin_errors(longpoll_router: int) -> None:
+    require_browser()
+    port = longpoll_router
+    results = await asyncio.to_thread(run_browser, [
+        {"goto": f"http://localhost:{port}/"},  # for AutobahnJS (the page's own session does not matter)
+        {"wait_for": "typeof autobahn !== 'undefined'"},
+        {"eval": JOIN_TWICE},
+        {"eval": CROSS_ORIGIN_413},
+    ])  # fmt: skip
+    first, second = results[2]
+    assert first.startswith("anonymous:") and second == "cookie:" + first.partition(":")[2]
+    assert results[3] == 413

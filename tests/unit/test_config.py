@@ -538,3 +538,11 @@ def test_cli_check_reports_a_missing_static_directory_relative_to_the_file(
     )
     (tmp_path / "site").mkdir()  # relative to the config file's folder, not the working directory
     assert cli.main(["check", str(path)]) == 0
+
+
+def test_cookie_auth_on_rawsocket_is_refused_not_ignored() -> None:
+    rawsocket = {"type": "rawsocket", "endpoint": {"type": "tcp", "port": 8081},
+                 "auth": {"anonymous": {}, "cookie": {}}}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_config({**MINIMAL, "transports": [rawsocket]})
+    assert "transports[0]: expected auth.cookie only on websocket" in str(info.value)

@@ -137,7 +137,7 @@ class TransportAuth(_Strict):
     scram: MethodAuth | None = None
     #: client certificates (a TLS endpoint with client_certificates optional or required)
     tls: MethodAuth | None = None
-    #: WebSocket only: a tracking cookie remembers who authenticated, for the "cookie" method
+    #: WebSocket and long-poll only: a tracking cookie remembers who authenticated, for the "cookie" method
     cookie: CookieAuth | None = None
 
 
@@ -178,6 +178,13 @@ class RawSocketTransport(_TransportBase):
     type: Literal["rawsocket"]
     endpoint: Endpoint
 
+    @model_validator(mode="after")
+    def _no_cookies(self) -> RawSocketTransport:
+        if self.auth.cookie is not None:
+            raise ValueError("auth.cookie only on websocket transports and websocket/longpoll paths "
+                             "(RawSocket has no cookies)")  # fmt: skip
+        return self
+
 
 class WebSocketPath(_TransportBase):
     """WAMP over WebSocket on a path of a web transport."""
@@ -190,8 +197,8 @@ class LongPollPath(_TransportBase):
     """WAMP over HTTP long-poll on a path of a web transport (AutobahnJS's and Crossbar's wire format).
 
     ``max_message_size`` bounds each request body; ``handshake_timeout`` and the ping settings do
-    not apply. ``auth`` as for WebSocket, except ``cookie`` (WebSocket only) and ``tls`` (no client
-    certificate reaches a long-poll session).
+    not apply. ``auth`` as for WebSocket (``cookie`` included: ``open`` reads or sets the tracking
+    cookie), except ``tls`` (no client certificate reaches a long-poll session).
     """
 
     type: Literal["longpoll"]

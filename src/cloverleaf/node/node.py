@@ -266,13 +266,18 @@ class Node:
         if self.components is not None:
             await self.components.start(self.addresses)
 
-    def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
-        authenticators = build_authenticators(transport.auth, self.router)
-        cookie = transport.auth.cookie
+    def _cookie_auth(self, auth: TransportAuth) -> tuple[list[Authenticator], CookieStore | None]:
+        """The transport's authenticators and, with cookie authentication, the store of its cookies."""
+        authenticators = build_authenticators(auth, self.router)
         cookie_store = None
-        if cookie is not None:
-            cookie_store = CookieStore(cookie.max_age)
+        if auth.cookie is not None:
+            cookie_store = CookieStore(auth.cookie.max_age)
             authenticators.append(CookieAuthenticator(cookie_store, time.monotonic))
+        return authenticators, cookie_store
+
+    def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
+        authenticators, cookie_store = self._cookie_auth(transport.auth)
+        cookie = transport.auth.cookie
         return WebSocketSettings(
             cookie_name=cookie.name if cookie is not None else None,
             cookie_max_age=cookie.max_age if cookie is not None else 86400.0,
@@ -322,13 +327,17 @@ class Node:
             elif isinstance(service, LongPollPath):
                 from ..transport.longpoll import LongPollEndpoint, LongPollSettings
 
+                authenticators, cookie_store = self._cookie_auth(service.auth)
+                cookie = service.auth.cookie
                 longpoll = LongPollEndpoint(self.router, LongPollSettings(
                     root, [SERIALIZERS[name] for name in service.serializers],
-                    SessionOptions(build_authenticators(service.auth, self.router), service.sequential_request_ids),
+                    SessionOptions(authenticators, service.sequential_request_ids),
                     service.allowed_origins, service.request_timeout, service.session_timeout, service.max_transports,
+                    cookie.name if cookie is not None else None, cookie.max_age if cookie is not None else 86400.0,
+                    cookie_store,
                 ))  # fmt: skip
                 self.longpolls.append(longpoll)
-                services[root] = LongPollService(longpoll.handle, service.max_message_size)
+                services[root] = LongPollService(longpoll.handle, service.max_message_size, longpoll.error_headers)
             else:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint

@@ -427,11 +427,21 @@ class CookieStore:
         self.limit = limit
         self._identities: dict[str, tuple[Identity, float]] = {}
 
-    def remember(self, cookie: str, identity: Identity, now: float) -> None:
-        if len(self._identities) >= self.limit:
+    def remember(self, cookie: str, identity: Identity, now: float) -> bool:
+        """Bind ``cookie`` to ``identity``; False (and nothing changed) when it already proves another
+        identity that has not expired: a cookie someone else planted must not be taken over."""
+        current = self.recall(cookie, now)
+        if current is not None and (current.authid, current.authrole) != (identity.authid, identity.authrole):
+            return False
+        if cookie not in self._identities and len(self._identities) >= self.limit:
             oldest = min(self._identities, key=lambda c: self._identities[c][1])
             del self._identities[oldest]
         self._identities[cookie] = (identity, now)
+        return True
+
+    def knows(self, cookie: str, now: float) -> bool:
+        """Whether ``cookie`` proves an identity now (it was issued, authenticated, and has not expired)."""
+        return self.recall(cookie, now) is not None
 
     def recall(self, cookie: str, now: float) -> Identity | None:
         entry = self._identities.get(cookie)

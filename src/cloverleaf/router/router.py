@@ -219,8 +219,12 @@ class Router:
             return
         self.failures.forget(_peer_host(session.link.peer))
         cookie_store = getattr(session.link, "cookie_store", None)
-        if cookie_store is not None and join.hello.cookie and identity.authmethod != "cookie":
-            cookie_store.remember(join.hello.cookie, identity, time.monotonic())
+        cookie = join.hello.cookie
+        if cookie_store is not None and cookie and identity.authmethod != "cookie":
+            rebound = cookie_store.remember(cookie, identity, time.monotonic())
+            if not rebound:  # the cookie proves someone else: it may have been planted (session fixation)
+                log.warning("session %d: its tracking cookie proves another identity; not rebound to %s",
+                            session.session_id, identity.authid)  # fmt: skip
         session.identity = identity
         session.client_features = client_features(join.hello.details["roles"])
         session.realm = realm

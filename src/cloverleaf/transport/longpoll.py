@@ -14,7 +14,9 @@ content"), but AutobahnJS treats every status other than 200 and 204 as a failed
 unknown transport is 404, a transport whose session has ended 410 (``receive``; ``close`` still
 answers 204 so that a client's orderly close succeeds). Browsers reach the service from other
 origins through CORS (AutobahnJS posts ``Content-Type: application/json`` with credentials, so
-every request is preflighted); ``allowed_origins`` decides which origins may.
+every request is preflighted); ``allowed_origins`` decides which origins may. With cookie
+authentication on, ``open`` reads the tracking cookie or sets a new one, as a WebSocket upgrade
+does (see :mod:`cloverleaf.transport.cookies`), and the transport's session carries it.
 
 This module is thin I/O and the registry of transports: each transport is a router session on a
 :class:`LongPollLink`, payloads go to :meth:`RouterSession.receive` untouched, and what the router
@@ -35,6 +37,7 @@ from typing import Final
 
 import orjson
 
+from ..router.authenticators import CookieStore
 from ..router.router import Router
 from ..router.session import RouterSession, SessionOptions
 from ..wamp import errors
@@ -49,6 +52,7 @@ from ..wamp.batching import (
     split_batch,
 )
 from ..wamp.serializers import Serializer
+from .cookies import is_cross_origin, tracking_cookie
 from .web import HttpRequest
 
 log = logging.getLogger("cloverleaf.transport.longpoll")
@@ -107,6 +111,10 @@ class LongPollSettings:
     session_timeout: float = 30.0
     #: open transports at most; ``open`` answers 503 beyond
     max_transports: int = 10_000
+    #: cookie authentication: the tracking cookie's name, its lifetime, and who each cookie proved
+    cookie_name: str | None = None
+    cookie_max_age: float = 86400.0
+    cookie_store: CookieStore | None = None
 
 
 class LongPollLink:
@@ -139,6 +147,9 @@ class LongPollLink:
         self.separator = RECORD_SEPARATOR
         #: the session is detached (the transport answers 410 from now on)
         self.ended = False
+        #: the browser's tracking cookie and the store remembering who it proved (cookie auth)
+        self.cookie: str | None = None
+        self.cookie_store: CookieStore | None = None
         self._loop = asyncio.get_running_loop()
 
     # -- TransportLink -----------------------------------------------------------------------
@@ -251,6 +262,12 @@ class LongPollEndpoint:
         self._close(link)
         return 204, b"", headers
 
+    def error_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers for an answer the web transport gives itself to a request on this path (413, 400):
+        the CORS headers ``handle`` would give, so that a browser on an allowed origin can read the status."""
+        cors = cors_headers(headers, self.settings.allowed_origins, preflight=False)
+        return {**(cors or {}), "Cache-Control": _NO_STORE}
+
     def close_all(self) -> int:
         """End every transport (node shutdown): sessions are detached, held receives woken to
         answer 410. Returns how many receives were held."""
@@ -281,11 +298,26 @@ class LongPollEndpoint:
             return _text(503, "too many long-poll transports", {**headers, "Retry-After": "5"})
         transport_id = secrets.token_urlsafe(24)
         link = LongPollLink(transport_id, protocol, peer)
-        link.session = self.router.open_session(link, self.settings.session)
+        headers = {**headers, "Content-Type": MIME_TYPES["json"]}
+        settings = self.settings
+        if settings.cookie_name:
+            # A cookie for another site is stored and sent by browsers only as SameSite=None, which
+            # needs Secure, which needs HTTPS: so on TLS, a cross-origin open gets that.
+            tls = peer.startswith("tls:")
+            cross_site = tls and is_cross_origin(request.headers.get("origin"), request.headers.get("host"), tls)
+            store = settings.cookie_store
+            link.cookie, set_cookie = tracking_cookie(
+                [request.headers.get("cookie", "")], settings.cookie_name, settings.cookie_max_age, cross_site,
+                known=(lambda c: store.knows(c, time.monotonic())) if store is not None else None,
+            )  # fmt: skip
+            link.cookie_store = settings.cookie_store
+            if set_cookie is not None:
+                headers["Set-Cookie"] = set_cookie
+        link.session = self.router.open_session(link, settings.session)
         self.transports[transport_id] = link
         self._schedule_sweep()
         answer = orjson.dumps({"protocol": protocol.name, "transport": transport_id})
-        return 200, answer, {**headers, "Content-Type": MIME_TYPES["json"]}
+        return 200, answer, headers
 
     def _send(self, link: LongPollLink, body: bytes, headers: dict[str, str]) -> Response:
         session = link.session

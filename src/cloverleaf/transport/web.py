@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import os
+import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import formatdate
-from pathlib import Path
-from typing import Any, cast
+from email.utils import formatdate, mktime_tz, parsedate_tz
+from pathlib import Path, PurePath
+from stat import S_ISREG
+from typing import Any, Literal, cast
 
 import h11
 import orjson
@@ -96,10 +100,13 @@ class PostService:
 class LongPollService:
     """WAMP over HTTP long-poll (``transport/longpoll.py``): every request under the path, any method,
     with its body read up to ``max_body``, is answered by ``handle(request, peer, lost) -> (status,
-    body, headers)``; ``lost`` is done once the connection is gone (a held ``receive`` gives up)."""
+    body, headers)``; ``lost`` is done once the connection is gone (a held ``receive`` gives up).
+    ``error_headers(request headers)``, if given, adds headers (CORS) to the errors answered here
+    for a request on the path (a body over ``max_body``, malformed HTTP, a failing handler)."""
 
     handle: Callable[[HttpRequest, str, asyncio.Future[None]], Awaitable[tuple[int, bytes, dict[str, str]]]]
     max_body: int = 1024 * 1024
+    error_headers: Callable[[Mapping[str, str]], dict[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +153,8 @@ class WebProtocol(asyncio.Protocol):
         #: done when the connection is lost (made for the first long-poll request)
         self._lost: asyncio.Future[None] | None = None
         self._busy = False  # a response is being computed: later events wait
+        #: the request being answered is a HEAD: responses keep their Content-Length and drop their body
+        self._head = False
         self._reading_paused = False
         #: set while the transport's write buffer is below its high-water mark (file streaming waits on it)
         self._writable = asyncio.Event()
@@ -188,7 +197,8 @@ class WebProtocol(asyncio.Protocol):
             try:
                 event = self._http.next_event()
             except h11.RemoteProtocolError as exc:
-                self._error(exc.error_status_hint, str(exc))
+                post = self._post
+                self._error(exc.error_status_hint, str(exc), _error_headers(post[0], post[1]) if post else None)
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 if event is h11.PAUSED and self._http.our_state is h11.DONE and self._http.their_state is h11.DONE:
@@ -202,7 +212,7 @@ class WebProtocol(asyncio.Protocol):
                 size += len(event.data)
                 if size > service.max_body:
                     self._post = None
-                    self._error(413, "request body too large")
+                    self._error(413, "request body too large", _error_headers(service, head))
                     return
                 parts.append(event.data)
                 self._post = (service, head, parts, size)
@@ -220,6 +230,7 @@ class WebProtocol(asyncio.Protocol):
 
     def _request(self, request: h11.Request) -> None:
         target = request.target.decode("latin-1")
+        self._head = request.method == b"HEAD"
         path = target.split("?", 1)[0]
         found = self._settings.service_for(path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
@@ -279,7 +290,8 @@ class WebProtocol(asyncio.Protocol):
                 headers = {"Content-Type": content_type}
         except Exception:
             log.exception("POST handler failed")
-            status, answer, headers = 500, b"internal error\n", {"Content-Type": "text/plain"}
+            status, answer, headers = 500, b"internal error\n", {**_error_headers(service, request),
+                                                                 "Content-Type": "text/plain"}  # fmt: skip
         self._busy = False
         self._respond(status, answer, headers)
         self._next_requests()
@@ -304,8 +316,10 @@ class WebProtocol(asyncio.Protocol):
         candidate: Path | None = service.files.get(name)
         if candidate is None and (name == "" or name.endswith("/")):
             candidate = next((service.files[name + i] for i in service.index if name + i in service.files), None)
+        #: where the file and its precompressed siblings must stay (a single file's: its own folder)
+        confine: Path | None = None
         if candidate is None and service.directory is not None:
-            root = service.directory.resolve()
+            root = confine = service.directory.resolve()
             candidate = (root / name).resolve()
             # no escape from the directory: "..", encoded or not, and symlinks pointing outside
             if candidate != root and root not in candidate.parents:
@@ -315,36 +329,71 @@ class WebProtocol(asyncio.Protocol):
                 self._respond(301, b"", {"Location": path + "/"})  # as for the mount point
                 return
             if candidate.is_dir():
-                candidate = next((candidate / i for i in service.index if (candidate / i).is_file()), candidate)
+                index = (candidate / i for i in service.index if (candidate / i).is_file())
+                candidate = next(index, candidate).resolve()  # an index file that is a symlink: checked too
+                if root not in candidate.parents:
+                    self._respond(404, b"not found\n")
+                    return
         if candidate is None or not candidate.is_file():
             self._respond(404, b"not found\n")
             return
         stat = candidate.stat()
-        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-        if headers.get("if-none-match") == etag:
-            self._respond(304, b"", {"ETag": etag})
-            return
-        content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
-        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
-            content_type += "; charset=utf-8"
+        siblings = _precompressed(candidate, stat, confine or candidate.resolve().parent)
+        coding = _choose_coding(headers.get("accept-encoding"), siblings)
+        file, file_stat = siblings[coding] if coding is not None else (candidate, stat)
+        size = file_stat.st_size
+        etag = f'"{file_stat.st_mtime_ns:x}-{size:x}{_ETAG_SUFFIX[coding] if coding is not None else ""}"'
         response_headers = {
-            "Content-Type": content_type, "ETag": etag, "Cache-Control": f"max-age={service.max_age}",
-            "Last-Modified": formatdate(stat.st_mtime, usegmt=True), **service.headers,
+            "Content-Type": _content_type(candidate.name), "ETag": etag, "Cache-Control": f"max-age={service.max_age}",
+            "Last-Modified": formatdate(file_stat.st_mtime, usegmt=True), "Accept-Ranges": "bytes",
+            **({"Content-Encoding": coding} if coding is not None else {}),
+            **({"Vary": "Accept-Encoding"} if siblings else {}), **service.headers,
         }  # fmt: skip
-        if head_only or stat.st_size <= STREAM_CHUNK:
-            body = b"" if head_only else candidate.read_bytes()
-            self._respond(200, body, response_headers, content_length=stat.st_size)
+        if _not_modified(headers, etag, file_stat.st_mtime):
+            kept = {k: v for k, v in response_headers.items() if k.lower() in _NOT_MODIFIED_KEEPS}
+            self._respond(304, b"", kept, content_length=size)  # the length a 200 would have had
+            return
+        status, offset, length = 200, 0, size
+        # Range is defined for GET only (RFC 9110 §14.2): a HEAD gets the whole file's head, Accept-Ranges included
+        part = None if head_only else _byte_range(headers, etag, int(file_stat.st_mtime), size)
+        if part == "unsatisfiable":
+            unsatisfiable = {"Content-Range": f"bytes */{size}", "Content-Type": "text/plain; charset=utf-8",
+                             "Accept-Ranges": "bytes", **({"Vary": "Accept-Encoding"} if siblings else {})}  # fmt: skip
+            self._respond(416, b"range not satisfiable\n", unsatisfiable)
+            return
+        if part is not None:
+            status, (offset, length) = 206, part
+            response_headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{size}"
+        if head_only:
+            self._respond(status, b"", response_headers, content_length=length)
+            return
+        if length <= STREAM_CHUNK:
+            try:
+                with open(file, "rb") as opened:
+                    opened.seek(offset)
+                    body = opened.read(length)
+            except OSError as exc:
+                log.warning("cannot send %s: %s", file, exc)
+                self._respond(404, b"not found\n")
+                return
+            if len(body) != length:  # the file shrank since its stat: nothing consistent can be said
+                log.warning("%s changed while being read", file)
+                self._respond(503, b"file changed while being read, try again\n", {"Retry-After": "1"})
+                return
+            self._respond(status, body, response_headers)
             return
         self._busy = True  # pipelined requests wait for the whole file
-        task = asyncio.get_running_loop().create_task(self._stream_file(candidate, stat.st_size, response_headers))
+        task = asyncio.get_running_loop().create_task(self._stream_file(file, offset, length, status, response_headers))
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
 
-    async def _stream_file(self, path: Path, size: int, headers: Mapping[str, str]) -> None:
-        """Send a large file chunk by chunk, each after the connection drained below its high-water mark."""
+    async def _stream_file(self, path: Path, offset: int, size: int, status: int, headers: Mapping[str, str]) -> None:
+        """Send ``size`` bytes of a file from ``offset`` (a large file, or a large part of one for a range
+        request) chunk by chunk, each after the connection drained below its high-water mark."""
         try:
             with open(path, "rb") as file:
-                if not self._start_response(200, headers, size):
+                file.seek(offset)
+                if not self._start_response(status, headers, size):
                     return
                 sent = 0
                 while sent < size:
@@ -381,6 +430,9 @@ class WebProtocol(asyncio.Protocol):
     ) -> None:
         if not self._start_response(status, headers or {}, len(body) if content_length is None else content_length):
             return
+        if self._head:
+            body = b""  # h11 frames a HEAD response as empty: the length above is what a GET would get
+            self._head = False
         raw = self._raw
         assert raw is not None
         data = self._http.send(h11.Data(data=body)) if body else b""
@@ -407,9 +459,9 @@ class WebProtocol(asyncio.Protocol):
         raw.write(head)
         return True
 
-    def _error(self, status: int, text: str) -> None:
+    def _error(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
         if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._respond(status, text.encode() + b"\n", {"Connection": "close"})
+            self._respond(status, text.encode() + b"\n", {**(headers or {}), "Connection": "close"})
         if self._raw is not None:
             self._raw.close()
 
@@ -440,6 +492,17 @@ class WebProtocol(asyncio.Protocol):
             view = view[size:]
 
 
+def _error_headers(service: PostService | LongPollService, request: HttpRequest) -> dict[str, str]:
+    """What a service adds to an error answered for it here (a long-poll path's CORS headers)."""
+    if not isinstance(service, LongPollService) or service.error_headers is None:
+        return {}
+    try:
+        return service.error_headers(request.headers)
+    except Exception:
+        log.exception("error_headers failed")
+        return {}
+
+
 def _same_origin(headers: Mapping[str, str]) -> bool:
     """Whether the request's Origin (if any: non-browsers send none) names the host it was sent to."""
     from urllib.parse import urlsplit
@@ -449,6 +512,144 @@ def _same_origin(headers: Mapping[str, str]) -> bool:
         return True
     host = headers.get("host", "").lower()
     return bool(host) and urlsplit(origin).netloc.lower() == host
+
+
+#: precompressed siblings looked for next to a static file, by content coding (at equal quality in
+#: Accept-Encoding the first wins), and what each adds to the file's ETag
+_SIBLINGS = {"br": ".br", "gzip": ".gz"}
+_ETAG_SUFFIX = {"br": "-br", "gzip": "-gz"}
+#: the type of a compressed file asked for by its own name ("app.js.gz"): its bytes, not what they unpack to
+_ENCODED_TYPES = {"gzip": "application/gzip", "br": "application/x-brotli", "bzip2": "application/x-bzip2",
+                  "xz": "application/x-xz", "compress": "application/x-compress"}  # fmt: skip
+#: what a 304 repeats of the 200 it stands for (RFC 9110 §15.4.5)
+_NOT_MODIFIED_KEEPS = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary"})
+_QVALUE = re.compile(r"[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+def _content_type(name: str) -> str:
+    content_type, encoding = mimetypes.guess_type(name)
+    suffix = PurePath(name).suffix
+    if encoding is not None and (suffix in mimetypes.encodings_map or suffix.lower() in mimetypes.encodings_map):
+        return _ENCODED_TYPES.get(encoding, "application/octet-stream")
+    content_type = content_type or "application/octet-stream"
+    if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
+        content_type += "; charset=utf-8"
+    return content_type
+
+
+def _precompressed(file: Path, stat: os.stat_result, confine: Path) -> dict[str, tuple[Path, os.stat_result]]:
+    """``file``'s precompressed siblings (NAME.br, NAME.gz) that can stand for it: regular files, not
+    older than it, and (symlinks resolved) inside ``confine``. Small stat calls only."""
+    found: dict[str, tuple[Path, os.stat_result]] = {}
+    for coding, suffix in _SIBLINGS.items():
+        sibling = file.with_name(file.name + suffix)
+        try:
+            sibling_stat = sibling.stat()
+            if not S_ISREG(sibling_stat.st_mode) or sibling_stat.st_mtime_ns < stat.st_mtime_ns:
+                continue  # a stale sibling (the file was changed after it was compressed) is not used
+            resolved = sibling.resolve()
+        except (OSError, RuntimeError):  # missing, unreadable, a symlink loop
+            continue
+        if confine in resolved.parents:
+            found[coding] = (resolved, sibling_stat)
+    return found
+
+
+def _choose_coding(accept: str | None, available: Mapping[str, object]) -> str | None:
+    """The content coding of ``available`` (br, gzip) that Accept-Encoding rates highest, q=0 meaning
+    "not this one"; None for identity (no header, nothing acceptable, nothing available)."""
+    if accept is None or not available:
+        return None
+    weights: dict[str, float] = {}
+    for item in accept.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        weight: float | None = 1.0
+        for param in params:
+            if param[:1] in ("q", "Q"):
+                quality = _QVALUE.fullmatch(param.replace(" ", ""))
+                weight = float(quality.group(1)) if quality is not None else None
+        if coding and weight is not None:  # an element with a malformed weight is left out
+            weights[coding.lower()] = weight
+    if "gzip" not in weights and "x-gzip" in weights:
+        weights["gzip"] = weights["x-gzip"]
+    best, best_weight = None, 0.0
+    for coding in available:
+        weight = weights.get(coding, weights.get("*", 0.0))
+        if weight > best_weight:
+            best, best_weight = coding, weight
+    return best
+
+
+def _http_date(value: str) -> int | None:
+    """An HTTP date as a Unix time, None when it is not one."""
+    try:
+        parsed = parsedate_tz(value.strip())
+        return None if parsed is None else mktime_tz(parsed)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith("W/") else tag
+
+
+def _not_modified(headers: Mapping[str, str], etag: str, mtime: float) -> bool:
+    """Whether a GET or HEAD is answered 304: If-None-Match (weak comparison) when there is one, else
+    If-Modified-Since (RFC 9110 §13.2.2)."""
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        return if_none_match.strip() == "*" or _opaque(etag) in {_opaque(tag) for tag in if_none_match.split(",")}
+    since = _http_date(headers.get("if-modified-since", ""))
+    # a date in the future is not a valid validator: ignored
+    return since is not None and since <= time.time() and int(mtime) <= since
+
+
+def _byte_number(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else 10**18  # past any file size (and int()'s digit limit)
+
+
+def _byte_range(
+    headers: Mapping[str, str], etag: str, mtime: int, size: int
+) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """The part of a ``size``-byte file a GET's Range asks for, as (offset, length); "unsatisfiable"
+    (416); None for the whole file: no Range, a malformed one, several ranges (multipart/byteranges is
+    not offered), or an If-Range that no longer holds (RFC 9110 §14)."""
+    value = headers.get("range")
+    if value is None:
+        return None
+    if_range = headers.get("if-range")
+    if if_range is not None:
+        if_range = if_range.strip()
+        if if_range.startswith(('"', "W/")):
+            if if_range != etag:  # strong comparison: a weak tag never matches
+                return None
+        elif _http_date(if_range) != mtime:
+            return None
+    unit, equals, ranges = value.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    specs = [spec.strip() for spec in ranges.split(",") if spec.strip()]
+    match = _RANGE_SPEC.fullmatch(specs[0]) if len(specs) == 1 else None
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = (_byte_number(number) if number else None for number in match.groups())
+    if first is None:  # "-n": the last n bytes
+        assert last is not None
+        if last == 0:
+            return "unsatisfiable"
+        if size == 0:
+            return None  # no bytes to take the last of: the (empty) whole
+        length = min(last, size)
+        return size - length, length
+    if last is not None and last < first:
+        return None  # an invalid range is ignored
+    if first >= size:
+        return "unsatisfiable"
+    end = size - 1 if last is None else min(last, size - 1)
+    return first, end - first + 1
 
 
 async def serve_web(

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import secrets
 import ssl
 import struct
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,7 @@ from ..wamp.batching import (
     split_batch,
 )
 from ..wamp.serializers import Serializer
+from .cookies import tracking_cookie
 from .link import CoalescingLink, channel_binding, describe_peer, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.websocket")
@@ -231,16 +232,6 @@ class WampWebSocketListener(WSListener):
             self._link.connection_lost()
 
 
-def _read_cookie(values: Sequence[str], name: str) -> str | None:
-    """Our tracking cookie from Cookie headers, if present and well-formed."""
-    for value in values:
-        for part in value.split(";"):
-            key, _, cookie = part.strip().partition("=")
-            if key == name and 16 <= len(cookie) <= 64 and all(c.isalnum() or c in "-_" for c in cookie):
-                return cookie
-    return None
-
-
 def negotiate(
     request: WSUpgradeRequest, router: Router, settings: WebSocketSettings
 ) -> WSUpgradeResponseWithListener | None:
@@ -270,13 +261,13 @@ def negotiate(
     headers = {"Sec-WebSocket-Protocol": chosen.name}
     cookie = None
     if settings.cookie_name:
-        cookie = _read_cookie(request.headers.getall("Cookie", []), settings.cookie_name)
-        if cookie is None:
-            cookie = secrets.token_urlsafe(24)
-            headers["Set-Cookie"] = (
-                f"{settings.cookie_name}={cookie}; Max-Age={int(settings.cookie_max_age)}; Path=/; HttpOnly; "
-                "SameSite=Lax"
-            )
+        store = settings.cookie_store
+        cookie, set_cookie = tracking_cookie(
+            request.headers.getall("Cookie", []), settings.cookie_name, settings.cookie_max_age,
+            known=(lambda c: store.knows(c, time.monotonic())) if store is not None else None,
+        )  # fmt: skip
+        if set_cookie is not None:
+            headers["Set-Cookie"] = set_cookie
     return WSUpgradeResponseWithListener(
         WSUpgradeResponse.create_101_response(headers),
         WampWebSocketListener(router, chosen, settings, cookie),
