@@ -36,6 +36,7 @@ from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
+from ..transport.cookies import CookieTracking
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
 from ..transport.web import (
     LongPollService,
@@ -266,22 +267,19 @@ class Node:
         if self.components is not None:
             await self.components.start(self.addresses)
 
-    def _cookie_auth(self, auth: TransportAuth) -> tuple[list[Authenticator], CookieStore | None]:
-        """The transport's authenticators and, with cookie authentication, the store of its cookies."""
+    def _cookie_auth(self, auth: TransportAuth) -> tuple[list[Authenticator], CookieTracking | None]:
+        """The transport's authenticators and, with cookie authentication, its cookie tracking."""
         authenticators = build_authenticators(auth, self.router)
-        cookie_store = None
-        if auth.cookie is not None:
-            cookie_store = CookieStore(auth.cookie.max_age)
-            authenticators.append(CookieAuthenticator(cookie_store, time.monotonic))
-        return authenticators, cookie_store
+        if auth.cookie is None:
+            return authenticators, None
+        store = CookieStore(auth.cookie.max_age)
+        authenticators.append(CookieAuthenticator(store, time.monotonic))
+        return authenticators, CookieTracking(auth.cookie.name, auth.cookie.max_age, store)
 
     def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
-        authenticators, cookie_store = self._cookie_auth(transport.auth)
-        cookie = transport.auth.cookie
+        authenticators, cookies = self._cookie_auth(transport.auth)
         return WebSocketSettings(
-            cookie_name=cookie.name if cookie is not None else None,
-            cookie_max_age=cookie.max_age if cookie is not None else 86400.0,
-            cookie_store=cookie_store,
+            cookies=cookies,
             path=path,
             serializers=[SERIALIZERS[name] for name in transport.serializers],
             session=SessionOptions(authenticators, transport.sequential_request_ids),
@@ -327,14 +325,12 @@ class Node:
             elif isinstance(service, LongPollPath):
                 from ..transport.longpoll import LongPollEndpoint, LongPollSettings
 
-                authenticators, cookie_store = self._cookie_auth(service.auth)
-                cookie = service.auth.cookie
+                authenticators, cookies = self._cookie_auth(service.auth)
                 longpoll = LongPollEndpoint(self.router, LongPollSettings(
                     root, [SERIALIZERS[name] for name in service.serializers],
                     SessionOptions(authenticators, service.sequential_request_ids),
                     service.allowed_origins, service.request_timeout, service.session_timeout, service.max_transports,
-                    cookie.name if cookie is not None else None, cookie.max_age if cookie is not None else 86400.0,
-                    cookie_store,
+                    cookies,
                 ))  # fmt: skip
                 self.longpolls.append(longpoll)
                 services[root] = LongPollService(longpoll.handle, service.max_message_size, longpoll.error_headers)

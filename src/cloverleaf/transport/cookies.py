@@ -9,8 +9,12 @@ under ``authmethod: cookie``.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from ..router.authenticators import CookieStore
 
 
 def read_cookie(values: Iterable[str], name: str) -> str | None:
@@ -53,6 +57,21 @@ def tracking_cookie(
     return cookie, set_cookie_header(name, cookie, max_age, cross_site)
 
 
+@dataclass(frozen=True, slots=True)
+class CookieTracking:
+    """Cookie authentication on a WebSocket or long-poll endpoint: the tracking cookie's name and
+    lifetime, and the store of who each cookie proved (one per endpoint)."""
+
+    name: str
+    max_age: float
+    store: CookieStore
+
+    def for_request(self, cookie_headers: Iterable[str], cross_site: bool = False) -> tuple[str, str | None]:
+        """The request's cookie if it proves an identity now, else a fresh one (see :func:`tracking_cookie`)."""
+        return tracking_cookie(cookie_headers, self.name, self.max_age, cross_site,
+                               known=lambda cookie: self.store.knows(cookie, time.monotonic()))  # fmt: skip
+
+
 def is_cross_origin(origin: str | None, host: str | None, tls: bool) -> bool:
     """Whether a request's ``Origin`` is another origin than the one it was sent to (``Host``, its scheme)."""
     if origin is None:
@@ -65,4 +84,4 @@ def is_cross_origin(origin: str | None, host: str | None, tls: bool) -> bool:
     return parts.netloc.lower().removesuffix(default) != own.removesuffix(default)
 
 
-__all__ = ["is_cross_origin", "read_cookie", "set_cookie_header", "tracking_cookie"]
+__all__ = ["CookieTracking", "is_cross_origin", "read_cookie", "set_cookie_header", "tracking_cookie"]

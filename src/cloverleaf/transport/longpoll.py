@@ -52,7 +52,7 @@ from ..wamp.batching import (
     split_batch,
 )
 from ..wamp.serializers import Serializer
-from .cookies import is_cross_origin, tracking_cookie
+from .cookies import CookieTracking, is_cross_origin
 from .web import HttpRequest
 
 log = logging.getLogger("cloverleaf.transport.longpoll")
@@ -111,10 +111,8 @@ class LongPollSettings:
     session_timeout: float = 30.0
     #: open transports at most; ``open`` answers 503 beyond
     max_transports: int = 10_000
-    #: cookie authentication: the tracking cookie's name, its lifetime, and who each cookie proved
-    cookie_name: str | None = None
-    cookie_max_age: float = 86400.0
-    cookie_store: CookieStore | None = None
+    #: cookie authentication (None: off)
+    cookies: CookieTracking | None = None
 
 
 class LongPollLink:
@@ -300,17 +298,13 @@ class LongPollEndpoint:
         link = LongPollLink(transport_id, protocol, peer)
         headers = {**headers, "Content-Type": MIME_TYPES["json"]}
         settings = self.settings
-        if settings.cookie_name:
+        if settings.cookies is not None:
             # A cookie for another site is stored and sent by browsers only as SameSite=None, which
             # needs Secure, which needs HTTPS: so on TLS, a cross-origin open gets that.
             tls = peer.startswith("tls:")
             cross_site = tls and is_cross_origin(request.headers.get("origin"), request.headers.get("host"), tls)
-            store = settings.cookie_store
-            link.cookie, set_cookie = tracking_cookie(
-                [request.headers.get("cookie", "")], settings.cookie_name, settings.cookie_max_age, cross_site,
-                known=(lambda c: store.knows(c, time.monotonic())) if store is not None else None,
-            )  # fmt: skip
-            link.cookie_store = settings.cookie_store
+            link.cookie, set_cookie = settings.cookies.for_request([request.headers.get("cookie", "")], cross_site)
+            link.cookie_store = settings.cookies.store
             if set_cookie is not None:
                 headers["Set-Cookie"] = set_cookie
         link.session = self.router.open_session(link, settings.session)

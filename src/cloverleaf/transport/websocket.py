@@ -17,7 +17,6 @@ import fnmatch
 import logging
 import ssl
 import struct
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,6 @@ from picows import (
     ws_create_server,
 )
 
-from ..router.authenticators import CookieStore
 from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp import errors
@@ -48,7 +46,7 @@ from ..wamp.batching import (
     split_batch,
 )
 from ..wamp.serializers import Serializer
-from .cookies import tracking_cookie
+from .cookies import CookieTracking
 from .link import CoalescingLink, channel_binding, describe_peer, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.websocket")
@@ -70,10 +68,8 @@ class WebSocketSettings:
     #: seconds of silence before the server pings (0 disables pings)
     ping_interval: float = 30.0
     ping_timeout: float = 10.0
-    #: cookie authentication: the tracking cookie's name, its lifetime, and who each cookie proved
-    cookie_name: str | None = None
-    cookie_max_age: float = 86400.0
-    cookie_store: CookieStore | None = None
+    #: cookie authentication (None: off)
+    cookies: CookieTracking | None = None
 
 
 class WebSocketLink(CoalescingLink):
@@ -150,9 +146,9 @@ class WampWebSocketListener(WSListener):
         if tls:
             link.peer_certificate, link.peer_certificate_der = peer_certificate(raw)
             link.channel_binding = channel_binding(raw)
-        if self._cookie is not None:
+        if self._cookie is not None and self._settings.cookies is not None:
             link.cookie = self._cookie
-            link.cookie_store = self._settings.cookie_store
+            link.cookie_store = self._settings.cookies.store
         link.session = self._router.open_session(link, self._settings.session)
         self._link = link
 
@@ -260,12 +256,8 @@ def negotiate(
         )
     headers = {"Sec-WebSocket-Protocol": chosen.name}
     cookie = None
-    if settings.cookie_name:
-        store = settings.cookie_store
-        cookie, set_cookie = tracking_cookie(
-            request.headers.getall("Cookie", []), settings.cookie_name, settings.cookie_max_age,
-            known=(lambda c: store.knows(c, time.monotonic())) if store is not None else None,
-        )  # fmt: skip
+    if settings.cookies is not None:
+        cookie, set_cookie = settings.cookies.for_request(request.headers.getall("Cookie", []))
         if set_cookie is not None:
             headers["Set-Cookie"] = set_cookie
     return WSUpgradeResponseWithListener(
