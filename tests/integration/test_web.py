@@ -320,3 +320,20 @@ async def test_large_file_is_streamed_whole_to_a_slow_reader_then_the_connection
     assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"console.log(1)")
     status, headers, body = await asyncio.to_thread(_get, port, "/big.bin")
     assert status == 200 and body == expected and headers["Content-Length"] == str(len(expected))
+
+
+async def test_a_body_over_the_limit_gets_its_413_even_while_still_uploading(web: tuple[RouterProcess, int]) -> None:
+    """The router answers 413 as soon as the body passes the limit, then keeps reading (and
+    dropping) until the client is done, so the answer is not destroyed by a TCP reset."""
+    _, port = web
+    size = 4 * 1024 * 1024  # the bridge accepts 1 MiB
+
+    def upload() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % size)  # fmt: skip
+            sock.sendall(b"x" * size)
+            return b"".join(iter(lambda: sock.recv(65536), b""))
+
+    answer = await asyncio.to_thread(upload)
+    assert answer.startswith(b"HTTP/1.1 413")

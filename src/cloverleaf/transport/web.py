@@ -30,7 +30,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in pic
 
 from .. import __version__
 from ..router.router import Router
-from .link import describe_peer
+from .link import describe_peer, linger_close
 from .websocket import WebSocketSettings, negotiate
 
 log = logging.getLogger("cloverleaf.transport.web")
@@ -156,6 +156,8 @@ class WebProtocol(asyncio.Protocol):
         #: the request being answered is a HEAD: responses keep their Content-Length and drop their body
         self._head = False
         self._reading_paused = False
+        #: the last answer is written and the connection is closing (input is dropped)
+        self._closing = False
         #: set while the transport's write buffer is below its high-water mark (file streaming waits on it)
         self._writable = asyncio.Event()
         self._writable.set()
@@ -164,6 +166,8 @@ class WebProtocol(asyncio.Protocol):
         self._raw = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # the last answer is out; what the client still sends is read and dropped
         if not self._answered:
             self._received += data
         self._http.receive_data(data)
@@ -188,6 +192,8 @@ class WebProtocol(asyncio.Protocol):
             self._lost.set_result(None)  # a held receive must not take messages it can no longer deliver
 
     def eof_received(self) -> bool | None:
+        if self._closing:
+            return None
         self._http.receive_data(b"")
         self._process()
         return None
@@ -413,7 +419,7 @@ class WebProtocol(asyncio.Protocol):
                     return
                 raw.write(self._http.send(h11.EndOfMessage()))
                 if self._http.our_state is h11.MUST_CLOSE:
-                    raw.close()
+                    self._close_after_answer()
         except OSError as exc:
             log.warning("cannot send %s: %s", path, exc)
             if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -439,7 +445,14 @@ class WebProtocol(asyncio.Protocol):
         data += self._http.send(h11.EndOfMessage())
         raw.write(data)
         if self._http.our_state is h11.MUST_CLOSE:
-            raw.close()
+            self._close_after_answer()
+
+    def _close_after_answer(self) -> None:
+        """Close once the answer is sent, without a reset destroying it: a client still uploading
+        (a body over the limit, say) would otherwise get a TCP reset instead of the 413."""
+        if self._raw is not None and not self._closing:
+            self._closing = True
+            linger_close(self._raw)
 
     def _start_response(self, status: int, headers: Mapping[str, str], content_length: int) -> bool:
         """Write the response head; False (and the connection closed) when it cannot be sent."""
@@ -462,8 +475,7 @@ class WebProtocol(asyncio.Protocol):
     def _error(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
         if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._respond(status, text.encode() + b"\n", {**(headers or {}), "Connection": "close"})
-        if self._raw is not None:
-            self._raw.close()
+        self._close_after_answer()
 
     def _hand_over(self, settings: WebSocketSettings, root: str) -> None:
         # settings.path is the service's root: picows' listener factory checks it as usual
