@@ -102,9 +102,9 @@ class PrincipalConfig(_Strict):
 
 
 class CookieAuth(_Strict):
-    #: the cookie's name, and how long (seconds) an authenticated cookie is remembered
-    name: str = "cbtid"
-    max_age: Annotated[float, Field(gt=0)] = 86400.0
+    #: the cookie's name, and how long (whole seconds: the browser's Max-Age) an authenticated cookie is remembered
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "cbtid"
+    max_age: Annotated[int, Field(ge=1)] = 86400
 
 
 class MethodAuth(_Strict):
