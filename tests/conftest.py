@@ -191,3 +191,16 @@ def autobahn_browser_js(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except InitError as exc:
         pytest.skip(f"AutobahnJS browser build unavailable: {exc}")
     return directory / "autobahn.min.js"
+
+
+@pytest.fixture(autouse=True)
+def _txaio_loop_restored() -> Iterator[None]:
+    """Autobahn's ApplicationRunner points txaio's global loop at the running test's loop; once
+    that loop is closed, every later Autobahn session in the run would schedule onto it and hang.
+    Put it back after each test."""
+    txaio = sys.modules.get("txaio")
+    previous = txaio.config.loop if txaio is not None else None
+    yield
+    txaio = sys.modules.get("txaio")
+    if txaio is not None:
+        txaio.config.loop = previous

@@ -83,18 +83,7 @@ async def test_empty_or_malformed_batch_fails_the_session(router: RouterProcess,
 
 
 async def test_autobahn_python_in_batched_mode(router: RouterProcess) -> None:
-    import txaio
-
-    # ApplicationRunner points txaio's global loop at this test's loop: put it back afterwards, or
-    # later tests' Autobahn components would schedule onto a closed loop
-    previous_loop = txaio.config.loop
-    try:
-        await _autobahn_batched_sessions(router)
-    finally:
-        txaio.config.loop = previous_loop
-
-
-async def _autobahn_batched_sessions(router: RouterProcess) -> None:
+    # (ApplicationRunner sets txaio's global loop to this test's: conftest puts it back afterwards)
     from autobahn.asyncio.wamp import ApplicationRunner, ApplicationSession
     from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
     from autobahn.wamp.types import PublishOptions
