@@ -424,7 +424,8 @@ async def test_cookie_for_cross_origin_browsers_over_tls(tmp_path: Path) -> None
     port = free_port()
     router = _start_with(tmp_path, {
         "type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port, "tls": pki.tls_config()},
-        "paths": {"/lp": {"type": "longpoll", "auth": COOKIE_AUTH, "allowed_origins": ["https://*"]}},
+        "paths": {"/lp": {"type": "longpoll", "auth": COOKIE_AUTH, "allowed_origins": ["https://*"]},
+                  "/ws": {"type": "websocket", "auth": COOKIE_AUTH, "allowed_origins": ["https://*"]}},
     })  # fmt: skip
     try:
         wait_for_port(port)
@@ -446,5 +447,18 @@ async def test_cookie_for_cross_origin_browsers_over_tls(tmp_path: Path) -> None
         # the page's own origin, or no browser: SameSite=Lax as on WebSocket
         assert (await _in_thread(set_cookie, f"https://127.0.0.1:{port}")).endswith("; HttpOnly; SameSite=Lax")
         assert (await _in_thread(set_cookie, None)).endswith("; HttpOnly; SameSite=Lax")
+
+        # the same rule on a WebSocket path of the TLS endpoint
+        import websockets
+
+        async def ws_set_cookie(origin: str | None) -> str:
+            async with websockets.connect(f"wss://127.0.0.1:{port}/ws", ssl=context, subprotocols=["wamp.2.json"],
+                                          origin=origin) as ws:  # type: ignore[arg-type]  # fmt: skip
+                value: str = ws.response.headers["Set-Cookie"]
+                return value
+
+        assert (await ws_set_cookie(ORIGIN)).endswith("; HttpOnly; SameSite=None; Secure")
+        assert (await ws_set_cookie(f"https://127.0.0.1:{port}")).endswith("; HttpOnly; SameSite=Lax")
+        assert (await ws_set_cookie(None)).endswith("; HttpOnly; SameSite=Lax")
     finally:
         assert router.stop() == 0

@@ -229,8 +229,8 @@ class Node:
                 await self._start_web(transport)
                 continue
             if isinstance(transport, WebSocketTransport):
-                ws_settings = self._websocket_settings(transport, transport.path)
                 tcp = transport.endpoint
+                ws_settings = self._websocket_settings(transport, transport.path, tls=tcp.tls is not None)
                 ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
                 server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port, ssl_context)
                 self._record(server, "wss" if ssl_context else "ws", transport.path)
@@ -276,10 +276,13 @@ class Node:
         authenticators.append(CookieAuthenticator(store, time.monotonic))
         return authenticators, CookieTracking(auth.cookie.name, auth.cookie.max_age, store)
 
-    def _websocket_settings(self, transport: WebSocketTransport | WebSocketPath, path: str) -> WebSocketSettings:
+    def _websocket_settings(
+        self, transport: WebSocketTransport | WebSocketPath, path: str, tls: bool
+    ) -> WebSocketSettings:
         authenticators, cookies = self._cookie_auth(transport.auth)
         return WebSocketSettings(
             cookies=cookies,
+            tls=tls,
             path=path,
             serializers=[SERIALIZERS[name] for name in transport.serializers],
             session=SessionOptions(authenticators, transport.sequential_request_ids),
@@ -301,7 +304,8 @@ class Node:
         for path, service in transport.paths.items():
             root = path.rstrip("/") or "/"
             if isinstance(service, WebSocketPath):
-                services[root] = WampService(self._websocket_settings(service, root))
+                tls = transport.endpoint.tls is not None
+                services[root] = WampService(self._websocket_settings(service, root, tls=tls))
             elif isinstance(service, StaticPath):
                 directory = self.config.resolve(service.directory)
                 services[root] = StaticService(directory, tuple(service.index), service.max_age)

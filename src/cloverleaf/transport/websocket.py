@@ -46,7 +46,7 @@ from ..wamp.batching import (
     split_batch,
 )
 from ..wamp.serializers import Serializer
-from .cookies import CookieTracking
+from .cookies import CookieTracking, is_cross_origin
 from .link import CoalescingLink, channel_binding, describe_peer, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.websocket")
@@ -70,6 +70,8 @@ class WebSocketSettings:
     ping_timeout: float = 10.0
     #: cookie authentication (None: off)
     cookies: CookieTracking | None = None
+    #: the endpoint speaks TLS (wss://): a cross-site page then gets a SameSite=None; Secure cookie
+    tls: bool = False
 
 
 class WebSocketLink(CoalescingLink):
@@ -257,7 +259,11 @@ def negotiate(
     headers = {"Sec-WebSocket-Protocol": chosen.name}
     cookie = None
     if settings.cookies is not None:
-        cookie, set_cookie = settings.cookies.for_request(request.headers.getall("Cookie", []))
+        # A cookie for another site is kept and sent by browsers only as SameSite=None, which needs
+        # Secure, which needs TLS: so over TLS, an upgrade from a page of another origin gets that.
+        host = request.headers.get("Host")
+        cross_site = settings.tls and is_cross_origin(origin, host, tls=True)
+        cookie, set_cookie = settings.cookies.for_request(request.headers.getall("Cookie", []), cross_site)
         if set_cookie is not None:
             headers["Set-Cookie"] = set_cookie
     return WSUpgradeResponseWithListener(
