@@ -28,7 +28,7 @@ from cloverleaf.client import (
     Session,
     connect,
 )
-from cloverleaf.node.cli import AppNotFound, load_app
+from cloverleaf.node.apps import AppNotFound, load_app
 
 
 def uri(name: str) -> str:

@@ -81,7 +81,7 @@ def in_memory_opener(router: Router, options: SessionOptions, peer: str) -> Link
 
 def _cause(exc: BaseException) -> str:
     from ..wamp.errors import ApplicationError
-    from .cli import AppNotFound
+    from .apps import AppNotFound
 
     if isinstance(exc, (AppNotFound, ApplicationError)):  # these say what happened (an error URI first)
         return str(exc)
@@ -107,7 +107,7 @@ class AppRunner:
         """
         config = self.config
         try:
-            from .cli import load_app
+            from .apps import load_app
 
             app = load_app(config.app, self._folder)
             if id(app) in started:
