@@ -2,8 +2,9 @@
 """Cloverleaf benchmark load generator: raw WAMP v2 clients, no Autobahn.
 
 Transports: WebSocket through picows (subprotocols ``wamp.2.json`` /
-``wamp.2.msgpack``) and RawSocket over plain asyncio (handshake ``0x7F``, then
-4-byte frame headers). Event loop: uvloop.
+``wamp.2.msgpack``), RawSocket over plain asyncio (handshake ``0x7F``, then
+4-byte frame headers) and HTTP long-poll (``http://host:port/lp``, json; raw
+HTTP/1.1 on asyncio streams, see ``_LongPoll``). Event loop: uvloop.
 
 The module has two faces:
 
@@ -284,6 +285,183 @@ class _RawSocketProtocol(asyncio.Protocol):
         self.s.lost("(rawsocket)")
 
 
+# ----------------------------------------------------------------------------------------
+# HTTP long-poll transport (spec: advanced/transport_http_longpoll), raw HTTP/1.1 on asyncio streams
+_JSON_SEPS = (b"\x1e", b"\x18")  # the spec's record separator; Autobahn/Crossbar write "\30" (octal) = 0x18
+
+
+class _HttpConn:
+    """One keep-alive HTTP/1.1 connection: POST, read the answer (Content-Length, chunked, or until close)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.r = self.w = None
+        self.head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\nAccept: */*\r\n".encode()
+
+    async def _connect(self):
+        self.r, self.w = await asyncio.open_connection(self.host, self.port)
+        sock = self.w.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.w is None:
+            await self._connect()
+        head = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path.encode(), self.head, len(body))
+        self.w.write(head + body)
+        r = self.r
+        lines = (await r.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1])
+        hdrs = {}
+        for line in lines[1:]:
+            if line:
+                k, _, v = line.partition(":")
+                hdrs[k.strip().lower()] = v.strip()
+        keep = parts[0] == "HTTP/1.1" and hdrs.get("connection", "").lower() != "close"
+        if status in (204, 304) or 100 <= status < 200:
+            data = b""
+        elif "content-length" in hdrs:
+            data = await r.readexactly(int(hdrs["content-length"]))
+        elif "chunked" in hdrs.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                n = int((await r.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+                if n == 0:
+                    while (await r.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                        pass
+                    break
+                chunks.append(await r.readexactly(n))
+                await r.readexactly(2)
+            data = b"".join(chunks)
+        else:
+            data = await r.read()
+            keep = False
+        if not keep:
+            self.close()
+        return status, data
+
+    def close(self):
+        if self.w is not None:
+            self.w.close()
+        self.r = self.w = None
+
+
+class _LongPoll:
+    """WAMP over HTTP long-poll for one session.
+
+    ``open`` offers ``wamp.2.json.batched`` then ``wamp.2.json``. Two keep-alive connections:
+    one carries sends (one request at a time, so messages stay in order; with a batched protocol
+    everything queued meanwhile goes in one request), the other the held ``receive``, re-posted
+    as soon as it is answered, so a held receive never delays a send. A batch is split on its
+    final byte (0x1e or Crossbar's 0x18); batches are sent with the separator the server uses:
+    0x1e until the server has answered with a batch, and if the first batch is refused with 400
+    (Crossbar splits on 0x18 only) it is re-sent with 0x18.
+    """
+
+    def __init__(self, sess: Session, host: str, port: int, root: str):
+        if sess.codec.name != "json":
+            raise ValueError("long-poll: json only")
+        self.s = sess
+        self.root = root
+        self.tx = _HttpConn(host, port)
+        self.rx = _HttpConn(host, port)
+        self.batched = False
+        self.sep = b"\x1e"
+        self.sep_known = False
+        self.queue: list[bytes] = []
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.closing = False
+
+    async def open(self) -> None:
+        body = orjson.dumps({"protocols": ["wamp.2.json.batched", "wamp.2.json"]})
+        status, data = await self.tx.post(self.root + "/open", body)
+        if status != 200:
+            raise RuntimeError(f"long-poll open answered {status}: {data[:200]!r}")
+        ans = orjson.loads(data)
+        self.batched = ans["protocol"] == "wamp.2.json.batched"
+        self.base = f"{self.root}/{ans['transport']}/"
+        s = self.s
+        s.write = self.write
+        s._close_transport = self.close
+        self.tasks = [asyncio.ensure_future(self._sender()), asyncio.ensure_future(self._receiver())]
+
+    def write(self, b: bytes) -> None:
+        if self.closing:
+            return
+        self.queue.append(b)
+        self.wake.set()
+
+    async def _sender(self) -> None:
+        try:
+            while True:
+                if not self.queue:
+                    if self.closing:
+                        break
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                if self.batched:
+                    msgs, self.queue = self.queue, []
+                    while True:
+                        sep = self.sep
+                        status, data = await self.tx.post(self.base + "send", sep.join(msgs) + sep)
+                        if status == 400 and not self.sep_known and sep == b"\x1e":
+                            self.sep, self.sep_known = b"\x18", True  # Autobahn's dialect: try it
+                            continue
+                        break
+                else:
+                    status, data = await self.tx.post(self.base + "send", self.queue.pop(0))
+                if status not in (200, 202, 204):
+                    raise RuntimeError(f"long-poll send answered {status}: {data[:200]!r}")
+                self.sep_known = True
+            await self.tx.post(self.base + "close", b"")
+        except (Exception, asyncio.CancelledError) as e:
+            if not self.closing:
+                self.s.lost(f"(long-poll send: {e!r})")
+        finally:
+            self.tx.close()
+            for t in self.tasks:
+                if t is not asyncio.current_task():
+                    t.cancel()
+
+    async def _receiver(self) -> None:
+        s = self.s
+        try:
+            while True:
+                status, data = await self.rx.post(self.base + "receive", b"")
+                if status == 204:
+                    continue  # held for request_timeout, nothing came
+                if status != 200:
+                    raise RuntimeError(f"long-poll receive answered {status}: {data[:200]!r}")
+                if not self.batched:
+                    s.payload(data)
+                    continue
+                sep = data[-1:]
+                if sep not in _JSON_SEPS:
+                    raise RuntimeError(f"long-poll batch without a separator: {data[-20:]!r}")
+                if not self.sep_known or sep != self.sep:
+                    self.sep, self.sep_known = sep, True
+                for m in data[:-1].split(sep):
+                    s.payload(m)
+        except (Exception, asyncio.CancelledError) as e:
+            s.lost(f"(long-poll receive: {e!r})")
+        finally:
+            self.rx.close()
+
+    def close(self) -> None:
+        """Flush what is queued (GOODBYE), then POST close; the receive is dropped."""
+        if self.closing:
+            return
+        self.closing = True
+        self.wake.set()
+        self.s.closed = True
+        for t in self.tasks[1:]:
+            t.cancel()
+
+
 async def connect(url: str, realm: str, codec: Codec, cls=Session, timeout: float = 10.0, **kw) -> Session:
     """Open ws://host:port/path or rs://host:port and join ``realm``; returns the session (WELCOME received)."""
     sess = cls(codec, realm, **kw)
@@ -308,8 +486,11 @@ async def connect(url: str, realm: str, codec: Codec, cls=Session, timeout: floa
             loop.create_connection(lambda: _RawSocketProtocol(sess, hs), u.hostname, u.port), timeout
         )
         await asyncio.wait_for(hs, timeout)
+    elif u.scheme == "http":
+        lp = _LongPoll(sess, u.hostname, u.port or 80, u.path.rstrip("/"))
+        await asyncio.wait_for(lp.open(), timeout)
     else:
-        raise ValueError(f"unsupported URL {url!r} (ws://host:port/path or rs://host:port)")
+        raise ValueError(f"unsupported URL {url!r} (ws://host:port/path, rs://host:port or http://host:port/lp)")
     sess.opened()
     try:
         await asyncio.wait_for(sess.welcome, timeout)
