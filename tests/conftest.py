@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,18 @@ def router_config(ws_port: int, rs_port: int, unix_path: str, ws_options: dict[s
 
 
 def start_router(tmp: Path, **extra: Any) -> RouterProcess:
+    return launch_router(tmp, lambda ws_port, rs_port, unix_path: router_config(ws_port, rs_port, unix_path, **extra))
+
+
+def launch_router(
+    tmp: Path, make_config: Callable[[int, int, str], dict[str, Any]], wait_ports: Sequence[int] = ()
+) -> RouterProcess:
+    """`cloverleaf start` on ``make_config(ws_port, rs_port, unix_path)`` written to tmp/node.yaml
+    (log in tmp/router.log); returns once the WebSocket, RawSocket and ``wait_ports`` listen."""
     ws_port, rs_port = free_port(), free_port()
     unix_path = str(tmp / "router.sock")
     config_path = tmp / "node.yaml"
-    config_path.write_text(yaml.safe_dump(router_config(ws_port, rs_port, unix_path, **extra)))
+    config_path.write_text(yaml.safe_dump(make_config(ws_port, rs_port, unix_path)))
     log_path = tmp / "router.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -95,8 +103,8 @@ def start_router(tmp: Path, **extra: Any) -> RouterProcess:
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
-        wait_for_port(ws_port)
-        wait_for_port(rs_port)
+        for port in (ws_port, rs_port, *wait_ports):
+            wait_for_port(port)
     except TimeoutError:
         process.kill()
         raise RuntimeError(f"router did not start:\n{log_path.read_text()}") from None

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import RouterProcess, free_port, router_config, wait_for_port
+from tests.conftest import RouterProcess, free_port, launch_router, router_config
 
 from cloverleaf.client import NO_RECONNECT, ApplicationError, PublishOptions, Session, TicketAuth, connect
 from cloverleaf.node.config import ConfigError, parse_config
@@ -69,31 +69,22 @@ def console(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         script.write_text("/* a stand-in for AutobahnJS */")
     else:
         shutil.copyfile(autobahn_js, script)
-    port, plain_port, ws_port, rs_port = free_port(), free_port(), free_port(), free_port()
-    config = router_config(ws_port, rs_port, str(tmp / "router.sock"), limits={"auth_failures_free": 50})
-    config["realms"].append({"name": "realm2"})
-    config["transports"] += [
-        {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}, "paths": {
-            "/console": console_path(realms=["realm1", "realm2"]), "/ws": {"type": "websocket"},
-        }},
-        {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": plain_port}, "paths": {
-            "/ws": {"type": "websocket"}, "/info": {"type": "nodeinfo"},
-        }},
-    ]  # fmt: skip
-    (tmp / "node.yaml").write_text(yaml.safe_dump(config))
-    log_path = tmp / "router.log"
-    with open(log_path, "wb") as log:
-        command = [sys.executable, "-m", "cloverleaf", "start", "--config", str(tmp / "node.yaml")]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    router = RouterProcess(process, f"ws://127.0.0.1:{ws_port}/ws", f"rs://127.0.0.1:{rs_port}",
-                           str(tmp / "router.sock"), ws_port, rs_port, log_path)  # fmt: skip
-    try:
-        wait_for_port(port)
-        wait_for_port(plain_port)
-    except TimeoutError:
-        router.stop()
-        raise RuntimeError(f"router did not start:\n{router.log()}") from None
+    port, plain_port = free_port(), free_port()
+
+    def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+        config = router_config(ws_port, rs_port, unix_path, limits={"auth_failures_free": 50})
+        config["realms"].append({"name": "realm2"})
+        config["transports"] += [
+            {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}, "paths": {
+                "/console": console_path(realms=["realm1", "realm2"]), "/ws": {"type": "websocket"},
+            }},
+            {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": plain_port}, "paths": {
+                "/ws": {"type": "websocket"}, "/info": {"type": "nodeinfo"},
+            }},
+        ]  # fmt: skip
+        return config
+
+    router = launch_router(tmp, make_config, wait_ports=(port, plain_port))
     yield Console(router, port, plain_port, script, autobahn_js is not None)
     code = router.stop()
     assert code == 0, router.log()

@@ -45,25 +45,14 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def _start_with(tmp: Path, extra_transport: dict[str, Any]) -> RouterProcess:
     """A router with the test config's transports plus ``extra_transport``."""
-    import os
-    import subprocess
-    import sys
+    from tests.conftest import launch_router, router_config
 
-    import yaml
-    from tests.conftest import router_config
+    def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+        config = router_config(ws_port, rs_port, unix_path)
+        config["transports"].append(extra_transport)
+        return config
 
-    ws_port, rs_port = free_port(), free_port()
-    config = router_config(ws_port, rs_port, str(tmp / "router.sock"))
-    config["transports"].append(extra_transport)
-    (tmp / "node.yaml").write_text(yaml.safe_dump(config))
-    log_path = tmp / "router.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "cloverleaf", "start", "--config", str(tmp / "node.yaml")],
-                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    wait_for_port(ws_port)
-    wait_for_port(rs_port)
-    return RouterProcess(process, f"ws://127.0.0.1:{ws_port}/ws", f"rs://127.0.0.1:{rs_port}", str(tmp / "router.sock"),
-                         ws_port, rs_port, log_path)  # fmt: skip
+    return launch_router(tmp, make_config)
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
