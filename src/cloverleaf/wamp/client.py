@@ -8,8 +8,6 @@ asyncio layer's business (it owns the futures); the core guarantees shape and or
 
 from __future__ import annotations
 
-from typing import Any
-
 from .errors import ProtocolError
 from .ids import SequentialIds
 from .messages import (
@@ -28,10 +26,9 @@ from .messages import (
     Unregistered,
     Unsubscribed,
     Welcome,
-    parse_message,
 )
 from .serializers import Serializer
-from .session import Phase
+from .session import Phase, SessionCore
 
 # Messages a router may send once the session is established (spec: the router roles).
 _ESTABLISHED_FROM_ROUTER = frozenset(
@@ -43,10 +40,10 @@ _ESTABLISHED_FROM_ROUTER = frozenset(
 )  # fmt: skip
 
 
-class ClientSessionCore:
+class ClientSessionCore(SessionCore):
     """Request IDs, encoding, decoding and ordering for one client-side session."""
 
-    __slots__ = ("phase", "request_ids", "serializer")
+    __slots__ = ("request_ids",)
 
     def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
@@ -67,20 +64,6 @@ class ClientSessionCore:
     def goodbye_sent(self) -> None:
         if self.phase is Phase.ESTABLISHED:
             self.phase = Phase.CLOSING
-
-    def receive(self, payload: bytes | bytearray | memoryview) -> Message | None:
-        """Decode and check one payload from the router; None when it must be ignored.
-
-        Raises :class:`ProtocolError` for malformed or out-of-order messages; the session is then
-        CLOSED and the caller should ABORT with ``wamp.error.protocol_violation``.
-        """
-        try:
-            wmsg: Any = self.serializer.decode(payload)
-            message = parse_message(wmsg)
-            return self._check_order(message)
-        except ProtocolError:
-            self.phase = Phase.CLOSED
-            raise
 
     def _check_order(self, message: Message) -> Message | None:
         phase = self.phase

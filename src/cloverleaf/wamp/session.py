@@ -54,10 +54,37 @@ _ESTABLISHED_FROM_CLIENT = frozenset(
 _NEW_REQUESTS = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Subscribe, Unsubscribe, Call, Register, Unregister))
 
 
-class ServerSessionCore:
+class SessionCore:
+    """What both ends of a session do with a received payload: decode it, validate it into a typed
+    message, and check it against the phase (:meth:`_check_order`, one per side)."""
+
+    __slots__ = ("phase", "serializer")
+    serializer: Serializer
+    phase: Phase
+
+    def receive(self, payload: bytes | bytearray | memoryview) -> Message | None:
+        """Decode and check one payload; return the message, or None when it must be ignored.
+
+        Raises :class:`ProtocolError` if the payload is not a valid WAMP message or the message
+        is not allowed now. After a violation the session is CLOSED (the caller should ABORT with
+        ``wamp.error.protocol_violation``).
+        """
+        try:
+            wmsg: Any = self.serializer.decode(payload)
+            message = parse_message(wmsg)
+            return self._check_order(message)
+        except ProtocolError:
+            self.phase = Phase.CLOSED
+            raise
+
+    def _check_order(self, message: Message) -> Message | None:  # pragma: no cover - each side has its own
+        raise NotImplementedError
+
+
+class ServerSessionCore(SessionCore):
     """Decoding, validation and ordering for one router-side session."""
 
-    __slots__ = ("last_request", "phase", "reused_request", "sequential_requests", "serializer")
+    __slots__ = ("last_request", "reused_request", "sequential_requests")
 
     def __init__(self, serializer: Serializer, sequential_requests: bool = True) -> None:
         self.serializer = serializer
@@ -68,20 +95,6 @@ class ServerSessionCore:
         self.last_request = 0
         #: the CALL just received reused an earlier request ID (only a progressive call may)
         self.reused_request = False
-
-    def receive(self, payload: bytes | bytearray | memoryview) -> Message | None:
-        """Decode and check one payload; return the message, or None when it must be ignored.
-
-        Raises :class:`ProtocolError` if the payload is not a valid WAMP message or the message
-        is not allowed now. After a violation the session is CLOSED.
-        """
-        try:
-            wmsg: Any = self.serializer.decode(payload)
-            message = parse_message(wmsg)
-            return self._check_order(message)
-        except ProtocolError:
-            self.phase = Phase.CLOSED
-            raise
 
     def _check_order(self, message: Message) -> Message | None:
         phase = self.phase
