@@ -120,10 +120,15 @@ class CoalescingLink:
     def flush(self) -> None:
         if not self._pending or self._closed:
             return
-        data = b"".join(self._pending)
+        data = self.join_pending(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
         self.raw.write(data)
+
+    def join_pending(self, pending: list[bytes]) -> bytes:
+        """The bytes for one socket write from what :meth:`write` queued: each payload's
+        :meth:`frame_header`, then the payload."""
+        return b"".join(pending)
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False

@@ -102,7 +102,8 @@ class BatchedWebSocketLink(WebSocketLink):
 
     The queue is the base class's, so flushing, the backlog and the queue policy work unchanged:
     ``frame_header`` queues each payload's batch prefix (the length, for binary serializers;
-    nothing for JSON, whose separator follows the payload and is added when flushing).
+    nothing for JSON, whose separator follows the payload and is added when joining), and
+    ``join_pending`` makes the batch one WebSocket message.
     """
 
     #: the JSON separator to send: the spec's, or the peer's own (Autobahn's 0x18) once it used it
@@ -111,16 +112,11 @@ class BatchedWebSocketLink(WebSocketLink):
     def frame_header(self, payload: bytes) -> bytes:
         return len(payload).to_bytes(4, "big") if self.serializer.BINARY else b""
 
-    def flush(self) -> None:
-        pending = self._pending
-        if not pending or self._closed:
-            return
+    def join_pending(self, pending: list[bytes]) -> bytes:
         # binary: [length, payload, length, payload, ...]; JSON: [b"", payload, b"", payload, ...]
         binary = self.serializer.BINARY
         body = b"".join(pending) if binary else self.separator.join(pending[1::2]) + self.separator
-        pending.clear()
-        self._pending_bytes = 0
-        self.raw.write(WebSocketLink.frame_header(self, body) + body)
+        return WebSocketLink.frame_header(self, body) + body
 
 
 class WampWebSocketListener(WSListener):
