@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from ..router.authenticators import CookieStore
@@ -38,6 +40,11 @@ def channel_binding(transport: asyncio.BaseTransport) -> dict[str, bytes]:
     except (ValueError, AttributeError):
         return {}
     return {"tls-unique": data} if data else {}
+
+
+def origin_allowed(origin: str, allowed_origins: Sequence[str]) -> bool:
+    """Whether a browser's ``Origin`` matches one of the shell-style patterns (``https://*.example.com``)."""
+    return any(fnmatch.fnmatchcase(origin, pattern) for pattern in allowed_origins)
 
 
 def describe_peer(transport: asyncio.BaseTransport, scheme: str) -> str:

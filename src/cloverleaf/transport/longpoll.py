@@ -26,7 +26,6 @@ writes is queued until a ``receive`` takes it. No routing happens here.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import secrets
 import time
@@ -53,6 +52,7 @@ from ..wamp.batching import (
 )
 from ..wamp.serializers import Serializer
 from .cookies import CookieTracking, is_cross_origin
+from .link import origin_allowed
 from .web import HttpRequest
 
 log = logging.getLogger("cloverleaf.transport.longpoll")
@@ -83,7 +83,7 @@ def cors_headers(headers: Mapping[str, str], allowed_origins: Sequence[str], pre
     origin = headers.get("origin")
     if origin is None:
         return {}
-    if not any(fnmatch.fnmatchcase(origin, pattern) for pattern in allowed_origins):
+    if not origin_allowed(origin, allowed_origins):
         return None
     answer = {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
     if preflight:

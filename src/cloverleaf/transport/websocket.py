@@ -13,7 +13,6 @@ and joined into one socket write per event-loop pass (see :class:`CoalescingLink
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import ssl
 import struct
@@ -47,7 +46,7 @@ from ..wamp.batching import (
 )
 from ..wamp.serializers import Serializer
 from .cookies import CookieTracking, is_cross_origin
-from .link import CoalescingLink, channel_binding, describe_peer, peer_certificate
+from .link import CoalescingLink, channel_binding, describe_peer, origin_allowed, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.websocket")
 
@@ -234,7 +233,7 @@ def negotiate(
     if path != settings.path:
         return None  # 404
     origin = request.headers.get("Origin")
-    if origin is not None and not any(fnmatch.fnmatchcase(origin, pattern) for pattern in settings.allowed_origins):
+    if origin is not None and not origin_allowed(origin, settings.allowed_origins):
         log.info("refused WebSocket upgrade from Origin %r", origin)
         return WSUpgradeResponseWithListener(
             WSUpgradeResponse.create_error_response(403, b"origin not allowed\n"), None
