@@ -17,10 +17,10 @@ def test_read_cookie_takes_only_a_well_formed_value_of_its_name() -> None:
 
 
 def test_new_cookie_and_its_attributes() -> None:
-    cookie, header = tracking_cookie([], "cbtid", 3600.5)
+    cookie, header = tracking_cookie([], "cbtid", 3600.5, known=lambda c: True)
     assert header == f"cbtid={cookie}; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
     assert read_cookie([header.split(";")[0]], "cbtid") == cookie
-    assert tracking_cookie([f"cbtid={cookie}"], "cbtid", 3600) == (cookie, None)
+    assert tracking_cookie([f"cbtid={cookie}"], "cbtid", 3600, known=lambda c: c == cookie) == (cookie, None)
     cross_site = set_cookie_header("n", "v", 10, cross_site=True)
     assert cross_site == "n=v; Max-Age=10; Path=/; HttpOnly; SameSite=None; Secure"
 

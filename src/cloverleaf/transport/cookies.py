@@ -40,18 +40,17 @@ def set_cookie_header(name: str, cookie: str, max_age: float, cross_site: bool =
 
 
 def tracking_cookie(
-    values: Iterable[str], name: str, max_age: float, cross_site: bool = False,
-    known: Callable[[str], bool] | None = None,
+    values: Iterable[str], name: str, max_age: float, known: Callable[[str], bool], cross_site: bool = False
 ) -> tuple[str, str | None]:
     """The request's tracking cookie, or a new one: (cookie, the Set-Cookie value to answer with or None).
 
-    With ``known``, a presented cookie is kept only if ``known(cookie)`` (it proved an identity
-    that has not expired); any other is replaced by a fresh one. A cookie the router never issued
-    or has forgotten could have been planted in the browser by someone else, who would then log in
-    as whoever authenticates under it next (session fixation).
+    A presented cookie is kept only if ``known(cookie)`` (it proved an identity that has not
+    expired); any other is replaced by a fresh one. A cookie the router never issued or has
+    forgotten could have been planted in the browser by someone else, who would then log in as
+    whoever authenticates under it next (session fixation).
     """
     cookie = read_cookie(values, name)
-    if cookie is not None and (known is None or known(cookie)):
+    if cookie is not None and known(cookie):
         return cookie, None
     cookie = secrets.token_urlsafe(24)
     return cookie, set_cookie_header(name, cookie, max_age, cross_site)
@@ -68,8 +67,8 @@ class CookieTracking:
 
     def for_request(self, cookie_headers: Iterable[str], cross_site: bool = False) -> tuple[str, str | None]:
         """The request's cookie if it proves an identity now, else a fresh one (see :func:`tracking_cookie`)."""
-        return tracking_cookie(cookie_headers, self.name, self.max_age, cross_site,
-                               known=lambda cookie: self.store.knows(cookie, time.monotonic()))  # fmt: skip
+        return tracking_cookie(cookie_headers, self.name, self.max_age,
+                               lambda cookie: self.store.knows(cookie, time.monotonic()), cross_site)  # fmt: skip
 
 
 def is_cross_origin(origin: str | None, host: str | None, tls: bool) -> bool:
