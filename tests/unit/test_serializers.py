@@ -152,7 +152,6 @@ INVALID: dict[str, list[bytes]] = {
     ],
     "cbor": [
         b"", b"\xff", b"\x81", b"\x1c", b"\x62\xff\xfe", b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff", b"\x5f\x01\xff",
-        b"\xc1\x1b\xff\xff\xff\xff\xff\xff\xff\xff", b"\xc0\x61\x61",  # impossible datetimes
         b"\x81" * 1000 + b"\xf6",  # nesting beyond the decoder's limit
     ],
 }
@@ -258,10 +257,10 @@ def test_encode_error_is_a_declared_error(serializer: Serializer, value: Any) ->
 
 @pytest.mark.parametrize("serializer", ALL, ids=_name)
 def test_encode_cyclic_structure_fails_cleanly(serializer: Serializer) -> None:
-    # A CBOR peer can send a self-referencing list (tags 28/29); re-encoding it for another
-    # subscriber must fail with a declared error.
-    cyclic = CBOR.decode(bytes.fromhex("d81c81d81d00"))
-    assert cyclic[0] is cyclic
+    # No peer can send one any more (CBOR's shared references, tags 28/29, are not interpreted:
+    # test_datamodel.py), but an application component could hand the router one.
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
     with pytest.raises(ENCODE_ERRORS):
         serializer.encode([36, 1, 2, {}, cyclic])
 

@@ -8,6 +8,7 @@ canceling, call timeouts, caller disclosure, and the router's own meta procedure
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -97,21 +98,28 @@ class PendingCall:
             self.timer = None
 
 
+#: the longest call timeout kept (2^31 - 1 ms, about 24.8 days, JavaScript's setTimeout limit); a
+#: longer one is shortened to it (also when forwarded to the callee)
+MAX_CALL_TIMEOUT_SECONDS = (2**31 - 1) / 1000
+
+
 def call_timeout_seconds(value: Any) -> float:
-    """The CALL's ``timeout`` option in seconds (0: none).
+    """The CALL's ``timeout`` option in seconds (0: none), at most :data:`MAX_CALL_TIMEOUT_SECONDS`.
 
     The spec gives milliseconds as an integer, and that is how an integer is read (Autobahn|Python
     sends its integer unchanged). A float (10.0, 2.5) is taken as seconds, as some clients send it.
     """
     if type(value) is int:
-        if value < 0:
-            raise ValueError("option 'timeout' must not be negative")
-        return value / 1000
-    if type(value) is float:
-        if value < 0:
-            raise ValueError("option 'timeout' must not be negative")
-        return value
-    raise ValueError("option 'timeout' must be a number of milliseconds")
+        seconds = value / 1000
+    elif type(value) is float:
+        seconds = value
+        if not math.isfinite(seconds):
+            raise ValueError("option 'timeout' must be a finite number")
+    else:
+        raise ValueError("option 'timeout' must be a number of milliseconds")
+    if seconds < 0:
+        raise ValueError("option 'timeout' must not be negative")
+    return min(seconds, MAX_CALL_TIMEOUT_SECONDS)
 
 
 class Dealer:

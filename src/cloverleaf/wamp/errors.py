@@ -50,6 +50,19 @@ class SerializationError(ProtocolError):
     """A payload could not be decoded (or a value could not be encoded) by the chosen serializer."""
 
 
+class UnroutableValueError(ProtocolError):
+    """A well-formed request whose values fall outside the data model (:mod:`cloverleaf.wamp.datamodel`).
+
+    Not a violation that ends the session: the router refuses that one CALL, PUBLISH, YIELD or
+    ERROR (spec: "payload validation", ``wamp.error.invalid_argument``). ``refused`` is the
+    parsed message (its request ID, options) and ``message`` says what was refused and why.
+    """
+
+    def __init__(self, message: str, refused: Any) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
 class UnencodableError(Exception):
     """A value cannot be represented in the chosen serializer (e.g. a CBOR tag bound for JSON).
 

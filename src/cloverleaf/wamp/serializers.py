@@ -1,8 +1,17 @@
 """WAMP serializers (spec: basic/serializations): JSON, MessagePack and CBOR.
 
 Each serializer turns a marshalled message (a list) into bytes and back. Decoding never raises
-anything but :class:`SerializationError`. The JSON serializer implements the spec's convention for
-binary values: a string whose first character is NUL carries base64 of the bytes that follow.
+anything but :class:`SerializationError`, and its cost is linear in the payload's size: nothing a
+peer sends is interpreted beyond the WAMP data model (:mod:`cloverleaf.wamp.datamodel`). A
+MessagePack extension type or a CBOR tag is not decoded (no timestamps, regular expressions, MIME
+messages, big numbers or shared references) but stands as an :class:`Unportable` marker, and
+:meth:`Serializer.find_unportable` names what the router must refuse. Map keys other than strings
+(and byte strings, refused later) are a decoding error in the binary serializers: Python hashes
+of tuples and numbers can be made to collide, and a map of colliding keys costs quadratic time to
+build (measured: 300 KB of MessagePack stalled the process for 3.5 s with msgspec's decoder).
+
+The JSON serializer implements the spec's convention for binary values: a string whose first
+character is NUL carries base64 of the bytes that follow.
 """
 
 from __future__ import annotations
@@ -12,9 +21,11 @@ import io
 from typing import Any, ClassVar, Final
 
 import cbor2
+import msgpack
 import msgspec
 import orjson
 
+from .datamodel import MAX_DEPTH, Unportable, find_unportable
 from .errors import SerializationError, UnencodableError
 
 
@@ -38,6 +49,11 @@ class Serializer:
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def find_unportable(self, payload: bytes | bytearray | memoryview, value: Any) -> str | None:
+        """Why ``value``, just decoded from ``payload``, holds something outside the data model
+        (see :mod:`cloverleaf.wamp.datamodel`), or None when every serializer can carry it."""
+        return find_unportable(value)
 
 
 _NUL_ESCAPED: Final = b"\\u0000"
@@ -97,16 +113,34 @@ class JsonSerializer(Serializer):
                 raise SerializationError("JSON nested too deeply") from exc
         return value
 
+    def find_unportable(self, payload: bytes | bytearray | memoryview, value: Any) -> str | None:
+        # What orjson decodes is in the data model but for the depth (keys are strings, numbers
+        # finite and within 64 bits, NUL strings already binary), and a payload with few brackets
+        # cannot nest deeply: counting them (C speed) spares the walk for almost every message.
+        if type(payload) is memoryview:
+            payload = payload.tobytes()
+        if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
+            return None
+        return find_unportable(value, nul_strings_allowed=True)
+
+
+def _msgpack_extension(code: int, data: bytes) -> Unportable:
+    return Unportable(f"a MessagePack extension type {code}")
+
 
 class MsgpackSerializer(Serializer):
-    """MessagePack via msgspec (measured 2x faster than the msgpack package here)."""
+    """MessagePack: encoded by msgspec, decoded by the msgpack package.
+
+    msgspec encodes fastest, but its decoder builds maps with keys of any hashable type, tuples
+    among them, which makes hash flooding possible; the msgpack package (within 10% of its speed
+    since 1.1, measured) refuses keys other than strings and byte strings as it decodes.
+    """
 
     __slots__ = ()
     NAME = "msgpack"
     RAWSOCKET_ID = 2
     BINARY = True
     _encoder: ClassVar[msgspec.msgpack.Encoder] = msgspec.msgpack.Encoder()
-    _decoder: ClassVar[msgspec.msgpack.Decoder[Any]] = msgspec.msgpack.Decoder()
 
     def encode(self, wmsg: list[Any]) -> bytes:
         try:
@@ -116,13 +150,35 @@ class MsgpackSerializer(Serializer):
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
         try:
-            return self._decoder.decode(payload)
-        except (msgspec.DecodeError, ValueError, TypeError, RecursionError) as exc:
+            # the timestamp extension (-1) comes back as a msgpack.Timestamp, refused as unportable
+            return msgpack.unpackb(payload, strict_map_key=True, ext_hook=_msgpack_extension)
+        except msgpack.StackError as exc:
+            raise SerializationError("invalid MessagePack: nested too deeply") from exc
+        except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
             raise SerializationError(f"invalid MessagePack: {exc}") from exc
 
 
+def _cbor_tag_marker(tag: int) -> Any:
+    return lambda value, immutable: Unportable(f"a CBOR tag {tag}")
+
+
+def _cbor_unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> Unportable:
+    return Unportable(f"a CBOR tag {tag.tag}")
+
+
+def _cbor_self_described(value: Any, immutable: bool) -> Any:
+    return value  # tag 55799 only says "this is CBOR" (RFC 8949, 3.4.6)
+
+
+#: every tag cbor2 6.3 would interpret itself (dates, big numbers, decimals, shared and string
+#: references, rationals, regular expressions, MIME, UUIDs, IP addresses, sets, ...); the unit
+#: tests check that no tag in [0, 70000) escapes this and the tag hook
+_CBOR_BUILTIN_TAGS: Final = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 43000)
+_CBOR_NO_TAGS: Final = {tag: _cbor_tag_marker(tag) for tag in _CBOR_BUILTIN_TAGS} | {55799: _cbor_self_described}
+
+
 class CborSerializer(Serializer):
-    """CBOR via cbor2's C extension."""
+    """CBOR via cbor2's C extension, with every tag left uninterpreted."""
 
     __slots__ = ()
     NAME = "cbor"
@@ -140,7 +196,9 @@ class CborSerializer(Serializer):
         # cbor2.loads silently ignores, are caught: the JSON and MessagePack decoders reject them too.
         stream = io.BytesIO(payload)
         try:
-            value = cbor2.CBORDecoder(stream).decode()
+            value = cbor2.CBORDecoder(
+                stream, semantic_decoders=_CBOR_NO_TAGS, tag_hook=_cbor_unknown_tag, strict_hashable_types=True
+            ).decode()
         except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise SerializationError(f"invalid CBOR: {exc}") from exc
         if stream.tell() != len(payload):

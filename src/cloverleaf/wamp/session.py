@@ -12,7 +12,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from .errors import ProtocolError
+from .datamodel import TOO_DEEP
+from .errors import ProtocolError, UnroutableValueError
 from .ids import MAX_ID
 from .messages import (
     Abort,
@@ -50,6 +51,9 @@ _ESTABLISHED_FROM_CLIENT = frozenset(
     cls.MESSAGE_TYPE
     for cls in (Goodbye, Abort, Error, Publish, Subscribe, Unsubscribe, Call, Cancel, Register, Unregister, Yield)
 )
+# Messages whose values the router refuses with an ERROR (not an ABORT) when they fall outside the
+# data model (spec: basic/bp_uris, "payload validation" answered with wamp.error.invalid_argument).
+_REFUSABLE = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Call, Yield, Error))
 # Messages that open a new request and so carry the next session-scope request ID.
 _NEW_REQUESTS = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Subscribe, Unsubscribe, Call, Register, Unregister))
 
@@ -71,11 +75,22 @@ class SessionCore:
         """
         try:
             wmsg: Any = self.serializer.decode(payload)
-            message = parse_message(wmsg)
-            return self._check_order(message)
+            problem = self._find_unportable(payload, wmsg)
+            if problem is not None:
+                return self._unportable(wmsg, problem)
+            return self._check_order(parse_message(wmsg))
+        except UnroutableValueError:
+            raise  # that one request is refused; the session goes on
         except ProtocolError:
             self.phase = Phase.CLOSED
             raise
+
+    def _find_unportable(self, payload: bytes | bytearray | memoryview, wmsg: Any) -> str | None:
+        """What in a decoded message must not be routed (a client keeps all it receives)."""
+        return None
+
+    def _unportable(self, wmsg: Any, problem: str) -> Message | None:  # pragma: no cover - router side only
+        raise NotImplementedError
 
     def _check_order(self, message: Message) -> Message | None:  # pragma: no cover - each side has its own
         raise NotImplementedError
@@ -95,6 +110,24 @@ class ServerSessionCore(SessionCore):
         self.last_request = 0
         #: the CALL just received reused an earlier request ID (only a progressive call may)
         self.reused_request = False
+
+    def _find_unportable(self, payload: bytes | bytearray | memoryview, wmsg: Any) -> str | None:
+        return self.serializer.find_unportable(payload, wmsg)
+
+    def _unportable(self, wmsg: Any, problem: str) -> Message | None:
+        """A message holding values outside the data model: raise :class:`UnroutableValueError`
+        for a request the router can refuse alone, :class:`ProtocolError` for anything else."""
+        if problem == TOO_DEEP:
+            # not parsed: describing a value this deep (in an error text, say) could exhaust the stack
+            raise ProtocolError(f"the message holds {problem}")
+        message = self._check_order(parse_message(wmsg))
+        if message is None:
+            return None
+        if message.MESSAGE_TYPE not in _REFUSABLE:
+            raise ProtocolError(f"{message.NAME} holds {problem}, which the router cannot carry")
+        raise UnroutableValueError(
+            f"{message.NAME} refused: it holds {problem}, which not every client can receive", message
+        )
 
     def _check_order(self, message: Message) -> Message | None:
         phase = self.phase

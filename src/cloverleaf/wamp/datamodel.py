@@ -1,0 +1,101 @@
+"""The values a WAMP message may carry through the router: what every serializer carries both ways.
+
+The router translates between JSON, MessagePack and CBOR peers, so a value is only routed when
+each of them can represent it and read it back as the same value (docs/spec-notes.md, "The data
+model"):
+
+- ``None``, ``bool``, ``str``, ``bytes`` (JSON carries bytes as a NUL-prefixed base64 string);
+- integers in [-2^63, 2^64 - 1] (what MessagePack and orjson encode);
+- finite floats (JSON has no NaN or infinity: orjson would write ``null``);
+- lists, and maps whose keys are strings;
+- at most :data:`MAX_DEPTH` levels of lists and maps, counting the message's own list as the
+  first (orjson encodes 254 levels, cbor2 decodes 400 by default);
+- no string whose first character is NUL arriving from a binary serializer: a JSON peer would
+  read it as base64 binary (the spec's JSON convention), so it cannot arrive as the same value.
+
+Decoders turn what falls outside (a MessagePack extension type, a CBOR tag or simple value) into
+an :class:`Unportable` marker instead of interpreting it, so that :func:`find_unportable` names it
+and the router answers with an ERROR (or an ABORT when the message itself cannot be routed).
+
+Pure functions, no I/O: the checks run on every routed message, so their cost matters: one
+recursive pass over the decoded value, linear in its size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+#: deepest nesting of lists and maps in a message, its own list counting as level 1
+MAX_DEPTH: Final = 128
+
+#: what :func:`find_unportable` answers for a value nested too deeply to be looked into safely
+TOO_DEEP: Final = f"lists and maps nested deeper than {MAX_DEPTH} levels"
+
+MIN_INT: Final = -(2**63)
+MAX_INT: Final = 2**64 - 1
+
+
+class Unportable:
+    """Stands where a decoder met a value outside the data model (``what`` names it)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"<{self.what}>"
+
+
+def find_unportable(value: Any, nul_strings_allowed: bool = False) -> str | None:
+    """Why ``value`` (a decoded message) cannot be routed to every serializer, or None if it can.
+
+    ``nul_strings_allowed`` is for values decoded from JSON, where a NUL-prefixed string has
+    already been read as binary, so none is left.
+    """
+    return _check(value, 1, nul_strings_allowed)
+
+
+def _check(value: Any, depth: int, nul_ok: bool) -> str | None:
+    kind = type(value)
+    if kind is str:
+        if not nul_ok and value and value[0] == "\x00":
+            return "a string starting with NUL (JSON peers would read it as binary)"
+        return None
+    if kind is int:
+        if MIN_INT <= value <= MAX_INT:
+            return None
+        return "an integer outside [-2^63, 2^64-1]"
+    if kind is list:
+        if depth > MAX_DEPTH:
+            return TOO_DEEP
+        for item in value:
+            problem = _check(item, depth + 1, nul_ok)
+            if problem is not None:
+                return problem
+        return None
+    if kind is dict:
+        if depth > MAX_DEPTH:
+            return TOO_DEEP
+        for key, item in value.items():
+            if type(key) is not str:
+                return f"a map key of type {type(key).__name__} (only string keys can be carried)"
+            if not nul_ok and key and key[0] == "\x00":
+                return "a map key starting with NUL (JSON peers would read it as binary)"
+            problem = _check(item, depth + 1, nul_ok)
+            if problem is not None:
+                return problem
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else "a non-finite float (JSON has no NaN or infinity)"
+    if value is None or kind is bool or kind is bytes:
+        return None
+    return _describe(value)
+
+
+def _describe(value: Any) -> str:
+    if type(value) is Unportable:
+        return str(value.what)
+    return f"a value of type {type(value).__name__}"
+
