@@ -217,6 +217,15 @@ async def test_http_bridge_publisher_and_caller(web: tuple[RouterProcess, int]) 
     assert status == 502 and answer["error"] == "wamp.error.no_such_procedure"
     status, answer = await asyncio.to_thread(_post, port, "/call", b"{not json")
     assert status == 400 and answer["error"] == "cloverleaf.error.invalid_json"
+    # the data model applies as on a WebSocket: nesting is bounded, "\u0000..." is base64 binary
+    deep = b'{"procedure": "com.bridge.add", "args": [' + b"[" * 200 + b"]" * 200 + b"]}"
+    status, answer = await asyncio.to_thread(_post, port, "/call", deep)
+    assert status == 400 and answer["error"] == "wamp.error.invalid_argument"
+    assert "nested deeper" in answer["args"][0]
+    body = json.dumps({"topic": "com.bridge.news", "args": ["\u0000AAE="]}).encode()
+    status, answer = await asyncio.to_thread(_post, port, "/publish", body)
+    assert status == 200
+    assert await asyncio.wait_for(received.get(), 5) == ((b"\x00\x01",), {})
     status, _, _ = await asyncio.to_thread(_get, port, "/call")
     assert status == 405
 

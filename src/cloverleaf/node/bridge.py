@@ -23,7 +23,8 @@ import orjson
 
 from ..router.internal import ServiceSession
 from ..transport.web import HttpRequest
-from ..wamp.errors import ApplicationError
+from ..wamp.errors import ApplicationError, SerializationError
+from ..wamp.serializers import JSON as JSON_SERIALIZER
 
 JSON = "application/json"
 #: how far a signed request's timestamp may be from now (seconds)
@@ -63,12 +64,17 @@ class HttpBridge:
             except ApplicationError as exc:
                 return 502, orjson.dumps({"error": exc.error, "args": list(exc.args)}), JSON
             return 202, orjson.dumps({"id": publication}), JSON
+        body = body or b"{}"
         try:
-            request = orjson.loads(body or b"{}")
-        except orjson.JSONDecodeError as exc:
-            return _failure(400, "cloverleaf.error.invalid_json", str(exc))
+            # the WAMP JSON serializer: a NUL-prefixed string is binary here too, as on a WebSocket
+            request = JSON_SERIALIZER.decode(body)
+        except SerializationError as exc:
+            return _failure(400, "cloverleaf.error.invalid_json", exc.message)
         if not isinstance(request, dict):
             return _failure(400, "cloverleaf.error.invalid_request", "the body must be a JSON object")
+        unportable = JSON_SERIALIZER.find_unportable(body, [request])
+        if unportable is not None:
+            return _failure(400, "wamp.error.invalid_argument", f"the request holds {unportable}")
         args = request.get("args") or []
         kwargs = request.get("kwargs") or {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,41 @@ class PendingJoin:
     hello: HelloInfo
     authenticator: Authenticator
     state: Any = None
+
+
+class JoinTimer:
+    """The clock of one session's join: runs while the router waits for the client (its HELLO,
+    its AUTHENTICATE after a CHALLENGE), stands still while the router itself decides (a dynamic
+    authenticator, a delayed ABORT), and calls ``expired`` once ``timeout`` seconds have run."""
+
+    __slots__ = ("_expired", "_handle", "_left", "_loop", "_since", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, expired: Callable[[], None]) -> None:
+        self.timeout = timeout
+        self._expired = expired
+        self._left = timeout
+        self._loop = loop
+        self._since = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self.run()
+
+    def run(self) -> None:
+        """Start (or go on) counting the time the client takes."""
+        if self._handle is None:
+            self._since = self._loop.time()
+            self._handle = self._loop.call_later(max(0.0, self._left), self._expired)
+
+    def pause(self) -> None:
+        """The router is deciding: this time is not the client's."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._left -= self._loop.time() - self._since
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _peer_host(peer: str) -> str:
@@ -113,14 +148,45 @@ class Router:
         self.realms[realm.name] = realm
 
     def open_session(self, link: TransportLink, options: SessionOptions) -> RouterSession:
-        """A transport accepted a connection: create its (not yet joined) session."""
+        """A transport accepted a connection: create its (not yet joined) session, which must join
+        within ``options.hello_timeout`` seconds of waiting for the client."""
         session = RouterSession(self, link, self.limits, options)
         self.sessions.add(session)
+        if options.hello_timeout > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a session driven by hand, without a loop (unit tests): no clock
+                return session
+            session.join_timer = JoinTimer(loop, options.hello_timeout, lambda: self._join_timed_out(session))
         return session
 
     def forget(self, session: RouterSession) -> None:
+        self._stop_join_timer(session)
         self.sessions.discard(session)
         self._session_ids.discard(session.session_id)
+
+    @staticmethod
+    def _stop_join_timer(session: RouterSession) -> None:
+        timer, session.join_timer = session.join_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    @staticmethod
+    def _join_timed_out(session: RouterSession) -> None:
+        """The client took ``hello_timeout`` seconds of the join: ABORT ``wamp.error.timeout``.
+
+        The join timer stands still while the router decides (phase JOINING), so only these two
+        phases are left where it can run out.
+        """
+        timer, session.join_timer = session.join_timer, None
+        if timer is None:
+            return
+        phase = session.core.phase
+        if phase is Phase.WAITING_HELLO:
+            session.abort(errors.TIMEOUT, f"no HELLO within {timer.timeout:g} s")
+        elif phase is Phase.AUTHENTICATING:
+            session.join = None
+            session.abort(errors.TIMEOUT, f"no AUTHENTICATE within {timer.timeout:g} s")
 
     # -- joining -----------------------------------------------------------------------------
 
@@ -170,6 +236,8 @@ class Router:
     def _continue_join(self, session: RouterSession, outcome: MaybeAwaitable) -> None:
         if not isinstance(outcome, (Accept, Challenge, Reject)):
             session.core.joining()
+            if session.join_timer is not None:
+                session.join_timer.pause()  # the authenticator's time is bounded by auth_timeout
             task = asyncio.get_running_loop().create_task(self._await_join(session, outcome))
             self._join_tasks.add(task)
             task.add_done_callback(self._join_tasks.discard)
@@ -181,6 +249,8 @@ class Router:
             join.state = outcome.state
             session.send(ChallengeMessage(join.authenticator.method, outcome.extra))
             session.core.sent_challenge()
+            if session.join_timer is not None:
+                session.join_timer.run()  # waiting for the client again
         elif isinstance(outcome, Reject):
             self._refuse(session, outcome)
         else:
@@ -203,6 +273,8 @@ class Router:
             session.abort(reject.error, reject.message)
             return
         session.core.joining()
+        if session.join_timer is not None:
+            session.join_timer.pause()  # the ABORT is on its way; the delay is the router's
         asyncio.get_running_loop().call_later(delay, self._abort_if_open, session, reject)
 
     @staticmethod
@@ -213,6 +285,7 @@ class Router:
     def _welcome(self, session: RouterSession, join: PendingJoin, identity: Identity) -> None:
         realm = join.realm
         session.join = None
+        self._stop_join_timer(session)
         trusted = identity.authrole == TRUSTED_ROLE and session.link.kind == "internal"
         if not trusted and not realm.authorizer.knows_role(identity.authrole):
             session.abort(errors.NO_SUCH_ROLE, f"role '{identity.authrole}' does not exist on realm '{realm.name}'")

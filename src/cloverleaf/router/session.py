@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .dealer import PendingCall
     from .interfaces import TransportLink
     from .realm import Realm
-    from .router import PendingJoin, Router
+    from .router import JoinTimer, PendingJoin, Router
 
 log = logging.getLogger("cloverleaf.session")
 
@@ -58,6 +58,10 @@ class SessionOptions:
     authenticators: Sequence[Authenticator] = ()
     #: enforce sequential request IDs (the spec's rule); see ServerSessionCore
     sequential_request_ids: bool = True
+    #: seconds the router waits for the client while joining: for its HELLO, and for its
+    #: AUTHENTICATE after a CHALLENGE (time the router's own authenticator takes is not
+    #: counted); then ABORT ``wamp.error.timeout``. 0: no limit (the router's in-memory sessions).
+    hello_timeout: float = 10.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -84,6 +88,7 @@ class RouterSession:
         "dropped_events",
         "identity",
         "join",
+        "join_timer",
         "link",
         "pending_calls",
         "pending_invocations",
@@ -121,6 +126,8 @@ class RouterSession:
         self.preauthorized: tuple[Action, str, Decision] | None = None
         #: the join in progress (HELLO answered by CHALLENGE, or decided asynchronously)
         self.join: PendingJoin | None = None
+        #: bounds the wait for the client's HELLO and AUTHENTICATE (None: joined, closed, or no limit)
+        self.join_timer: JoinTimer | None = None
 
     # -- receiving ---------------------------------------------------------------------------
 
