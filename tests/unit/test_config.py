@@ -546,3 +546,17 @@ def test_cookie_auth_on_rawsocket_is_refused_not_ignored() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({**MINIMAL, "transports": [rawsocket]})
     assert "transports[0]: expected auth.cookie only on websocket" in str(info.value)
+
+
+def test_hello_timeout_defaults_to_the_handshake_timeout() -> None:
+    config = parse_config({"realms": [{"name": "realm1"}], "transports": [
+        {"type": "websocket", "endpoint": {"port": 8080}, "handshake_timeout": 4.0},
+        {"type": "rawsocket", "endpoint": {"port": 8081}, "hello_timeout": 2.5},
+        {"type": "web", "endpoint": {"port": 8082}, "paths": {"/lp": {"type": "longpoll", "hello_timeout": 1}}},
+    ]})  # fmt: skip
+    websocket, rawsocket, web = config.transports
+    assert isinstance(websocket, WebSocketTransport) and websocket.join_timeout == 4.0
+    assert isinstance(rawsocket, RawSocketTransport) and rawsocket.join_timeout == 2.5
+    assert web.paths["/lp"].join_timeout == 1.0  # type: ignore[union-attr]
+    assert _problems({**MINIMAL, "transports": [{"type": "rawsocket", "endpoint": {"port": 1}, "hello_timeout": 0}]}) \
+        == ["node.yaml: transports[0].hello_timeout: Input should be greater than 0 (got 0)"]

@@ -152,12 +152,21 @@ class _TransportBase(_Strict):
     #: the largest WAMP message accepted from a client, in bytes
     max_message_size: Annotated[int, Field(ge=512, le=16 * 1024 * 1024)] = 1024 * 1024
     handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: seconds a client may take to join once its transport is open: to send HELLO, and to answer
+    #: a CHALLENGE (a dynamic authenticator's time is not counted); then ABORT wamp.error.timeout.
+    #: Default: handshake_timeout
+    hello_timeout: Annotated[float, Field(gt=0)] | None = None
     ping_interval: Annotated[float, Field(ge=0)] = 30.0
     ping_timeout: Annotated[float, Field(gt=0)] = 10.0
     auth: TransportAuth = Field(default_factory=_default_auth)
     #: the spec requires a client's request IDs to run 1, 2, 3, ...; a gap aborts the session with
     #: protocol_violation. Crossbar does not check this; set false for clients that use random IDs.
     sequential_request_ids: bool = True
+
+    @property
+    def join_timeout(self) -> float:
+        """``hello_timeout``, or ``handshake_timeout`` when it is not set."""
+        return self.hello_timeout if self.hello_timeout is not None else self.handshake_timeout
 
 
 class WebSocketTransport(_TransportBase):
@@ -196,9 +205,10 @@ class WebSocketPath(_TransportBase):
 class LongPollPath(_TransportBase):
     """WAMP over HTTP long-poll on a path of a web transport (AutobahnJS's and Crossbar's wire format).
 
-    ``max_message_size`` bounds each request body; ``handshake_timeout`` and the ping settings do
-    not apply. ``auth`` as for WebSocket (``cookie`` included: ``open`` reads or sets the tracking
-    cookie), except ``tls`` (no client certificate reaches a long-poll session).
+    ``max_message_size`` bounds each request body; the ping settings do not apply, and
+    ``handshake_timeout`` only as the default of ``hello_timeout``. ``auth`` as for WebSocket
+    (``cookie`` included: ``open`` reads or sets the tracking cookie), except ``tls`` (no client
+    certificate reaches a long-poll session).
     """
 
     type: Literal["longpoll"]

@@ -239,7 +239,8 @@ class Node:
                 rs_settings = RawSocketSettings(
                     serializers=[SERIALIZERS[name] for name in transport.serializers],
                     session=SessionOptions(
-                        build_authenticators(transport.auth, self.router), transport.sequential_request_ids
+                        build_authenticators(transport.auth, self.router), transport.sequential_request_ids,
+                        transport.join_timeout,
                     ),
                     max_message_size=transport.max_message_size,
                     handshake_timeout=transport.handshake_timeout,
@@ -285,7 +286,7 @@ class Node:
             tls=tls,
             path=path,
             serializers=[SERIALIZERS[name] for name in transport.serializers],
-            session=SessionOptions(authenticators, transport.sequential_request_ids),
+            session=SessionOptions(authenticators, transport.sequential_request_ids, transport.join_timeout),
             max_message_size=transport.max_message_size,
             allowed_origins=transport.allowed_origins,
             handshake_timeout=transport.handshake_timeout,
@@ -332,7 +333,7 @@ class Node:
                 authenticators, cookies = self._cookie_auth(service.auth)
                 longpoll = LongPollEndpoint(self.router, LongPollSettings(
                     root, [SERIALIZERS[name] for name in service.serializers],
-                    SessionOptions(authenticators, service.sequential_request_ids),
+                    SessionOptions(authenticators, service.sequential_request_ids, service.join_timeout),
                     service.allowed_origins, service.request_timeout, service.session_timeout, service.max_transports,
                     cookies,
                 ))  # fmt: skip

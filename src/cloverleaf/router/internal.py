@@ -106,7 +106,7 @@ class ServiceSession:
         authenticator: TrustedAuthenticator | FixedRoleAuthenticator = (
             TrustedAuthenticator() if self._role is None else FixedRoleAuthenticator(self._authid, self._role)
         )
-        session = self._router.open_session(self._link, SessionOptions([authenticator], True))
+        session = self._router.open_session(self._link, SessionOptions([authenticator], True, hello_timeout=0))
         self._session = session
         self._next_request = 0
         session.receive(MSGPACK.encode(Hello(self._realm, {"roles": {"caller": {"features": {

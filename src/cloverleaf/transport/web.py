@@ -25,12 +25,11 @@ from typing import Any, Literal, cast
 
 import h11
 import orjson
-from picows import WSAutoPingStrategy
-from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from .. import __version__
 from ..router.router import Router
 from .link import describe_peer, linger_close
+from .rfc6455 import create_protocol
 from .websocket import WebSocketSettings, negotiate
 
 log = logging.getLogger("cloverleaf.transport.web")
@@ -483,13 +482,13 @@ class WebProtocol(asyncio.Protocol):
         raw = self._raw
         assert raw is not None
         router = self._router
-        protocol = WSProtocol(
-            None, None, False,
+        protocol = create_protocol(
             lambda request: negotiate(request, router, settings),
-            logging.getLogger("cloverleaf.transport.picows"), True, settings.handshake_timeout,
-            settings.ping_interval > 0, settings.ping_interval or 20, settings.ping_timeout,
-            WSAutoPingStrategy.PING_WHEN_IDLE, True, settings.max_message_size, None, 1024,
-        )  # fmt: skip
+            settings.handshake_timeout,
+            settings.ping_interval,
+            settings.ping_timeout,
+            settings.max_message_size,
+        )
         self._raw = None
         raw.set_protocol(protocol)
         protocol.connection_made(raw)
