@@ -28,12 +28,15 @@ from .dealer import Dealer
 from .history import EventStore
 from .meta import MetaApi
 from .patterns import EXACT, PREFIX, WILDCARD
+from .ratelimit import RateLimitedLog
 from .stats import RealmStats
 
 if TYPE_CHECKING:
     from .session import RouterSession
 
 log = logging.getLogger("cloverleaf.realm")
+#: a failing dynamic authorizer fails every request of every session that needs it
+limited_log = RateLimitedLog(log)
 
 #: the role of the router's own internal sessions (dynamic authenticators and authorizers call
 #: procedures through them); only sessions on the in-memory transport may hold it
@@ -115,9 +118,10 @@ class Realm:
     ) -> None:
         try:
             decision = await asyncio.wait_for(pending.answer, self.authorization_timeout)
-        except Exception:
-            log.warning("authorization of %s on %s for session %d failed: denied", pending.action, pending.uri,
-                        session.session_id)  # fmt: skip
+        except Exception as exc:
+            limited_log.warning("authorizer failed", "authorization of %s on %s for session %d failed (%s): denied",
+                                pending.action, pending.uri, session.session_id,
+                                exc or type(exc).__name__)  # fmt: skip
             decision = DENY
         if session.realm is self and session.is_open:
             session.preauthorized = (pending.action, pending.uri, decision)

@@ -20,6 +20,7 @@ from .auth import Accept, Authenticator, AuthOutcome, Challenge, HelloInfo, Iden
 from .broker import BROKER_FEATURES
 from .dealer import DEALER_FEATURES
 from .interfaces import TransportLink
+from .ratelimit import RateLimitedLog
 from .realm import TRUSTED_ROLE, Realm
 from .session import RouterSession, SessionLimits, SessionOptions, client_features
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .internal import ServiceSessions
 
 log = logging.getLogger("cloverleaf.router")
+#: join failures: any connection can cause them, so a flood of connections must not flood the log
+limited_log = RateLimitedLog(log)
 
 
 @dataclass(slots=True)
@@ -260,7 +263,8 @@ class Router:
         try:
             result = await asyncio.wait_for(outcome, self.auth_timeout)
         except Exception as exc:
-            log.warning("authenticator failed for %s: %s", session.link.peer, exc or type(exc).__name__)
+            limited_log.warning("authenticator failed", "authenticator failed for %s: %s", session.link.peer,
+                                exc or type(exc).__name__)  # fmt: skip
             result = Reject()
         self._continue_join(session, result)
 
@@ -268,9 +272,10 @@ class Router:
         """ABORT a failed join, later and later for a peer that keeps failing."""
         session.join = None
         delay = self.failures.record(_peer_host(session.link.peer))
-        log.info("refused %s: %s", session.link.peer, reject.error)
+        limited_log.info("join refused", "refused %s: %s: %s%s", session.link.peer, reject.error, reject.message,
+                         f" (ABORT in {delay:g} s: repeated failures)" if delay > 0 else "")  # fmt: skip
         if delay <= 0:
-            session.abort(reject.error, reject.message)
+            session.abort(reject.error, reject.message, logged=True)
             return
         session.core.joining()
         if session.join_timer is not None:
@@ -280,7 +285,7 @@ class Router:
     @staticmethod
     def _abort_if_open(session: RouterSession, reject: Reject) -> None:
         if not session.link_closed:
-            session.abort(reject.error, reject.message)
+            session.abort(reject.error, reject.message, logged=True)
 
     def _welcome(self, session: RouterSession, join: PendingJoin, identity: Identity) -> None:
         realm = join.realm
@@ -296,8 +301,9 @@ class Router:
         if cookie_store is not None and cookie and identity.authmethod != "cookie":
             rebound = cookie_store.remember(cookie, identity, time.monotonic())
             if not rebound:  # the cookie proves someone else: it may have been planted (session fixation)
-                log.warning("session %d: its tracking cookie proves another identity; not rebound to %s",
-                            session.session_id, identity.authid)  # fmt: skip
+                limited_log.warning("cookie of another identity",
+                                    "session %d: its tracking cookie proves another identity; not rebound to %s",
+                                    session.session_id, identity.authid)  # fmt: skip
         session.identity = identity
         session.client_features = client_features(join.hello.details["roles"])
         session.realm = realm

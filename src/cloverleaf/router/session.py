@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from ..wamp.messages import Abort, Error, Goodbye, Message
 from ..wamp.session import Phase, ServerSessionCore
 from .auth import Action, Authenticator, Decision
 from .outgoing import OutgoingMessage
+from .ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from .auth import Identity
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
     from .router import JoinTimer, PendingJoin, Router
 
 log = logging.getLogger("cloverleaf.session")
+#: lines that peers which never joined can repeat at will (a flood of connections), and per-recipient ones
+limited_log = RateLimitedLog(log)
+
+#: seconds between two "dropping events" warnings for one slow session
+DROP_WARNING_INTERVAL = 60.0
 
 #: payloads a session may send while one of its requests awaits a dynamic authorizer
 MAX_HELD_MESSAGES = 1000
@@ -79,6 +86,7 @@ class RouterSession:
     """
 
     __slots__ = (
+        "_drop_warned_at",
         "_held",
         "_limits",
         "_we_said_goodbye",
@@ -119,6 +127,7 @@ class RouterSession:
         #: as callee: INVOCATION request ID -> pending call
         self.pending_invocations: dict[int, PendingCall] = {}
         self.dropped_events = 0
+        self._drop_warned_at = -DROP_WARNING_INTERVAL
         self._we_said_goodbye = False
         #: payloads waiting while an earlier message awaits a dynamic authorizer (None: not held)
         self._held: deque[bytes | bytearray | memoryview] | None = None
@@ -206,7 +215,8 @@ class RouterSession:
         try:
             payload = outgoing.encoded(self.serializer)
         except UnencodableError as exc:
-            log.debug("session %d: %s not delivered: %s", self.session_id, outgoing.message.NAME, exc)
+            limited_log.debug("unencodable payload", "session %d: %s not delivered: %s", self.session_id,
+                              outgoing.message.NAME, exc)  # fmt: skip
             return
         self.send_payload(payload, outgoing.message.MESSAGE_TYPE, droppable)
 
@@ -215,22 +225,28 @@ class RouterSession:
         queue policy when the backlog is over its cap.
 
         ``droppable`` marks EVENTs, which the ``drop_events`` policy may drop; anything else that
-        does not fit closes the session.
+        does not fit closes the session. Once the session is closed (condemned as a slow consumer,
+        say, while the transport has not reported the loss yet), what does not fit is dropped
+        without a word: the close was logged once.
         """
         link = self.link
         limit = self._limits.max_outgoing_bytes
         if link.backlog() + len(payload) > limit:
+            if self.core.phase is Phase.CLOSED:
+                return
             if droppable and self._limits.queue_policy is QueuePolicy.DROP_EVENTS:
-                if self.dropped_events == 0 or self.dropped_events % 10_000 == 0:
+                self.dropped_events += 1
+                if self.realm is not None:
+                    self.realm.stats.dropped_events += 1
+                now = time.monotonic()
+                if now - self._drop_warned_at >= DROP_WARNING_INTERVAL:
+                    self._drop_warned_at = now
                     log.warning(
                         "session %d (%s) is a slow consumer: dropping events (%d dropped so far)",
                         self.session_id,
                         link.peer,
-                        self.dropped_events + 1,
+                        self.dropped_events,
                     )
-                self.dropped_events += 1
-                if self.realm is not None:
-                    self.realm.stats.dropped_events += 1
                 return
             log.warning(
                 "session %d (%s) closed: outgoing queue over %d bytes (slow consumer)",
@@ -254,9 +270,18 @@ class RouterSession:
 
     # -- closing -----------------------------------------------------------------------------
 
-    def abort(self, reason: str, message: str) -> None:
-        """Send ABORT with ``reason`` and close: used for protocol violations and refused joins."""
-        log.info("session %s (%s) aborted: %s: %s", self.session_id or "-", self.link.peer, reason, message)
+    def abort(self, reason: str, message: str, logged: bool = False) -> None:
+        """Send ABORT with ``reason`` and close: used for protocol violations and refused joins.
+
+        One line is logged (rate-limited per reason while the session has not joined: any
+        connection can get there), unless the caller ``logged`` the cause itself.
+        """
+        if not logged:
+            if self.realm is None:
+                limited_log.info(f"{reason} before joining", "session %s (%s) aborted: %s: %s",
+                                 self.session_id or "-", self.link.peer, reason, message)  # fmt: skip
+            else:
+                log.info("session %d (%s) aborted: %s: %s", self.session_id, self.link.peer, reason, message)
         if self.realm is not None:
             self.realm.stats.aborts += 1
         self.link.write(self.serializer.encode(Abort({"message": message}, reason).marshal()))
@@ -276,15 +301,18 @@ class RouterSession:
         self.send(Goodbye(details, reason))
         self.core.sent_goodbye()
 
-    def connection_lost(self) -> None:
-        """The transport is gone: forget everything this session held."""
+    def connection_lost(self, why: str = "transport lost") -> None:
+        """The transport is gone (``why``: the reason its link was aborted, if it was): forget
+        everything this session held."""
         self.core.sent_abort()
-        self._leave("transport lost")
+        self._leave(why)
 
     def _leave(self, why: str) -> None:
         realm = self.realm
         if realm is not None:
             self.realm = None
+            if self.dropped_events:
+                why = f"{why} ({self.dropped_events} events dropped as a slow consumer)"
             realm.detach(self, why)
         self.router.forget(self)
 

@@ -101,6 +101,8 @@ class CoalescingLink:
         self.cookie: str | None = None
         self.cookie_store: CookieStore | None = None
         self.session: RouterSession | None = None
+        #: why the router aborted this link (the session's leave line says it), if it did
+        self.abort_reason: str | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._flush_scheduled = False
@@ -158,6 +160,7 @@ class CoalescingLink:
         if self._closed:
             return
         self._closed = True
+        self.abort_reason = reason
         self._pending.clear()
         self.raw.abort()
 
@@ -174,4 +177,4 @@ class CoalescingLink:
         """End the session now (its registrations, subscriptions and calls), whatever the socket does."""
         session, self.session = self.session, None
         if session is not None:
-            session.connection_lost()
+            session.connection_lost(self.abort_reason or "transport lost")

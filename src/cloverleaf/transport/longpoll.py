@@ -37,6 +37,7 @@ from typing import Final
 import orjson
 
 from ..router.authenticators import CookieStore
+from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
 from ..router.session import RouterSession, SessionOptions
 from ..wamp import errors
@@ -56,6 +57,8 @@ from .link import origin_allowed
 from .web import HttpRequest
 
 log = logging.getLogger("cloverleaf.transport.longpoll")
+#: lines any HTTP client can repeat at will
+limited_log = RateLimitedLog(log)
 
 #: (status, body, headers) as :class:`~cloverleaf.transport.web.LongPollService` answers
 Response = tuple[int, bytes, dict[str, str]]
@@ -141,6 +144,8 @@ class LongPollLink:
         self._queued_bytes = 0
         #: the router asked to close: what is queued is still delivered, nothing more is taken
         self.closing = False
+        #: why the router aborted this transport (the session's leave line says it), if it did
+        self.abort_reason: str | None = None
         #: the JSON batch separator to send (the spec's, or the one the peer used)
         self.separator = RECORD_SEPARATOR
         #: the session is detached (the transport answers 410 from now on)
@@ -173,6 +178,8 @@ class LongPollLink:
 
     def abort(self, reason: str) -> None:
         self.closing = True
+        if self.abort_reason is None:
+            self.abort_reason = reason
         self._queue.clear()
         self._queued_bytes = 0
         self._loop.call_soon(self.end)
@@ -202,7 +209,7 @@ class LongPollLink:
         self._queued_bytes = 0
         session, self.session = self.session, None
         if session is not None:
-            session.connection_lost()
+            session.connection_lost(self.abort_reason or "transport lost")
         self._wake()
 
     def touch(self) -> None:
@@ -235,7 +242,8 @@ class LongPollEndpoint:
         preflight = request.method == "OPTIONS"
         cors = cors_headers(request.headers, self.settings.allowed_origins, preflight)
         if cors is None:
-            log.info("refused long-poll request from Origin %r", request.headers.get("origin"))
+            origin = request.headers.get("origin")
+            limited_log.info("origin refused", "refused long-poll request from Origin %r", origin)
             return _text(403, "origin not allowed", {})
         headers = {**cors, "Cache-Control": _NO_STORE}
         if preflight:
@@ -292,7 +300,8 @@ class LongPollEndpoint:
             spoken = ", ".join(p.name for p in self.protocols)
             return _text(400, f"no common protocol (this path speaks: {spoken})", headers)
         if len(self.transports) >= self.settings.max_transports:
-            log.warning("long-poll %s: %d transports open, refusing more", self.settings.root, len(self.transports))
+            limited_log.warning("transports full", "long-poll %s: %d transports open, refusing more",
+                                self.settings.root, len(self.transports))  # fmt: skip
             return _text(503, "too many long-poll transports", {**headers, "Retry-After": "5"})
         transport_id = secrets.token_urlsafe(24)
         link = LongPollLink(transport_id, protocol, peer)
@@ -382,7 +391,8 @@ class LongPollEndpoint:
             if link.active == 0 and link.last_seen < deadline:
                 del self.transports[transport_id]
                 if not link.ended:
-                    log.info(
+                    limited_log.info(
+                        "idle transport closed",
                         "long-poll transport of session %s (%s): no request for %ss, closed",
                         link.session.session_id if link.session is not None else "-",
                         link.peer,

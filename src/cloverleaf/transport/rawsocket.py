@@ -9,6 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import cast
 
+from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp.rawsocket import FrameType, RawSocketError, RawSocketServer, frame, frame_header
@@ -16,6 +17,8 @@ from ..wamp.serializers import BY_RAWSOCKET_ID, Serializer
 from .link import CoalescingLink, channel_binding, describe_peer, linger_close, peer_certificate
 
 log = logging.getLogger("cloverleaf.transport.rawsocket")
+#: lines any TCP client can repeat at will, one connection after another
+limited_log = RateLimitedLog(log)
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,7 +64,8 @@ class RawSocketProtocol(asyncio.Protocol):
 
     def _handshake_timed_out(self) -> None:
         if self._link is None and self._raw is not None:
-            log.info("%s: RawSocket handshake timed out", describe_peer(self._raw, self._scheme))
+            limited_log.info("handshake timed out", "%s: RawSocket handshake timed out",
+                             describe_peer(self._raw, self._scheme))  # fmt: skip
             self._raw.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -76,7 +80,8 @@ class RawSocketProtocol(asyncio.Protocol):
             reply = self._framing.data_to_send()
             if reply:
                 raw.write(reply)
-            log.info("%s: closing RawSocket connection: %s", describe_peer(raw, self._scheme), exc.message)
+            limited_log.info("framing error", "%s: closing RawSocket connection: %s", describe_peer(raw, self._scheme),
+                             exc.message)  # fmt: skip
             if self._link is not None:
                 self._link.close("framing error")
                 self._link.detach_session()
@@ -128,7 +133,10 @@ class RawSocketProtocol(asyncio.Protocol):
         if link is None or link.closed:
             return
         if not self._heard_since_ping:
-            log.info("%s: no answer to PING within %ss, closing", link.peer, self._settings.ping_timeout)
+            session = link.session
+            if session is None or session.realm is None:  # a joined session's leave line says "ping timeout"
+                limited_log.info("ping timeout", "%s: ping timeout (no answer to PING within %g s), closing",
+                                 link.peer, self._settings.ping_timeout)  # fmt: skip
             link.abort("ping timeout")
             return
         self._timer = asyncio.get_running_loop().call_later(self._settings.ping_interval, self._keepalive)
