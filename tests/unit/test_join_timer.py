@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cloverleaf.router import session as session_module
 from cloverleaf.router.auth import (
     Accept,
     Action,
@@ -23,6 +24,7 @@ from cloverleaf.router.auth import (
     Permission,
     RoleAuthorizer,
 )
+from cloverleaf.router.ratelimit import RateLimitedLog
 from cloverleaf.router.realm import Realm
 from cloverleaf.router.router import Router
 from cloverleaf.router.session import SessionLimits, SessionOptions
@@ -118,7 +120,11 @@ async def test_the_clients_time_runs_on_after_a_challenge() -> None:
     assert link.closed == "abort" and session not in router.sessions
 
 
-async def test_no_hello_is_aborted_once_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_hello_is_aborted_once_and_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a limiter of its own: other tests in this process may have used up the module's
+    monkeypatch.setattr(session_module, "limited_log", RateLimitedLog(session_module.log))
     router = _router()
     link = Link()
     caplog.set_level(logging.INFO)
