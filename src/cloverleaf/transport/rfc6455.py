@@ -43,6 +43,13 @@ MIN_FRAGMENTS = 1024
 BYTES_PER_FRAGMENT = 64
 
 
+def close_answer(code: int) -> int:
+    """The code answering a client's close: its own if valid, 1000 for none (0), else 1002."""
+    if code == 0:
+        return 1000
+    return code if code in VALID_CLOSE_CODES else 1002
+
+
 def max_fragments(max_message_size: int) -> int:
     """Frames one message may span: max(1024, max_message_size / 64), 16,384 for 1 MiB.
 
@@ -133,16 +140,26 @@ class _LingeringTransport:
     discarded without being parsed.
     """
 
-    def __init__(self, raw: asyncio.Transport, on_close: Callable[[], None]) -> None:
+    def __init__(
+        self, raw: asyncio.Transport, on_close: Callable[[], None], close_frame: Callable[[bytes], bytes]
+    ) -> None:
         self.raw = raw
         self._on_close = on_close
+        self._close_frame = close_frame
         self._closing = False
-        # the calls on every write go straight to the real transport
-        self.write = raw.write
         self.writelines = raw.writelines
-        self.get_write_buffer_size = raw.get_write_buffer_size
         self.get_extra_info = raw.get_extra_info
         self.abort = raw.abort
+
+    def get_write_buffer_size(self) -> int:
+        # Only picows asks (the router's links write to the real transport): never 0, so that it
+        # hands every frame it sends to write() below instead of send()ing it on the socket itself.
+        return 1
+
+    def write(self, data: bytes) -> None:
+        if data[:1] == b"\x88":  # a close frame (picows writes no other data starting so)
+            data = self._close_frame(data)
+        self.raw.write(data)
 
     def close(self) -> None:
         if self._closing:
@@ -180,7 +197,7 @@ class GuardedProtocol(WSProtocol):  # type: ignore[misc]  # picows' WSProtocol i
         peer = raw.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._log.peer = f"{peer[0]}:{peer[1]}"
-        super().connection_made(_LingeringTransport(raw, self._closing))
+        super().connection_made(_LingeringTransport(raw, self._closing, self._close_frame))
 
     def buffer_updated(self, nbytes: int) -> None:
         super().buffer_updated(nbytes)
@@ -189,6 +206,21 @@ class GuardedProtocol(WSProtocol):  # type: ignore[misc]  # picows' WSProtocol i
             # mid-frame (a frame over the size limit is refused on its header), so nothing more
             # is parsed; the connection lingers until the client closes.
             self.transport.underlying_transport.close()
+
+    def _close_frame(self, data: bytes) -> bytes:
+        """The close frame picows is sending, or the answer to the client's close instead.
+
+        picows parses the next frame before it delivers one: a CLOSE followed by more (a second
+        CLOSE, say) makes it fail the connection on what follows before the listener has seen the
+        CLOSE. What a peer sends after its close is to be ignored, so the close is answered.
+        """
+        handshake = self.transport.close_handshake
+        listener = self.listener
+        if handshake is None or handshake.recv is None or handshake.sent is not None:
+            return data
+        if isinstance(listener, CheckedListener) and listener.closing:
+            return data  # the listener's own answer
+        return bytes((0x88, 2)) + close_answer(int(handshake.recv.code.value)).to_bytes(2, "big")
 
     def _closing(self) -> None:
         raw = self._raw
@@ -226,6 +258,7 @@ class CheckedListener(WSListener):
         self._fragment_text = False
         self._utf8: codecs.IncrementalDecoder | None = None
         self._closing = False
+        self._ping_unanswered = False
 
     # -- what subclasses implement ---------------------------------------------------------------
 
@@ -329,11 +362,37 @@ class CheckedListener(WSListener):
         transport.send_close(code, reason.encode()[:123])
         transport.disconnect()
 
+    @property
+    def closing(self) -> bool:
+        """Whether this listener has failed the connection or answered the client's close."""
+        return self._closing
+
     def transport_closing(self, transport: WSTransport) -> None:
         """Called by :class:`GuardedProtocol` once the connection closes, whoever closed it."""
         if not self._closing:
             self._closing = True
             self.stop(transport)
+
+    def send_user_specific_ping(self, transport: WSTransport) -> None:
+        self._ping_unanswered = True  # picows' auto-ping (after ping_interval of silence)
+        transport.send_ping()
+
+    def is_user_specific_pong(self, frame: WSFrame) -> bool:
+        if frame.msg_type is WSMsgType.PONG:
+            self._ping_unanswered = False
+            return True
+        return False
+
+    def ping_timed_out(self, transport: WSTransport) -> bool:
+        """Whether picows' auto-ping closed the connection: no PONG came within ping_timeout, and
+        it sent 1001 (in on_ws_disconnected)."""
+        handshake = transport.close_handshake
+        return (
+            self._ping_unanswered
+            and handshake is not None
+            and handshake.sent is not None
+            and handshake.sent.code == WSCloseCode.GOING_AWAY
+        )
 
     def pause_writing(self) -> None:
         pass  # the router measures each link's backlog itself (and picows would log a warning)

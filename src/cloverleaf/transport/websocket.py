@@ -74,7 +74,8 @@ class WebSocketLink(CoalescingLink):
     kind = "websocket"
 
     def __init__(self, ws: WSTransport, serializer: Serializer, peer: str) -> None:
-        super().__init__(ws.underlying_transport, serializer, peer)
+        # the socket's own transport, not the wrapper picows is given (see GuardedProtocol)
+        super().__init__(getattr(ws.underlying_transport, "raw", ws.underlying_transport), serializer, peer)
         self.ws = ws
         self._first_byte = 0x82 if serializer.BINARY else 0x81  # FIN + binary/text opcode
         #: the code of the close frame that follows the router's last message (ABORT, GOODBYE)
@@ -219,13 +220,7 @@ class WampWebSocketListener(CheckedListener):
         link = self._link
         if link is None:
             return
-        handshake = transport.close_handshake
-        if (
-            getattr(transport, "auto_ping_expect_pong", False)  # not in picows' stubs
-            and handshake is not None
-            and handshake.sent is not None
-            and handshake.sent.code == WSCloseCode.GOING_AWAY
-        ):
+        if self.ping_timed_out(transport):
             # picows' auto-ping got no PONG in time: it sent 1001 and dropped the connection
             log.info(
                 "%s: ping timeout (no PONG within %g s), connection dropped", link.peer, self._settings.ping_timeout
