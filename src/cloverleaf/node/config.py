@@ -183,6 +183,20 @@ class WebSocketTransport(_TransportBase):
         return value
 
 
+class WebSocketTesteeTransport(_Strict):
+    """A WebSocket echo endpoint for conformance suites (the Autobahn|Testsuite; Crossbar.io's
+    ``websocket.testee``): the router's own WebSocket stack, frame checks and limits, with every
+    message sent back as it came. Any path, with or without a subprotocol. Not for production."""
+
+    type: Literal["websocket-testee"]
+    endpoint: TcpEndpoint
+    #: as on a websocket transport
+    max_message_size: Annotated[int, Field(ge=512, le=16 * 1024 * 1024)] = 1024 * 1024
+    handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
+    ping_interval: Annotated[float, Field(ge=0)] = 30.0
+    ping_timeout: Annotated[float, Field(gt=0)] = 10.0
+
+
 class RawSocketTransport(_TransportBase):
     type: Literal["rawsocket"]
     endpoint: Endpoint
@@ -328,7 +342,9 @@ class WebTransport(_Strict):
         return value
 
 
-Transport = Annotated[WebSocketTransport | RawSocketTransport | WebTransport, Field(discriminator="type")]
+Transport = Annotated[
+    WebSocketTransport | RawSocketTransport | WebTransport | WebSocketTesteeTransport, Field(discriminator="type")
+]
 
 
 class DiscloseConfig(_Strict):
@@ -572,7 +588,7 @@ class ConfigError(Exception):
 
 
 _UNION_TAGS = {
-    "websocket", "rawsocket", "web", "tcp", "unix",
+    "websocket", "rawsocket", "web", "websocket-testee", "tcp", "unix",
     "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
     "app", "guest", "console", "longpoll",
 }  # fmt: skip
@@ -602,6 +618,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 _TAGGED: dict[str, type[BaseModel]] = {
     "websocket": WebSocketTransport,
+    "websocket-testee": WebSocketTesteeTransport,
     "rawsocket": RawSocketTransport,
     "tcp": TcpEndpoint,
     "unix": UnixEndpoint,

@@ -38,6 +38,7 @@ from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.cookies import CookieTracking
 from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
+from ..transport.testee import TesteeSettings, serve_testee
 from ..transport.web import (
     LongPollService,
     MetricsService,
@@ -68,6 +69,7 @@ from .config import (
     TlsConfig,
     TransportAuth,
     WebSocketPath,
+    WebSocketTesteeTransport,
     WebSocketTransport,
     WebTransport,
 )
@@ -234,6 +236,21 @@ class Node:
                 ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
                 server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port, ssl_context)
                 self._record(server, "wss" if ssl_context else "ws", transport.path)
+            elif isinstance(transport, WebSocketTesteeTransport):
+                tcp = transport.endpoint
+                ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
+                testee = TesteeSettings(
+                    max_message_size=transport.max_message_size,
+                    handshake_timeout=transport.handshake_timeout,
+                    ping_interval=transport.ping_interval,
+                    ping_timeout=transport.ping_timeout,
+                )
+                server = await serve_testee(testee, tcp.host, tcp.port, ssl_context)
+                self.servers.append(server)  # not among self.addresses: no WAMP there for components
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    log.info("websocket-testee (an echo, not WAMP) on %s://%s:%d", "wss" if ssl_context else "ws",
+                             f"[{host}]" if ":" in host else host, port)  # fmt: skip
             else:
                 assert isinstance(transport, RawSocketTransport)
                 rs_settings = RawSocketSettings(
