@@ -108,6 +108,9 @@ class PicowsLog:
         self.log(logging.ERROR, msg, *args, exc_info=True, **kwargs)
 
 
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+
 #: where input read after a close goes (never looked at; one buffer for all connections)
 _SCRATCH = memoryview(bytearray(65536))
 
@@ -248,7 +251,7 @@ def _utf8_decoder() -> codecs.IncrementalDecoder:
 class CheckedListener(WSListener):
     """The frame handling of every server-side WebSocket connection: RFC 6455's checks, fragments
     joined (bounded in bytes and in frames), the closing handshake. Subclasses get whole messages
-    in :meth:`deliver` and may refuse a message type in :meth:`accepts`."""
+    in :meth:`deliver` and may refuse a message type (``accept_text``, ``accept_binary``)."""
 
     def __init__(self, max_message_size: int) -> None:
         self._max_message_size = max_message_size
@@ -265,9 +268,9 @@ class CheckedListener(WSListener):
     def deliver(self, transport: WSTransport, payload: bytes, text: bool) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def accepts(self, transport: WSTransport, text: bool) -> bool:
-        """Whether a text (or binary) message is acceptable; if not, the connection fails with 1003."""
-        return True
+    #: whether text (binary) messages are acceptable; if not, they fail the connection with 1003
+    accept_text = True
+    accept_binary = True
 
     def stop(self, transport: WSTransport) -> None:
         """The connection is closing: nothing may be sent any more except the close frame."""
@@ -285,25 +288,31 @@ class CheckedListener(WSListener):
             self.fail(transport, WSCloseCode.PROTOCOL_ERROR, "reserved bits set (no extension negotiated)")
             return
         msg_type = frame.msg_type
-        if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
-            text = msg_type is WSMsgType.TEXT
-            if self._fragments is not None:
-                self.fail(transport, WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
-            elif not self.accepts(transport, text):
-                self.fail(transport, WSCloseCode.UNSUPPORTED_DATA, "wrong frame type for the negotiated subprotocol")
-            elif frame.fin:
-                payload = frame.get_payload_as_bytes()
-                if text and not payload.isascii() and not _is_utf8(payload):
-                    self.fail(transport, WSCloseCode.INVALID_TEXT, "text message is not valid UTF-8")
-                else:
-                    self.deliver(transport, payload, text)
-            else:
-                self._fragments = bytearray()
-                self._fragment_count = 0
-                self._fragment_text = text
-                self._utf8 = _utf8_decoder() if text else None
-                self._add_fragment(transport, frame)
+        if msg_type is _TEXT:
+            text = True
+        elif msg_type is _BINARY:
+            text = False
+        else:
+            self._other_frame(transport, frame, msg_type)
             return
+        if self._fragments is not None:
+            self.fail(transport, WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
+        elif not (self.accept_text if text else self.accept_binary):
+            self.fail(transport, WSCloseCode.UNSUPPORTED_DATA, "wrong frame type for the negotiated subprotocol")
+        elif frame.fin:
+            payload = frame.get_payload_as_bytes()
+            if text and not payload.isascii() and not _is_utf8(payload):
+                self.fail(transport, WSCloseCode.INVALID_TEXT, "text message is not valid UTF-8")
+            else:
+                self.deliver(transport, payload, text)
+        else:
+            self._fragments = bytearray()
+            self._fragment_count = 0
+            self._fragment_text = text
+            self._utf8 = _utf8_decoder() if text else None
+            self._add_fragment(transport, frame)
+
+    def _other_frame(self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType) -> None:
         if msg_type is WSMsgType.CONTINUATION:
             if self._fragments is None:
                 self.fail(transport, WSCloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")

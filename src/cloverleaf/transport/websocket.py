@@ -145,7 +145,9 @@ class WampWebSocketListener(CheckedListener):
         serializer = framing.serializer
         self._router = router
         self._serializer = serializer
-        self._text = not serializer.BINARY
+        # wamp.2.json: text frames only; msgpack and cbor: binary only
+        self.accept_text = not serializer.BINARY
+        self.accept_binary = serializer.BINARY
         self._batched = framing.batched
         self._settings = settings
         self._cookie = cookie
@@ -164,9 +166,6 @@ class WampWebSocketListener(CheckedListener):
             link.cookie_store = self._settings.cookies.store
         link.session = self._router.open_session(link, self._settings.session)
         self._link = link
-
-    def accepts(self, transport: WSTransport, text: bool) -> bool:
-        return text is self._text  # wamp.2.json: text frames only; msgpack and cbor: binary only
 
     def deliver(self, transport: WSTransport, payload: bytes, text: bool) -> None:
         link = self._link
