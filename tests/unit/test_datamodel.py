@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from typing import Any
 import cbor2
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloverleaf.wamp.datamodel import MAX_DEPTH, TOO_DEEP, Unportable, find_unportable
 from cloverleaf.wamp.errors import ProtocolError, SerializationError, UnroutableValueError
@@ -187,7 +190,7 @@ def test_unportable_values(value: Any, what: str) -> None:
 def test_json_nul_strings_are_binary_already() -> None:
     # after decoding, JSON holds no NUL-prefixed string: the spec's convention made it bytes
     assert JSON.decode(b'["\\u0000AAE="]') == [b"\x00\x01"]
-    assert JSON.find_unportable(b"", ["\x00"]) is None
+    assert JSON.decode_routable(b'["\\u0000AAE="]') == ([b"\x00\x01"], None)
 
 
 @pytest.mark.parametrize("serializer", ALL, ids=_name)
@@ -199,11 +202,51 @@ def test_depth_limit_is_the_same_for_every_serializer(serializer: Serializer, de
         payload = {"json": b"[" * depth + b"]" * depth, "msgpack": b"\x91" * (depth - 1) + b"\x90",
                    "cbor": b"\x81" * (depth - 1) + b"\x80"}[serializer.NAME]  # fmt: skip
     try:
-        value = serializer.decode(payload)
+        _, problem = serializer.decode_routable(payload)
     except SerializationError:
         assert depth > MAX_DEPTH
         return
-    assert (serializer.find_unportable(payload, value) is None) == (depth <= MAX_DEPTH)
+    assert (problem is None) == (depth <= MAX_DEPTH)
+
+
+# -- the byte screens never miss ----------------------------------------------------------------
+
+_SCALARS = (
+    st.none() | st.booleans() | st.binary(max_size=8) | st.text(max_size=8)
+    | st.sampled_from(["\x00", "\x00x", "a\x00"])
+    | st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.floats(width=32) | st.floats(width=16)
+)  # fmt: skip
+_KEYS = st.text(max_size=4) | st.sampled_from(["\x00k", b"k"])
+_VALUES = st.recursive(
+    _SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4), max_leaves=30
+)
+
+
+def _encodings(value: Any) -> list[tuple[Serializer, bytes]]:
+    out = []
+    with contextlib.suppress(Exception):
+        out.append((MSGPACK, msgpack.packb([48, 1, {}, "com.example.f", [value]], use_single_float=False)))
+    with contextlib.suppress(Exception):
+        out.append((MSGPACK, msgpack.packb([value], use_single_float=True)))
+    with contextlib.suppress(Exception):
+        out.append((CBOR, cbor2.dumps([48, 1, {}, "com.example.f", [value]])))
+    with contextlib.suppress(Exception):
+        out.append((CBOR, cbor2.dumps([value], canonical=True)))  # shortest floats: half and single
+    return out
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_VALUES)
+def test_screens_agree_with_the_full_walk(value: Any) -> None:
+    # decode_routable skips the walk when the bytes show nothing that could be outside the model;
+    # it must then give the walk's own answer, for every value a peer could send
+    for serializer, payload in _encodings(value):
+        try:
+            decoded, problem = serializer.decode_routable(payload)
+        except SerializationError:
+            continue  # refused while decoding (non-text CBOR keys, say): never routed either
+        assert problem == find_unportable(decoded), (serializer.NAME, payload.hex())
 
 
 # -- the router's session core ---------------------------------------------------------------------

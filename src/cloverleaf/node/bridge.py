@@ -67,12 +67,11 @@ class HttpBridge:
         body = body or b"{}"
         try:
             # the WAMP JSON serializer: a NUL-prefixed string is binary here too, as on a WebSocket
-            request = JSON_SERIALIZER.decode(body)
+            request, unportable = JSON_SERIALIZER.decode_routable(body)
         except SerializationError as exc:
             return _failure(400, "cloverleaf.error.invalid_json", exc.message)
         if not isinstance(request, dict):
             return _failure(400, "cloverleaf.error.invalid_request", "the body must be a JSON object")
-        unportable = JSON_SERIALIZER.find_unportable(body, [request])
         if unportable is not None:
             return _failure(400, "wamp.error.invalid_argument", f"the request holds {unportable}")
         args = request.get("args") or []

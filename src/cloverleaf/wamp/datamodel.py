@@ -23,7 +23,7 @@ recursive pass over the decoded value, linear in its size.
 
 from __future__ import annotations
 
-import math
+from math import isfinite
 from typing import Any, Final
 
 #: deepest nesting of lists and maps in a message, its own list counting as level 1
@@ -48,50 +48,50 @@ class Unportable:
         return f"<{self.what}>"
 
 
-def find_unportable(value: Any, nul_strings_allowed: bool = False) -> str | None:
+def find_unportable(value: Any, check_nul_strings: bool = True) -> str | None:
     """Why ``value`` (a decoded message) cannot be routed to every serializer, or None if it can.
 
-    ``nul_strings_allowed`` is for values decoded from JSON, where a NUL-prefixed string has
-    already been read as binary, so none is left.
+    ``check_nul_strings=False`` skips looking for strings that start with NUL: for values decoded
+    from JSON (where such a string was read as binary, so none is left), or from a payload
+    without a 0x00 byte.
     """
-    return _check(value, 1, nul_strings_allowed)
+    if type(value) is list or type(value) is dict:
+        return _check_container(value, 1, not check_nul_strings)
+    return _check_container([value], 0, not check_nul_strings)
 
 
-def _check(value: Any, depth: int, nul_ok: bool) -> str | None:
-    kind = type(value)
-    if kind is str:
-        if not nul_ok and value and value[0] == "\x00":
-            return "a string starting with NUL (JSON peers would read it as binary)"
-        return None
-    if kind is int:
-        if MIN_INT <= value <= MAX_INT:
-            return None
-        return "an integer outside [-2^63, 2^64-1]"
-    if kind is list:
-        if depth > MAX_DEPTH:
-            return TOO_DEEP
-        for item in value:
-            problem = _check(item, depth + 1, nul_ok)
-            if problem is not None:
-                return problem
-        return None
-    if kind is dict:
-        if depth > MAX_DEPTH:
-            return TOO_DEEP
-        for key, item in value.items():
+def _check_container(container: list[Any] | dict[Any, Any], depth: int, nul_ok: bool) -> str | None:
+    # Scalars are checked inline and only containers recurse: this runs on every routed
+    # MessagePack and CBOR message, and a call per item would double its cost.
+    if depth > MAX_DEPTH:
+        return TOO_DEEP
+    if type(container) is dict:
+        for key in container:
             if type(key) is not str:
                 return f"a map key of type {type(key).__name__} (only string keys can be carried)"
-            if not nul_ok and key and key[0] == "\x00":
+            if not nul_ok and key[:1] == "\x00":
                 return "a map key starting with NUL (JSON peers would read it as binary)"
-            problem = _check(item, depth + 1, nul_ok)
+        items: Any = container.values()
+    else:
+        items = container
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if not nul_ok and item[:1] == "\x00":
+                return "a string starting with NUL (JSON peers would read it as binary)"
+        elif kind is int:
+            if not MIN_INT <= item <= MAX_INT:
+                return "an integer outside [-2^63, 2^64-1]"
+        elif kind is list or kind is dict:
+            problem = _check_container(item, depth + 1, nul_ok)
             if problem is not None:
                 return problem
-        return None
-    if kind is float:
-        return None if math.isfinite(value) else "a non-finite float (JSON has no NaN or infinity)"
-    if value is None or kind is bool or kind is bytes:
-        return None
-    return _describe(value)
+        elif kind is float:
+            if not isfinite(item):
+                return "a non-finite float (JSON has no NaN or infinity)"
+        elif not (kind is bytes or kind is bool or item is None):
+            return _describe(item)
+    return None
 
 
 def _describe(value: Any) -> str:

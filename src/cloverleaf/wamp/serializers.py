@@ -5,7 +5,7 @@ anything but :class:`SerializationError`, and its cost is linear in the payload'
 peer sends is interpreted beyond the WAMP data model (:mod:`cloverleaf.wamp.datamodel`). A
 MessagePack extension type or a CBOR tag is not decoded (no timestamps, regular expressions, MIME
 messages, big numbers or shared references) but stands as an :class:`Unportable` marker, and
-:meth:`Serializer.find_unportable` names what the router must refuse. Map keys other than strings
+:meth:`Serializer.decode_routable` names what the router must refuse. Map keys other than strings
 (and byte strings, refused later) are a decoding error in the binary serializers: Python hashes
 of tuples and numbers can be made to collide, and a map of colliding keys costs quadratic time to
 build (measured: 300 KB of MessagePack stalled the process for 3.5 s with msgspec's decoder).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from typing import Any, ClassVar, Final
 
 import cbor2
@@ -50,10 +51,16 @@ class Serializer:
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def find_unportable(self, payload: bytes | bytearray | memoryview, value: Any) -> str | None:
-        """Why ``value``, just decoded from ``payload``, holds something outside the data model
-        (see :mod:`cloverleaf.wamp.datamodel`), or None when every serializer can carry it."""
-        return find_unportable(value)
+    def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+        """Decode a payload the router is to route: the value, and why it falls outside the data
+        model (see :mod:`cloverleaf.wamp.datamodel`), or None when every serializer can carry it.
+
+        Each serializer first screens the payload's bytes (C-speed searches) for anything that
+        could decode to a value outside the model, and walks the decoded value only when one is
+        found: most messages are never walked.
+        """
+        value = self.decode(payload)
+        return value, find_unportable(value)
 
 
 _NUL_ESCAPED: Final = b"\\u0000"
@@ -113,19 +120,33 @@ class JsonSerializer(Serializer):
                 raise SerializationError("JSON nested too deeply") from exc
         return value
 
-    def find_unportable(self, payload: bytes | bytearray | memoryview, value: Any) -> str | None:
+    def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
         # What orjson decodes is in the data model but for the depth (keys are strings, numbers
         # finite and within 64 bits, NUL strings already binary), and a payload with few brackets
-        # cannot nest deeply: counting them (C speed) spares the walk for almost every message.
+        # cannot nest deeply.
         if type(payload) is memoryview:
             payload = payload.tobytes()
+        value = self.decode(payload)
         if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
-            return None
-        return find_unportable(value, nul_strings_allowed=True)
+            return value, None
+        return value, find_unportable(value, check_nul_strings=False)
 
 
 def _msgpack_extension(code: int, data: bytes) -> Unportable:
     return Unportable(f"a MessagePack extension type {code}")
+
+
+# The screen: a MessagePack value outside the data model needs one of these in its encoding. Byte
+# strings (possible map keys) and extension types have their own headers; a non-finite float32 or
+# float64 has all exponent bits set, so the byte after its header is 0x7F or 0xFF; a string
+# starting with NUL is a string header followed by 0x00 (at the offset its length field puts it:
+# the regular expression looks for the NUL first, which Python's engine does at memchr speed);
+# and every level of nesting takes one container header.
+_MSGPACK_BIN_OR_EXT: Final = bytes([*range(0xC4, 0xCA), *range(0xD4, 0xD9)])
+_MSGPACK_CONTAINERS: Final = bytes([*range(0x80, 0xA0), *range(0xDC, 0xE0)])
+_MSGPACK_NUL_STRING: Final = re.compile(
+    rb"\x00(?:(?<=[\xa1-\xbf]\x00)|(?<=\xd9[\x01-\xff]\x00)|(?<=\xda[\s\S]{2}\x00)|(?<=\xdb[\s\S]{4}\x00))"
+)
 
 
 class MsgpackSerializer(Serializer):
@@ -157,6 +178,23 @@ class MsgpackSerializer(Serializer):
         except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
             raise SerializationError(f"invalid MessagePack: {exc}") from exc
 
+    def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+        if type(payload) is memoryview:
+            payload = payload.tobytes()
+        value = self.decode(payload)
+        size = len(payload)
+        # one-byte searches (memchr) first: most payloads have no 0x00, 0xCA or 0xCB at all
+        nul_string = b"\x00" in payload and _MSGPACK_NUL_STRING.search(payload) is not None
+        if (
+            not nul_string
+            and len(payload.translate(None, _MSGPACK_BIN_OR_EXT)) == size
+            and (b"\xcb" not in payload or (b"\xcb\x7f" not in payload and b"\xcb\xff" not in payload))
+            and (b"\xca" not in payload or (b"\xca\x7f" not in payload and b"\xca\xff" not in payload))
+            and size - len(payload.translate(None, _MSGPACK_CONTAINERS)) <= MAX_DEPTH
+        ):
+            return value, None
+        return value, find_unportable(value, check_nul_strings=nul_string)
+
 
 def _cbor_tag_marker(tag: int) -> Any:
     return lambda value, immutable: Unportable(f"a CBOR tag {tag}")
@@ -164,6 +202,17 @@ def _cbor_tag_marker(tag: int) -> Any:
 
 def _cbor_unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> Unportable:
     return Unportable(f"a CBOR tag {tag.tag}")
+
+
+class _NonTextKey(Exception):
+    pass
+
+
+def _refuse_non_text_keys(value: dict[Any, Any], immutable: bool) -> dict[Any, Any]:
+    for key in value:
+        if type(key) is not str:
+            raise _NonTextKey
+    return value
 
 
 def _cbor_self_described(value: Any, immutable: bool) -> Any:
@@ -175,6 +224,18 @@ def _cbor_self_described(value: Any, immutable: bool) -> Any:
 #: tests check that no tag in [0, 70000) escapes this and the tag hook
 _CBOR_BUILTIN_TAGS: Final = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 43000)
 _CBOR_NO_TAGS: Final = {tag: _cbor_tag_marker(tag) for tag in _CBOR_BUILTIN_TAGS} | {55799: _cbor_self_described}
+
+# The screen, as for MessagePack: tags (0xC0-0xDB), simple values and undefined (0xE0-0xF3,
+# 0xF7, 0xF8), half and single floats (0xF9, 0xFA; a non-finite double has 0x7F or 0xFF after its
+# header), negative integers of 8 bytes (0x3B: below -2^63 when the top bit is set), text strings
+# of indefinite length (0x7F) and a text string header followed by 0x00. Byte-string map keys are
+# caught by an object hook instead (their headers, 0x40-0x5F, are ASCII letters), and the decoder
+# itself bounds the depth.
+_CBOR_SCREENED: Final = bytes([*range(0xC0, 0xDC), *range(0xE0, 0xF4), *range(0xF7, 0xFB), 0x3B, 0x7F])
+_CBOR_NUL_STRING: Final = re.compile(
+    rb"\x00(?:(?<=[\x61-\x77]\x00)|(?<=\x78[\x01-\xff]\x00)|(?<=\x79[\s\S]{2}\x00)"
+    rb"|(?<=\x7a[\s\S]{4}\x00)|(?<=\x7b[\s\S]{8}\x00))"
+)
 
 
 class CborSerializer(Serializer):
@@ -192,14 +253,44 @@ class CborSerializer(Serializer):
             raise UnencodableError(f"cannot encode message as CBOR: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
+        return self._decode(payload, None)
+
+    def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+        if type(payload) is memoryview:
+            payload = payload.tobytes()
+        try:
+            value = self._decode(payload, _refuse_non_text_keys)
+        except _NonTextKey:
+            value = self._decode(payload, None)
+            return value, find_unportable(value)
+        nul_string = b"\x00" in payload and _CBOR_NUL_STRING.search(payload) is not None
+        if (
+            not nul_string
+            and len(payload.translate(None, _CBOR_SCREENED)) == len(payload)
+            and (b"\xfb" not in payload or (b"\xfb\x7f" not in payload and b"\xfb\xff" not in payload))
+        ):
+            return value, None
+        return value, find_unportable(value, check_nul_strings=nul_string)
+
+    @staticmethod
+    def _decode(payload: bytes | bytearray | memoryview, object_hook: Any) -> Any:
         # A decoder on a stream (not cbor2.loads) so that bytes after the first item, which
         # cbor2.loads silently ignores, are caught: the JSON and MessagePack decoders reject them too.
         stream = io.BytesIO(payload)
         try:
             value = cbor2.CBORDecoder(
-                stream, semantic_decoders=_CBOR_NO_TAGS, tag_hook=_cbor_unknown_tag, strict_hashable_types=True
+                stream,
+                semantic_decoders=_CBOR_NO_TAGS,
+                tag_hook=_cbor_unknown_tag,
+                object_hook=object_hook,
+                strict_hashable_types=True,
+                max_depth=MAX_DEPTH - 1,  # cbor2 admits one level more than max_depth
             ).decode()
-        except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        except cbor2.CBORDecodeError as exc:
+            if isinstance(exc.__cause__, _NonTextKey):
+                raise _NonTextKey from None
+            raise SerializationError(f"invalid CBOR: {exc}") from exc
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise SerializationError(f"invalid CBOR: {exc}") from exc
         if stream.tell() != len(payload):
             raise SerializationError("invalid CBOR: bytes after the message")

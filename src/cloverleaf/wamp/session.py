@@ -74,8 +74,7 @@ class SessionCore:
         ``wamp.error.protocol_violation``).
         """
         try:
-            wmsg: Any = self.serializer.decode(payload)
-            problem = self._find_unportable(payload, wmsg)
+            wmsg, problem = self._decode(payload)
             if problem is not None:
                 return self._unportable(wmsg, problem)
             return self._check_order(parse_message(wmsg))
@@ -85,9 +84,9 @@ class SessionCore:
             self.phase = Phase.CLOSED
             raise
 
-    def _find_unportable(self, payload: bytes | bytearray | memoryview, wmsg: Any) -> str | None:
-        """What in a decoded message must not be routed (a client keeps all it receives)."""
-        return None
+    def _decode(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+        """The decoded message, and what in it must not be routed (a client keeps all it receives)."""
+        return self.serializer.decode(payload), None
 
     def _unportable(self, wmsg: Any, problem: str) -> Message | None:  # pragma: no cover - router side only
         raise NotImplementedError
@@ -111,8 +110,8 @@ class ServerSessionCore(SessionCore):
         #: the CALL just received reused an earlier request ID (only a progressive call may)
         self.reused_request = False
 
-    def _find_unportable(self, payload: bytes | bytearray | memoryview, wmsg: Any) -> str | None:
-        return self.serializer.find_unportable(payload, wmsg)
+    def _decode(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+        return self.serializer.decode_routable(payload)
 
     def _unportable(self, wmsg: Any, problem: str) -> Message | None:
         """A message holding values outside the data model: raise :class:`UnroutableValueError`
