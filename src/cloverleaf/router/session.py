@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..wamp import errors
-from ..wamp.errors import ProtocolError, UnencodableError
+from ..wamp.errors import ProtocolError, UnencodableError, UnroutableValueError
 from ..wamp.ids import SequentialIds
-from ..wamp.messages import Abort, Error, Goodbye, Message
+from ..wamp.messages import Abort, Call, Error, Goodbye, Invocation, Message, Publish, Yield
 from ..wamp.session import Phase, ServerSessionCore
 from .auth import Action, Authenticator, Decision
 from .outgoing import OutgoingMessage
@@ -151,6 +151,9 @@ class RouterSession:
             return
         try:
             message = self.core.receive(payload)
+        except UnroutableValueError as exc:
+            self._refuse(exc.refused, exc.message)
+            return
         except ProtocolError as exc:
             self.abort(errors.PROTOCOL_VIOLATION, exc.message)
             return
@@ -165,6 +168,32 @@ class RouterSession:
                 self.abort(errors.PROTOCOL_VIOLATION, exc.message)
             return
         self._handle_lifecycle(message)
+
+    def _refuse(self, message: Message, why: str) -> None:
+        """Refuse a request holding values outside the data model (see cloverleaf.wamp.datamodel):
+        it is not routed, and whoever waits for an answer gets ``wamp.error.invalid_argument``."""
+        realm = self.realm
+        assert realm is not None  # the core refuses only in an established session
+        realm.stats.received[message.MESSAGE_TYPE] += 1
+        log.debug("session %d (%s): %s", self.session_id, self.link.peer, why)
+        try:
+            if isinstance(message, Call):
+                if message.request in self.pending_calls:
+                    # a later chunk of a progressive call: the call cannot go on without it
+                    raise ProtocolError(why)
+                self.error(Call.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, why)
+            elif isinstance(message, Publish):
+                if message.options.get("acknowledge") is True:
+                    self.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, why)
+            elif isinstance(message, Yield):
+                # the caller gets an ERROR in place of a result it might not be able to read
+                refusal = Error(Invocation.MESSAGE_TYPE, message.request, {}, errors.INVALID_ARGUMENT, [why])
+                realm.dispatch(self, refusal)
+            elif isinstance(message, Error):
+                # the callee's error URI goes through, its payload is replaced by the reason
+                realm.dispatch(self, Error(Invocation.MESSAGE_TYPE, message.request, {}, message.error, [why]))
+        except ProtocolError as exc:
+            self.abort(errors.PROTOCOL_VIOLATION, exc.message)
 
     def hold(self) -> None:
         """Keep later payloads (in order) until :meth:`release`: an authorization is awaited."""
