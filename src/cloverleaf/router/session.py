@@ -149,25 +149,36 @@ class RouterSession:
                 return
             held.append(payload)
             return
+        message: Message | None = None
         try:
             message = self.core.receive(payload)
+            if message is None:
+                return
+            realm = self.realm
+            if realm is not None and self.core.phase is Phase.ESTABLISHED:
+                realm.stats.received[message.MESSAGE_TYPE] += 1
+                realm.dispatch(self, message)
+            else:
+                self._handle_lifecycle(message)
         except UnroutableValueError as exc:
             self._refuse(exc.refused, exc.message)
-            return
         except ProtocolError as exc:
             self.abort(errors.PROTOCOL_VIOLATION, exc.message)
-            return
-        if message is None:
-            return
-        realm = self.realm
-        if realm is not None and self.core.phase is Phase.ESTABLISHED:
-            realm.stats.received[message.MESSAGE_TYPE] += 1
-            try:
-                realm.dispatch(self, message)
-            except ProtocolError as exc:
-                self.abort(errors.PROTOCOL_VIOLATION, exc.message)
-            return
-        self._handle_lifecycle(message)
+        except Exception:
+            self._internal_error(message)
+
+    def _internal_error(self, message: Message | None) -> None:
+        """Handling a message failed inside the router: a bug of ours. The traceback is logged
+        (it is needed to fix it), this session alone is aborted, and the router carries on."""
+        what = message.NAME if message is not None else "a payload"
+        log.exception("session %s (%s): internal error while handling %s; the session is aborted",
+                      self.session_id or "-", self.link.peer, what)  # fmt: skip
+        try:
+            self.abort(errors.INTERNAL_ERROR, "the router failed to handle a message of this session")
+        except Exception:  # the session's own state may be what broke: at least let go of it
+            log.exception("session %s: aborting after an internal error failed too", self.session_id or "-")
+            self.link.abort("internal error")
+            self._leave("internal error")
 
     def _refuse(self, message: Message, why: str) -> None:
         """Refuse a request holding values outside the data model (see cloverleaf.wamp.datamodel):

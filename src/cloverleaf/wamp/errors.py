@@ -33,6 +33,9 @@ NO_ELIGIBLE_CALLEE = "wamp.error.no_eligible_callee"
 OPTION_NOT_ALLOWED = "wamp.error.option_not_allowed"
 FEATURE_NOT_SUPPORTED = "wamp.error.feature_not_supported"
 PAYLOAD_SIZE_EXCEEDED = "wamp.error.payload_size_exceeded"
+#: ABORT reason when handling a message failed inside the router (a bug of ours, not the peer's);
+#: the spec has no URI for it
+INTERNAL_ERROR = "cloverleaf.error.internal_error"
 
 
 class ProtocolError(Exception):
