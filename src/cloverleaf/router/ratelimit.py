@@ -43,8 +43,11 @@ class RateLimitedLog:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
 
-    def log(self, kind: str, level: int, msg: str, *args: object) -> None:
-        """``logger.log(level, msg, *args)``, unless ``burst`` lines of ``kind`` were logged in this interval."""
+    def log(self, kind: str, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
+        """``logger.log(level, msg, *args)``, unless ``burst`` lines of ``kind`` were logged in this interval.
+
+        ``exc_info`` adds the exception being handled (its traceback) to the lines that are logged.
+        """
         if not self.logger.isEnabledFor(level):
             return
         now = self._clock()
@@ -56,7 +59,7 @@ class RateLimitedLog:
             window = self._windows[kind] = _Window(now)
         if window.logged < self.burst:
             window.logged += 1
-            self.logger.log(level, msg, *args, stacklevel=2)
+            self.logger.log(level, msg, *args, stacklevel=2, exc_info=exc_info)
             return
         window.suppressed += 1
         window.level = max(window.level, level)

@@ -169,10 +169,12 @@ class RouterSession:
 
     def _internal_error(self, message: Message | None) -> None:
         """Handling a message failed inside the router: a bug of ours. The traceback is logged
-        (it is needed to fix it), this session alone is aborted, and the router carries on."""
+        (it is needed to fix it; rate-limited, as peers could repeat the trigger at will), this
+        session alone is aborted, and the router carries on."""
         what = message.NAME if message is not None else "a payload"
-        log.exception("session %s (%s): internal error while handling %s; the session is aborted",
-                      self.session_id or "-", self.link.peer, what)  # fmt: skip
+        limited_log.log("internal error", logging.ERROR,
+                        "session %s (%s): internal error while handling %s; the session is aborted",
+                        self.session_id or "-", self.link.peer, what, exc_info=True)  # fmt: skip
         try:
             self.abort(errors.INTERNAL_ERROR, "the router failed to handle a message of this session")
         except Exception:  # the session's own state may be what broke: at least let go of it
