@@ -560,3 +560,24 @@ def test_hello_timeout_defaults_to_the_handshake_timeout() -> None:
     assert web.paths["/lp"].join_timeout == 1.0  # type: ignore[union-attr]
     assert _problems({**MINIMAL, "transports": [{"type": "rawsocket", "endpoint": {"port": 1}, "hello_timeout": 0}]}) \
         == ["node.yaml: transports[0].hello_timeout: Input should be greater than 0 (got 0)"]
+
+
+@pytest.mark.parametrize(
+    ("transport", "where"),
+    [
+        ({"type": "websocket", "endpoint": {"port": 8080}}, "transports[0]"),
+        ({"type": "websocket-testee", "endpoint": {"port": 8080}}, "transports[0]"),
+        ({"type": "web", "endpoint": {"port": 8080}, "paths": {"/ws": {"type": "websocket"}}},
+         'transports[0].paths["/ws"]'),
+    ],
+)
+def test_websocket_ping_timeout_must_fit_in_the_interval(transport: dict[str, Any], where: str) -> None:
+    # picows refuses a reply timeout longer than the idle time on every connection (a traceback
+    # per client, no session ever opened): refused when the config is read instead
+    target = transport["paths"]["/ws"] if transport["type"] == "web" else transport
+    target.update(ping_interval=5, ping_timeout=40)
+    problems = _problems({"realms": [{"name": "realm1"}], "transports": [transport]})
+    assert len(problems) == 1 and problems[0].startswith(f"node.yaml: {where}")
+    assert "ping_timeout (40) at most ping_interval (5)" in problems[0]
+    target.update(ping_interval=0)  # no pings: the timeout does not matter
+    parse_config({"realms": [{"name": "realm1"}], "transports": [transport]}, "node.yaml")

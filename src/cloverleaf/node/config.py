@@ -169,7 +169,23 @@ class _TransportBase(_Strict):
         return self.hello_timeout if self.hello_timeout is not None else self.handshake_timeout
 
 
-class WebSocketTransport(_TransportBase):
+class _WebSocketPings(_Strict):
+    """The ping settings of everything on picows, which checks for the PONG within the interval."""
+
+    #: seconds of silence before the router pings (0: no pings)
+    ping_interval: Annotated[float, Field(ge=0)] = 30.0
+    #: seconds the PONG may take before the connection is dropped (at most ping_interval)
+    ping_timeout: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> _WebSocketPings:
+        # picows refuses it on every connection otherwise (a traceback per client, no session)
+        if self.ping_interval > 0 and self.ping_timeout > self.ping_interval:
+            raise ValueError(f"ping_timeout ({self.ping_timeout:g}) at most ping_interval ({self.ping_interval:g})")
+        return self
+
+
+class WebSocketTransport(_WebSocketPings, _TransportBase):
     type: Literal["websocket"]
     endpoint: TcpEndpoint
     path: str = "/ws"
@@ -183,7 +199,7 @@ class WebSocketTransport(_TransportBase):
         return value
 
 
-class WebSocketTesteeTransport(_Strict):
+class WebSocketTesteeTransport(_WebSocketPings):
     """A WebSocket echo endpoint for conformance suites (the Autobahn|Testsuite; Crossbar.io's
     ``websocket.testee``): the router's own WebSocket stack, frame checks and limits, with every
     message sent back as it came. Any path, with or without a subprotocol. Not for production."""
@@ -193,8 +209,6 @@ class WebSocketTesteeTransport(_Strict):
     #: as on a websocket transport
     max_message_size: Annotated[int, Field(ge=512, le=16 * 1024 * 1024)] = 1024 * 1024
     handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
-    ping_interval: Annotated[float, Field(ge=0)] = 30.0
-    ping_timeout: Annotated[float, Field(gt=0)] = 10.0
 
 
 class RawSocketTransport(_TransportBase):
@@ -209,7 +223,7 @@ class RawSocketTransport(_TransportBase):
         return self
 
 
-class WebSocketPath(_TransportBase):
+class WebSocketPath(_WebSocketPings, _TransportBase):
     """WAMP over WebSocket on a path of a web transport."""
 
     type: Literal["websocket"]
