@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cloverleaf.router.auth import Action, AnonymousAuthenticator, Permission, RoleAuthorizer
+from cloverleaf.router.history import MemoryEventStore
 from cloverleaf.router.realm import Realm
 from cloverleaf.router.router import Router
 from cloverleaf.router.session import RouterSession, SessionOptions
@@ -120,6 +121,27 @@ async def test_message_at_the_depth_limit_decodes_in_every_serializer() -> None:
 
     assert publisher_link.sent[-1][0] == 17, publisher_link.sent[-1]  # routed: PUBLISHED
     assert subscriber_link.sent[-1][0] == 36, subscriber_link.sent[-1]  # and readable by the CBOR peer
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F5: wamp.subscription.get_events nests each kept event 3 levels deeper than it was "
+    "published: an event the data model admitted comes back deeper than MAX_DEPTH, unreadable by CBOR",
+)
+async def test_event_history_result_stays_within_the_depth_limit() -> None:
+    router = _router()
+    subscription = router.realms["realm1"].broker.enable_history("com.example.topic", "exact", 10, MemoryEventStore())
+    publisher, publisher_link = _join(router, JSON, {"publisher": {}})
+    caller, caller_link = _join(router, CBOR, {"caller": {}})
+    deep: Any = 1
+    for _ in range(124):  # 126 levels: PUBLISH's own list, its Arguments, 124 more (the result: 129)
+        deep = [deep]
+    publisher.receive(JSON.encode([16, 1, {"acknowledge": True}, "com.example.topic", [deep]]))
+    caller.receive(CBOR.encode([48, 1, {}, "wamp.subscription.get_events", [subscription]]))
+
+    assert publisher_link.sent[-1][0] == 17, publisher_link.sent[-1]  # routed: PUBLISHED
+    # the kept event comes back (or the call is refused), in a RESULT the CBOR caller can read
+    assert caller_link.sent[-1][0] in (50, 8), caller_link.sent[-1]
 
 
 @pytest.mark.xfail(strict=True, reason="F1: cbor2's C encoder overflows the C stack on ~8,000 nested lists")
