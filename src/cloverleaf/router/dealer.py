@@ -186,6 +186,10 @@ class Dealer:
         if pending is None:
             self._check_late_answer(callee, message.request, "YIELD")
             return  # the call was canceled, timed out, or its caller left: a late answer is dropped
+        details = passthru_keys(message.options)
+        if "ppt_scheme" in details and not callee.supports("callee", "payload_passthru_mode"):
+            # raised while the call is still pending: the callee's abort then answers its caller
+            raise ProtocolError("YIELD uses payload passthru, which the callee did not announce")
         progress = message.options.get("progress") is True
         if progress and not pending.receive_progress:
             return  # the caller did not ask for progressive results
@@ -195,20 +199,16 @@ class Dealer:
             pending.stop_timer()
         if pending.canceled is not None and (progress or pending.canceled != "kill"):
             return  # canceled: only a final answer still matters, and only in "kill" mode
-        details = passthru_keys(message.options)
-        if "ppt_scheme" in details:
-            if not callee.supports("callee", "payload_passthru_mode"):
-                raise ProtocolError("YIELD uses payload passthru, which the callee did not announce")
-            if not pending.caller.supports("caller", "payload_passthru_mode"):
-                reason = ["the caller does not support payload passthru"]
-                callee.pending_invocations.pop(message.request, None)
-                pending.caller.pending_calls.pop(pending.call_request, None)
-                pending.stop_timer()
-                callee.send(Error(Yield.MESSAGE_TYPE, message.request, {}, errors.FEATURE_NOT_SUPPORTED, reason))
-                self._answer_caller(
-                    pending, Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.FEATURE_NOT_SUPPORTED, reason)
-                )
-                return
+        if "ppt_scheme" in details and not pending.caller.supports("caller", "payload_passthru_mode"):
+            reason = ["the caller does not support payload passthru"]
+            callee.pending_invocations.pop(message.request, None)
+            pending.caller.pending_calls.pop(pending.call_request, None)
+            pending.stop_timer()
+            callee.send(Error(Yield.MESSAGE_TYPE, message.request, {}, errors.FEATURE_NOT_SUPPORTED, reason))
+            self._answer_caller(
+                pending, Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.FEATURE_NOT_SUPPORTED, reason)
+            )
+            return
         if progress:
             details["progress"] = True
         self._answer_caller(pending, Result(pending.call_request, details, message.args, message.kwargs))

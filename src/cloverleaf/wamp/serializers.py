@@ -121,15 +121,17 @@ class JsonSerializer(Serializer):
         return value
 
     def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
-        # What orjson decodes is in the data model but for the depth (keys are strings, numbers
-        # finite and within 64 bits, NUL strings already binary), and a payload with few brackets
-        # cannot nest deeply.
+        # What orjson decodes is in the data model but for the depth and map keys starting with
+        # NUL (keys are strings, numbers finite and within 64 bits, NUL-prefixed string values
+        # already binary): a payload with few brackets cannot nest deeply, and one without an
+        # escaped NUL has no such key.
         if type(payload) is memoryview:
             payload = payload.tobytes()
         value = self.decode(payload)
-        if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
+        nul_key = b"\\" in payload and _NUL_ESCAPED in payload
+        if not nul_key and payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
             return value, None
-        return value, find_unportable(value, check_nul_strings=False)
+        return value, find_unportable(value, check_nul_strings=nul_key)
 
 
 def _msgpack_extension(code: int, data: bytes) -> Unportable:
@@ -228,10 +230,15 @@ _CBOR_NO_TAGS: Final = {tag: _cbor_tag_marker(tag) for tag in _CBOR_BUILTIN_TAGS
 # The screen, as for MessagePack: tags (0xC0-0xDB), simple values and undefined (0xE0-0xF3,
 # 0xF7, 0xF8), half and single floats (0xF9, 0xFA; a non-finite double has 0x7F or 0xFF after its
 # header), negative integers of 8 bytes (0x3B: below -2^63 when the top bit is set), text strings
-# of indefinite length (0x7F) and a text string header followed by 0x00. Byte-string map keys are
-# caught by an object hook instead (their headers, 0x40-0x5F, are ASCII letters), and the decoder
-# itself bounds the depth.
+# of indefinite length (0x7F), a text string header followed by 0x00, and more container headers
+# (0x80-0xBF) than MAX_DEPTH. Byte-string map keys are caught by an object hook instead (their
+# headers, 0x40-0x5F, are ASCII letters).
 _CBOR_SCREENED: Final = bytes([*range(0xC0, 0xDC), *range(0xE0, 0xF4), *range(0xF7, 0xFB), 0x3B, 0x7F])
+_CBOR_CONTAINERS: Final = bytes(range(0x80, 0xC0))
+#: deepest nesting the CBOR decoder reads (cbor2's default): beyond the data model's MAX_DEPTH, so
+#: that a client reads what other routers send, and the router's own answers that wrap a value
+#: (event history) stay readable
+_CBOR_MAX_DEPTH: Final = 400
 _CBOR_NUL_STRING: Final = re.compile(
     rb"\x00(?:(?<=[\x61-\x77]\x00)|(?<=\x78[\x01-\xff]\x00)|(?<=\x79[\s\S]{2}\x00)"
     rb"|(?<=\x7a[\s\S]{4}\x00)|(?<=\x7b[\s\S]{8}\x00))"
@@ -268,6 +275,7 @@ class CborSerializer(Serializer):
             not nul_string
             and len(payload.translate(None, _CBOR_SCREENED)) == len(payload)
             and (b"\xfb" not in payload or (b"\xfb\x7f" not in payload and b"\xfb\xff" not in payload))
+            and len(payload) - len(payload.translate(None, _CBOR_CONTAINERS)) <= MAX_DEPTH
         ):
             return value, None
         return value, find_unportable(value, check_nul_strings=nul_string)
@@ -284,7 +292,7 @@ class CborSerializer(Serializer):
                 tag_hook=_cbor_unknown_tag,
                 object_hook=object_hook,
                 strict_hashable_types=True,
-                max_depth=MAX_DEPTH - 1,  # cbor2 admits one level more than max_depth
+                max_depth=_CBOR_MAX_DEPTH - 1,  # cbor2 admits one level more than max_depth
             ).decode()
         except cbor2.CBORDecodeError as exc:
             if isinstance(exc.__cause__, _NonTextKey):
