@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -242,6 +243,34 @@ def create_protocol(
     max_message_size: int,
 ) -> GuardedProtocol:
     return GuardedProtocol(listener_factory, handshake_timeout, ping_interval, ping_timeout, max_message_size)
+
+
+async def serve(
+    accept: Callable[[Any], Any],
+    host: str,
+    port: int,
+    *,
+    handshake_timeout: float,
+    ping_interval: float,
+    ping_timeout: float,
+    max_message_size: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> asyncio.Server:
+    """Listen on ``host:port`` (TLS only, with ``ssl_context``) with the router's WebSocket stack:
+    ``accept`` answers each upgrade request (a response with a listener, or None for 404)."""
+    tls_options: dict[str, Any] = {}
+    if ssl_context is not None:
+        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": handshake_timeout}
+    # The loop's own transport (uvloop's), not aiofastnet's: faster per read and smaller per
+    # connection (measured: docs/benchmarks.md); picows' protocol as GuardedProtocol.
+    loop = asyncio.get_running_loop()
+    server: asyncio.Server = await loop.create_server(
+        lambda: create_protocol(accept, handshake_timeout, ping_interval, ping_timeout, max_message_size),
+        host,
+        port,
+        **tls_options,
+    )
+    return server
 
 
 def _utf8_decoder() -> codecs.IncrementalDecoder:

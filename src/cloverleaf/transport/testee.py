@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 from picows import (
     WSMsgType,
@@ -23,7 +22,7 @@ from picows import (
     WSUpgradeResponseWithListener,
 )
 
-from .rfc6455 import CheckedListener, create_protocol
+from .rfc6455 import CheckedListener, serve
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,20 +51,13 @@ def _accept(request: WSUpgradeRequest, settings: TesteeSettings) -> WSUpgradeRes
 async def serve_testee(
     settings: TesteeSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> asyncio.Server:
-    tls_options: dict[str, Any] = {}
-    if ssl_context is not None:
-        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": settings.handshake_timeout}
-    loop = asyncio.get_running_loop()
-    server: asyncio.Server = await loop.create_server(
-        lambda: create_protocol(
-            lambda request: _accept(request, settings),
-            settings.handshake_timeout,
-            settings.ping_interval,
-            settings.ping_timeout,
-            settings.max_message_size,
-        ),
+    return await serve(
+        lambda request: _accept(request, settings),
         host,
         port,
-        **tls_options,
+        handshake_timeout=settings.handshake_timeout,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        max_message_size=settings.max_message_size,
+        ssl_context=ssl_context,
     )
-    return server

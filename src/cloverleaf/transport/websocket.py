@@ -18,7 +18,6 @@ import ssl
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from picows import (
     WSCloseCode,
@@ -43,7 +42,7 @@ from ..wamp.batching import (
 from ..wamp.serializers import Serializer
 from .cookies import CookieTracking, is_cross_origin
 from .link import CoalescingLink, channel_binding, describe_peer, origin_allowed, peer_certificate
-from .rfc6455 import CheckedListener, create_protocol
+from .rfc6455 import CheckedListener, serve
 
 log = logging.getLogger("cloverleaf.transport.websocket")
 
@@ -274,22 +273,13 @@ async def serve_websocket(
     router: Router, settings: WebSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> asyncio.Server:
     """Listen on ``host:port``; with ``ssl_context``, for TLS connections only (wss://)."""
-    tls_options: dict[str, Any] = {}
-    if ssl_context is not None:
-        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": settings.handshake_timeout}
-    # The loop's own transport (uvloop's), not aiofastnet's: faster per read and smaller per
-    # connection (measured: docs/benchmarks.md); picows' protocol as GuardedProtocol.
-    loop = asyncio.get_running_loop()
-    server: asyncio.Server = await loop.create_server(
-        lambda: create_protocol(
-            lambda request: negotiate(request, router, settings),
-            settings.handshake_timeout,
-            settings.ping_interval,
-            settings.ping_timeout,
-            settings.max_message_size,
-        ),
+    return await serve(
+        lambda request: negotiate(request, router, settings),
         host,
         port,
-        **tls_options,
+        handshake_timeout=settings.handshake_timeout,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        max_message_size=settings.max_message_size,
+        ssl_context=ssl_context,
     )
-    return server
