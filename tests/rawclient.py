@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 from typing import Any
 
@@ -21,6 +22,23 @@ HELLO_ROLES = {
     "publisher": {"features": {}},
     "subscriber": {"features": {}},
 }
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1, fin: bool = True, rsv: int = 0) -> bytes:
+    """One masked client WebSocket frame, built by hand: for frames no library would send, and for
+    several frames in a single write."""
+    mask = os.urandom(4)
+    length = len(payload)
+    head = bytes((0x80 * fin | rsv << 4 | opcode,))
+    if length < 126:
+        head += bytes((0x80 | length,))
+    elif length < 65536:
+        head += struct.pack("!BH", 0x80 | 126, length)
+    else:
+        head += struct.pack("!BQ", 0x80 | 127, length)
+    keystream = (mask * (length // 4 + 1))[:length]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(length, "big")
+    return head + mask + masked
 
 
 class RawClient:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import random
 import struct
 import time
@@ -34,7 +33,7 @@ import pytest
 import tests.conftest as conftest
 import websockets
 from tests.conftest import RouterProcess, start_router
-from tests.rawclient import HELLO_ROLES, RawClient
+from tests.rawclient import HELLO_ROLES, RawClient, ws_frame
 
 from cloverleaf.wamp.serializers import SERIALIZERS, Serializer
 
@@ -93,22 +92,6 @@ async def send_raw(client: RawClient, payload: bytes) -> None:
         await client._ws.send(payload, text=not client.serializer.BINARY)
     else:
         await client.send_bytes(payload)
-
-
-def ws_client_frame(payload: bytes, text: bool, fin: bool = True) -> bytes:
-    """One masked client WebSocket frame, built by hand so several can go out in a single write."""
-    mask = os.urandom(4)
-    length = len(payload)
-    head = bytes((0x80 * fin | (0x1 if text else 0x2),))
-    if length < 126:
-        head += bytes((0x80 | length,))
-    elif length < 65536:
-        head += struct.pack("!BH", 0x80 | 126, length)
-    else:
-        head += struct.pack("!BQ", 0x80 | 127, length)
-    keystream = (mask * (length // 4 + 1))[:length]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(length, "big")
-    return head + mask + masked
 
 
 def write_unframed(client: RawClient, data: bytes) -> None:
@@ -730,7 +713,7 @@ async def test_nothing_after_the_violation_is_processed(router: RouterProcess, w
     violation = client.serializer.encode([WELCOME, 1, {"roles": {"broker": {}}}])
     later = client.serializer.encode([CALL, client.request_id(), {}, witness.procedure, ["from-offender"]])
     if client._ws is not None:
-        data = ws_client_frame(violation, text=True) + ws_client_frame(later, text=True)
+        data = ws_frame(violation) + ws_frame(later)
     else:
         data = b"".join(struct.pack("!I", len(p)) + p for p in (violation, later))
     write_unframed(client, data)
@@ -821,7 +804,7 @@ async def test_websocket_message_over_the_limit(router: RouterProcess, witness: 
     if fragmented:
         await client._ws.send([payload[:40000], payload[40000:]], text=text)
     else:
-        write_unframed(client, ws_client_frame(payload, text)[:4096])
+        write_unframed(client, ws_frame(payload, 0x1 if text else 0x2)[:4096])
     code = await expect_connection_failed(client)
     assert code == 1009, f"expected close code 1009 (message too big), got {code}"
     await witness.check(gone=[procedure])

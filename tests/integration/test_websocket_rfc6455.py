@@ -26,6 +26,7 @@ import orjson
 import pytest
 from tests.conftest import RouterProcess, free_port, launch_router, router_config
 from tests.rawclient import HELLO_ROLES
+from tests.rawclient import ws_frame as frame
 
 from cloverleaf.node.config import ConfigError, parse_config
 from cloverleaf.transport.rfc6455 import max_fragments
@@ -37,22 +38,6 @@ HELLO, WELCOME, ABORT, CALL, REGISTER, REGISTERED = 1, 2, 3, 48, 64, 65
 
 
 # -- a WebSocket client built by hand ---------------------------------------------------------
-
-
-def frame(payload: bytes, opcode: int = TEXT, fin: bool = True, rsv: int = 0) -> bytes:
-    """One masked client frame."""
-    mask = os.urandom(4)
-    length = len(payload)
-    head = bytes((0x80 * fin | rsv << 4 | opcode,))
-    if length < 126:
-        head += bytes((0x80 | length,))
-    elif length < 65536:
-        head += struct.pack("!BH", 0x80 | 126, length)
-    else:
-        head += struct.pack("!BQ", 0x80 | 127, length)
-    keystream = (mask * (length // 4 + 1))[:length]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(length, "big")
-    return head + mask + masked
 
 
 def wamp(message: list[Any]) -> bytes:
