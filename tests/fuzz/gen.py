@@ -44,22 +44,9 @@ T = TypeVar("T")
 
 #: Value families that currently break an invariant (issue 10; reproducers in test_fuzz_regressions.py).
 #: Re-enable one by deleting it from this set once its fix lands; FUZZ_ALL=1 enables all of them.
-KNOWN_ISSUE_FEATURES: frozenset[str] = frozenset(
-    {
-        # TODO(issue 10, data-model check): a JSON map key starting with NUL ("\u0000...") is routed
-        # to MessagePack/CBOR peers, though the same key from them is refused (F2 in the report:
-        # test_fuzz_regressions.py::test_json_nul_map_key_is_not_routed_to_binary_peers)
-        "json_nul_key",
-        # TODO(F3 in the report, dealer): a final YIELD with ppt_scheme from a callee that did not
-        # announce payload_passthru_mode aborts the callee and leaves its caller unanswered forever
-        # (test_fuzz_regressions.py::test_caller_is_answered_when_its_callee_is_aborted_for_a_passthru_yield)
-        "ppt_yield",
-        # TODO(F4, data-model check): a message nested exactly 128 levels deep (datamodel.MAX_DEPTH) is
-        # routed, but the CBOR decoder (max_depth=MAX_DEPTH - 1) refuses it: a CBOR peer cannot read it
-        # (test_fuzz_regressions.py::test_message_at_the_depth_limit_decodes_in_every_serializer)
-        "depth_128",
-    }
-)
+#: None is open now: json_nul_key (F2), ppt_yield (F3) and depth_128 (F4) were re-enabled with their
+#: fixes (32cc7e2). F1 (cbor2's encoder and ~8,000 levels) is kept out by deep() itself.
+KNOWN_ISSUE_FEATURES: frozenset[str] = frozenset()
 DISABLED: frozenset[str] = frozenset() if os.environ.get("FUZZ_ALL") == "1" else KNOWN_ISSUE_FEATURES
 
 

@@ -1,8 +1,8 @@
-"""Minimal reproducers of what the fuzz suite found, one test each.
+"""Minimal reproducers of what the fuzz suite found, one test each (F1-F5 of issue 10).
 
-Each is marked ``xfail(strict=True)`` while the bug is open: when a fix lands the test passes, the
-strict marker turns that into a failure, and the marker (and the matching entry of
-``gen.KNOWN_ISSUE_FEATURES``, if any) is to be removed.
+A test is marked ``xfail(strict=True)`` while its bug is open: when a fix lands the test passes,
+the strict marker turns that into a failure, and the marker (and the matching entry of
+``gen.KNOWN_ISSUE_FEATURES``, if any) is to be removed. F2-F5 are fixed (32cc7e2); F1 is open.
 """
 
 from __future__ import annotations
@@ -62,12 +62,9 @@ def _join(router: Router, serializer: Serializer, roles: dict[str, Any]) -> tupl
     return session, link
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F3: Dealer.yield_ forgets the pending call before raising ProtocolError for an "
-    "unannounced ppt_scheme, so the caller never gets an answer (not even its timeout)",
-)
 async def test_caller_is_answered_when_its_callee_is_aborted_for_a_passthru_yield() -> None:
+    """F3: Dealer.yield_ forgot the pending call before raising ProtocolError for an unannounced
+    ppt_scheme, so the caller never got an answer (not even its timeout)."""
     router = _router()
     callee, callee_link = _join(router, JSON, {"callee": {}})  # no payload_passthru_mode announced
     caller, caller_link = _join(router, JSON, {"caller": {}})
@@ -81,12 +78,9 @@ async def test_caller_is_answered_when_its_callee_is_aborted_for_a_passthru_yiel
     assert answers, f"the caller got nothing: {caller_link.sent[1:]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F2: a JSON map key starting with NUL is routed to MessagePack/CBOR peers, which may not "
-    "send the same key back (gen.KNOWN_ISSUE_FEATURES: json_nul_key)",
-)
 async def test_json_nul_map_key_is_not_routed_to_binary_peers() -> None:
+    """F2: a JSON map key starting with NUL was routed to MessagePack/CBOR peers, which could not
+    send the same key back."""
     router = _router()
     callee, callee_link = _join(router, MSGPACK, {"callee": {}})
     caller, caller_link = _join(router, JSON, {"caller": {}})
@@ -104,12 +98,9 @@ async def test_json_nul_map_key_is_not_routed_to_binary_peers() -> None:
     assert refused_up_front or echoed, answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F4: the CBOR decoder's max_depth=MAX_DEPTH - 1 refuses a message of exactly MAX_DEPTH (128) "
-    "levels, which the data model admits and the router routes (gen.KNOWN_ISSUE_FEATURES: depth_128)",
-)
 async def test_message_at_the_depth_limit_decodes_in_every_serializer() -> None:
+    """F4: the CBOR decoder (max_depth=MAX_DEPTH - 1) refused a message of exactly MAX_DEPTH levels,
+    which the data model admitted and the router routed."""
     router = _router()
     subscriber, subscriber_link = _join(router, CBOR, {"subscriber": {}})
     publisher, publisher_link = _join(router, JSON, {"publisher": {}})
@@ -123,12 +114,9 @@ async def test_message_at_the_depth_limit_decodes_in_every_serializer() -> None:
     assert subscriber_link.sent[-1][0] == 36, subscriber_link.sent[-1]  # and readable by the CBOR peer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F5: wamp.subscription.get_events nests each kept event 3 levels deeper than it was "
-    "published: an event the data model admitted comes back deeper than MAX_DEPTH, unreadable by CBOR",
-)
 async def test_event_history_result_stays_within_the_depth_limit() -> None:
+    """F5: wamp.subscription.get_events nests each kept event 3 levels deeper than it was published,
+    so an admitted event came back deeper than a CBOR peer could read."""
     router = _router()
     subscription = router.realms["realm1"].broker.enable_history("com.example.topic", "exact", 10, MemoryEventStore())
     publisher, publisher_link = _join(router, JSON, {"publisher": {}})
