@@ -2,7 +2,8 @@
 
 A test is marked ``xfail(strict=True)`` while its bug is open: when a fix lands the test passes,
 the strict marker turns that into a failure, and the marker (and the matching entry of
-``gen.KNOWN_ISSUE_FEATURES``, if any) is to be removed. F2-F5 are fixed (32cc7e2); F1 is open.
+``gen.KNOWN_ISSUE_FEATURES``, if any) is to be removed. F2-F5 are fixed (32cc7e2), F1 by a depth
+probe before cbor2 encodes; all are plain regression tests now.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from typing import Any
-
-import pytest
 
 from cloverleaf.router.auth import Action, AnonymousAuthenticator, Permission, RoleAuthorizer
 from cloverleaf.router.history import MemoryEventStore
@@ -132,7 +131,6 @@ async def test_event_history_result_stays_within_the_depth_limit() -> None:
     assert caller_link.sent[-1][0] in (50, 8), caller_link.sent[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="F1: cbor2's C encoder overflows the C stack on ~8,000 nested lists")
 def test_cbor_encoding_deep_nesting_raises_instead_of_crashing() -> None:
     code = (
         "from cloverleaf.wamp.serializers import CBOR\n"

@@ -245,6 +245,10 @@ _CBOR_NUL_STRING: Final = re.compile(
 )
 
 
+#: encodes anything (values it does not know become nil) only to find out how deep a value nests
+_DEPTH_PROBE: Final = msgspec.msgpack.Encoder(enc_hook=lambda value: None)
+
+
 class CborSerializer(Serializer):
     """CBOR via cbor2's C extension, with every tag left uninterpreted."""
 
@@ -254,6 +258,17 @@ class CborSerializer(Serializer):
     BINARY = True
 
     def encode(self, wmsg: list[Any]) -> bytes:
+        # cbor2's C encoder has no depth guard: ~8,000 nested lists overflow the C stack and kill
+        # the process. msgspec's encoder stops at Python's recursion limit (about 1,000 levels)
+        # with RecursionError, at a tenth of cbor2's cost, so it probes the depth first.
+        # What the router routes is far shallower (the data model); an application's value
+        # handed to the client library need not be.
+        try:
+            _DEPTH_PROBE.encode(wmsg)
+        except RecursionError as exc:
+            raise UnencodableError("cannot encode message as CBOR: nested too deeply") from exc
+        except Exception:
+            pass  # only the depth is probed: cbor2 judges everything else
         try:
             return cbor2.dumps(wmsg)
         except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:
