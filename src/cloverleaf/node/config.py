@@ -420,6 +420,9 @@ class RealmConfig(_Strict):
     roles: list[RoleConfig] = Field(default_factory=lambda: [RoleConfig(name="anonymous")])
     event_history: list[EventHistoryConfig] = Field(default_factory=list)
     event_store: EventStoreConfig = Field(default_factory=EventStoreConfig)
+    #: topics whose last retained event is kept (PUBLISH with retain); past it the topic retained
+    #: on longest ago is forgotten. 0: nothing is retained
+    max_retained_topics: Annotated[int, Field(ge=0)] = 10_000
 
     @model_validator(mode="after")
     def _sqlite_needs_a_path(self) -> RealmConfig:

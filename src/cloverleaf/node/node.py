@@ -99,6 +99,7 @@ def build_realm(config: RealmConfig, router: Router, base_dir: Path | None = Non
         if role.authorizer is not None
     }
     realm = Realm(config.name, RoleAuthorizer(roles, dynamic), UriCheck(config.uri_check))
+    realm.broker.max_retained_topics = config.max_retained_topics
     realm.role_policies = {
         role.name: RolePolicy(role.disclose_caller, role.disclose_publisher, role.trustlevel) for role in config.roles
     }

@@ -6,6 +6,7 @@ publisher exclusion and disclosure; event retention (the last retained event per
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +18,7 @@ from .auth import DENY, Action, Identity
 from .history import EventStore, HistoryRecorder
 from .outgoing import OutgoingMessage
 from .patterns import EXACT, MATCH_POLICIES, PREFIX, passthru_keys, wildcard_matches
+from .ratelimit import RateLimitedLog
 from .registry import LocalSubscriptionStore, Subscription, SubscriptionStore
 
 if TYPE_CHECKING:
@@ -51,9 +53,15 @@ class Subscriber(Protocol):
     def send_outgoing(self, outgoing: OutgoingMessage, droppable: bool) -> None: ...
 
 
+log = logging.getLogger("cloverleaf.broker")
+limited_log = RateLimitedLog(log)
+
 _ID_LISTS = ("exclude", "eligible")
 #: retained events kept per topic: the one for everybody plus restricted ones published after it
 _MAX_RETAINED_PER_TOPIC = 16
+#: topics with retained events kept per realm by default; past it the topic retained longest ago
+#: is forgotten (the realm config's max_retained_topics)
+MAX_RETAINED_TOPICS = 10_000
 _STRING_LISTS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
 _FILTER_KEYS = frozenset(_ID_LISTS + _STRING_LISTS)
 
@@ -132,7 +140,7 @@ class RetainedEvent:
 
 
 class Broker:
-    __slots__ = ("history", "realm", "retained", "subscriptions")
+    __slots__ = ("history", "max_retained_topics", "realm", "retained", "subscriptions")
 
     def __init__(self, realm: Realm, subscriptions: SubscriptionStore[Subscriber] | None = None) -> None:
         self.realm = realm
@@ -140,6 +148,8 @@ class Broker:
         #: per topic, oldest first: the last retained event for everybody, then later retained events
         #: with a restricted audience (event_retention: each subscriber gets the newest it may receive)
         self.retained: dict[str, list[RetainedEvent]] = {}
+        #: bounds ``retained``: a publisher allowed to retain could otherwise grow it topic by topic
+        self.max_retained_topics = MAX_RETAINED_TOPICS
         #: subscription ID -> the recorder keeping its event history
         self.history: dict[int, HistoryRecorder] = {}
 
@@ -244,10 +254,20 @@ class Broker:
             session.send(Published(message.request, publication))
 
     def _retain(self, topic: str, event: RetainedEvent) -> None:
-        if event.audience.unrestricted:
-            self.retained[topic] = [event]  # replaces everything older
+        # the dict is kept in the order topics were last retained on, so the first is the stalest
+        kept = self.retained.pop(topic, None)
+        if kept is None and len(self.retained) >= self.max_retained_topics:
+            stalest = next(iter(self.retained), None)
+            if stalest is None:  # max_retained_topics is 0: nothing is retained
+                return
+            del self.retained[stalest]
+            limited_log.info("retained topics full",
+                             "realm %s: %d topics with retained events: forgot the one retained longest ago (%s)",
+                             self.realm.name, self.max_retained_topics, stalest)  # fmt: skip
+        if event.audience.unrestricted or kept is None:
+            self.retained[topic] = [event]  # an event for everybody replaces everything older
             return
-        kept = self.retained.setdefault(topic, [])
+        self.retained[topic] = kept
         kept.append(event)
         if len(kept) > _MAX_RETAINED_PER_TOPIC:  # bounded: drop the oldest restricted one
             del kept[1 if kept[0].audience.unrestricted else 0]
