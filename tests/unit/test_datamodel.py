@@ -216,6 +216,9 @@ _SCALARS = (
     | st.sampled_from(["\x00", "\x00x", "a\x00"])
     | st.integers(min_value=-(2**64), max_value=2**64 - 1)
     | st.floats(allow_nan=True, allow_infinity=True) | st.floats(width=32) | st.floats(width=16)
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4))
+    | st.builds(msgpack.Timestamp, st.integers(0, 2**34), st.integers(0, 999_999_999))
+    | st.builds(cbor2.CBORTag, st.integers(0, 300), st.integers(0, 3))
 )  # fmt: skip
 _KEYS = st.text(max_size=4) | st.sampled_from(["\x00k", b"k"])
 _VALUES = st.recursive(

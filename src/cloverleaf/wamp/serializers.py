@@ -106,45 +106,65 @@ class JsonSerializer(Serializer):
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
         if type(payload) is memoryview:
             payload = payload.tobytes()  # "in" on a memoryview compares items, not substrings
+        return self._decode(payload, self._has_escaped_nul(payload))
+
+    def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+        # What orjson decodes is in the data model but for the depth and map keys starting with
+        # NUL (keys are strings, numbers finite and within 64 bits, NUL-prefixed string values
+        # already binary): a payload with few brackets cannot nest deeply (nor a short one: a
+        # level takes a byte), and one without an escaped NUL has no such key.
+        if type(payload) is memoryview:
+            payload = payload.tobytes()
+        escaped_nul = self._has_escaped_nul(payload)
+        value = self._decode(payload, escaped_nul)
+        if not escaped_nul and (
+            len(payload) <= MAX_DEPTH or payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH
+        ):
+            return value, None
+        return value, find_unportable(value, check_nul_strings=escaped_nul)
+
+    @staticmethod
+    def _has_escaped_nul(payload: bytes | bytearray) -> bool:
+        # A NUL can only appear escaped in valid JSON. A one-byte search (memchr; an int operand,
+        # which skips the buffer protocol) first: most payloads hold no backslash, and the
+        # six-byte search costs several times more.
+        return 0x5C in payload and _NUL_ESCAPED in payload
+
+    @staticmethod
+    def _decode(payload: bytes | bytearray, escaped_nul: bool) -> Any:
         try:
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise SerializationError(f"invalid JSON: {exc}") from exc
-        # A NUL can only appear escaped in valid JSON, so a scan decides whether the (comparatively
-        # slow) walk for binary values is needed at all; a one-byte search (memchr) first, because
-        # most payloads hold no backslash and the six-byte search costs several times more.
-        if b"\\" in payload and _NUL_ESCAPED in payload:
+        if escaped_nul:  # the (comparatively slow) walk for binary values
             try:
                 value = _unescape_binary(value)
             except RecursionError as exc:
                 raise SerializationError("JSON nested too deeply") from exc
         return value
 
-    def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
-        # What orjson decodes is in the data model but for the depth and map keys starting with
-        # NUL (keys are strings, numbers finite and within 64 bits, NUL-prefixed string values
-        # already binary): a payload with few brackets cannot nest deeply, and one without an
-        # escaped NUL has no such key.
-        if type(payload) is memoryview:
-            payload = payload.tobytes()
-        value = self.decode(payload)
-        nul_key = b"\\" in payload and _NUL_ESCAPED in payload
-        if not nul_key and payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
-            return value, None
-        return value, find_unportable(value, check_nul_strings=nul_key)
-
 
 def _msgpack_extension(code: int, data: bytes) -> Unportable:
     return Unportable(f"a MessagePack extension type {code}")
 
 
-# The screen: a MessagePack value outside the data model needs one of these in its encoding. Byte
-# strings (possible map keys) and extension types have their own headers; a non-finite float32 or
-# float64 has all exponent bits set, so the byte after its header is 0x7F or 0xFF; a string
-# starting with NUL is a string header followed by 0x00 (at the offset its length field puts it:
-# the regular expression looks for the NUL first, which Python's engine does at memchr speed);
-# and every level of nesting takes one container header.
-_MSGPACK_BIN_OR_EXT: Final = bytes([*range(0xC4, 0xCA), *range(0xD4, 0xD9)])
+class _Extension(Exception):
+    pass
+
+
+def _refuse_extension(code: int, data: bytes) -> Unportable:
+    raise _Extension
+
+
+# The screen: a MessagePack value outside the data model needs one of these in its encoding.
+# Extension types make the first decode fail (their hook raises) and are then decoded as markers;
+# the timestamp extension (type -1, 0xFF after a fixext 4/8 or an ext 8 header of length 12) does
+# not reach the hook. Byte strings (possible map keys) have their own headers; a non-finite
+# float32 or float64 has all exponent bits set, so the byte after its header is 0x7F or 0xFF; a
+# string starting with NUL is a string header followed by 0x00 (at the offset its length field
+# puts it: the regular expression looks for the NUL first, which Python's engine does at memchr
+# speed); and every level of nesting takes one container header.
+_MSGPACK_BIN: Final = bytes(range(0xC4, 0xC7))
 _MSGPACK_CONTAINERS: Final = bytes([*range(0x80, 0xA0), *range(0xDC, 0xE0)])
 _MSGPACK_NUL_STRING: Final = re.compile(
     rb"\x00(?:(?<=[\xa1-\xbf]\x00)|(?<=\xd9[\x01-\xff]\x00)|(?<=\xda[\s\S]{2}\x00)|(?<=\xdb[\s\S]{4}\x00))"
@@ -172,9 +192,15 @@ class MsgpackSerializer(Serializer):
             raise UnencodableError(f"cannot encode message as MessagePack: {exc}") from exc
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Any:
+        # the timestamp extension (-1) comes back as a msgpack.Timestamp, refused as unportable
+        return self._unpack(payload, _msgpack_extension)
+
+    @staticmethod
+    def _unpack(payload: bytes | bytearray | memoryview, ext_hook: Any) -> Any:
         try:
-            # the timestamp extension (-1) comes back as a msgpack.Timestamp, refused as unportable
-            return msgpack.unpackb(payload, strict_map_key=True, ext_hook=_msgpack_extension)
+            return msgpack.unpackb(payload, strict_map_key=True, ext_hook=ext_hook)
+        except _Extension:
+            raise
         except msgpack.StackError as exc:
             raise SerializationError("invalid MessagePack: nested too deeply") from exc
         except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
@@ -183,16 +209,24 @@ class MsgpackSerializer(Serializer):
     def decode_routable(self, payload: bytes | bytearray | memoryview) -> tuple[Any, str | None]:
         if type(payload) is memoryview:
             payload = payload.tobytes()
-        value = self.decode(payload)
+        try:
+            value = self._unpack(payload, _refuse_extension)
+        except _Extension:
+            value = self._unpack(payload, _msgpack_extension)
+            return value, find_unportable(value)
         size = len(payload)
-        # one-byte searches (memchr) first: most payloads have no 0x00, 0xCA or 0xCB at all
-        nul_string = b"\x00" in payload and _MSGPACK_NUL_STRING.search(payload) is not None
+        # One-byte searches first (int operands: memchr, without the buffer protocol): most
+        # payloads have no 0x00, 0xCA or 0xCB at all. A payload no longer than MAX_DEPTH bytes
+        # cannot nest deeper.
+        nul_string = 0 in payload and _MSGPACK_NUL_STRING.search(payload) is not None
         if (
             not nul_string
-            and len(payload.translate(None, _MSGPACK_BIN_OR_EXT)) == size
-            and (b"\xcb" not in payload or (b"\xcb\x7f" not in payload and b"\xcb\xff" not in payload))
-            and (b"\xca" not in payload or (b"\xca\x7f" not in payload and b"\xca\xff" not in payload))
-            and size - len(payload.translate(None, _MSGPACK_CONTAINERS)) <= MAX_DEPTH
+            and len(payload.translate(None, _MSGPACK_BIN)) == size
+            and (0xFF not in payload or (b"\xd6\xff" not in payload and b"\xd7\xff" not in payload
+                                         and b"\xc7\x0c\xff" not in payload))
+            and (0xCB not in payload or (b"\xcb\x7f" not in payload and b"\xcb\xff" not in payload))
+            and (0xCA not in payload or (b"\xca\x7f" not in payload and b"\xca\xff" not in payload))
+            and (size <= MAX_DEPTH or size - len(payload.translate(None, _MSGPACK_CONTAINERS)) <= MAX_DEPTH)
         ):
             return value, None
         return value, find_unportable(value, check_nul_strings=nul_string)
@@ -285,12 +319,13 @@ class CborSerializer(Serializer):
         except _NonTextKey:
             value = self._decode(payload, None)
             return value, find_unportable(value)
-        nul_string = b"\x00" in payload and _CBOR_NUL_STRING.search(payload) is not None
+        size = len(payload)
+        nul_string = 0 in payload and _CBOR_NUL_STRING.search(payload) is not None
         if (
             not nul_string
-            and len(payload.translate(None, _CBOR_SCREENED)) == len(payload)
-            and (b"\xfb" not in payload or (b"\xfb\x7f" not in payload and b"\xfb\xff" not in payload))
-            and len(payload) - len(payload.translate(None, _CBOR_CONTAINERS)) <= MAX_DEPTH
+            and len(payload.translate(None, _CBOR_SCREENED)) == size
+            and (0xFB not in payload or (b"\xfb\x7f" not in payload and b"\xfb\xff" not in payload))
+            and (size <= MAX_DEPTH or size - len(payload.translate(None, _CBOR_CONTAINERS)) <= MAX_DEPTH)
         ):
             return value, None
         return value, find_unportable(value, check_nul_strings=nul_string)
