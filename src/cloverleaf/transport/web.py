@@ -27,12 +27,15 @@ import h11
 import orjson
 
 from .. import __version__
+from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
 from .link import describe_peer, linger_close
 from .rfc6455 import create_protocol
 from .websocket import WebSocketSettings, negotiate
 
 log = logging.getLogger("cloverleaf.transport.web")
+#: refusals any browser page can cause again and again
+limited_log = RateLimitedLog(log)
 _TASKS: set[asyncio.Task[None]] = set()
 
 #: the longest request head accepted (bytes); a request over it is answered 431 and closed
@@ -246,7 +249,8 @@ class WebProtocol(asyncio.Protocol):
         if isinstance(service, WampService):
             if headers.get("upgrade", "").lower() == "websocket" and not self._answered:
                 if service.same_origin and not _same_origin(headers):
-                    log.info("refused WebSocket upgrade on %s from Origin %r", root, headers.get("origin"))
+                    limited_log.info("origin refused", "refused WebSocket upgrade on %s from Origin %r", root,
+                                     headers.get("origin"))  # fmt: skip
                     self._respond(403, b"origin not allowed\n")
                     return
                 self._hand_over(service.settings, root)

@@ -27,6 +27,7 @@ from picows import (
     WSUpgradeResponseWithListener,
 )
 
+from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
 from ..router.session import SessionOptions
 from ..wamp import errors
@@ -45,6 +46,8 @@ from .link import CoalescingLink, channel_binding, describe_peer, origin_allowed
 from .rfc6455 import CheckedListener, serve
 
 log = logging.getLogger("cloverleaf.transport.websocket")
+#: refusals any browser page can cause again and again
+limited_log = RateLimitedLog(log)
 
 _pack_short = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
@@ -236,7 +239,7 @@ def negotiate(
         return None  # 404
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(origin, settings.allowed_origins):
-        log.info("refused WebSocket upgrade from Origin %r", origin)
+        limited_log.info("origin refused", "refused WebSocket upgrade from Origin %r", origin)
         return WSUpgradeResponseWithListener(
             WSUpgradeResponse.create_error_response(403, b"origin not allowed\n"), None
         )
