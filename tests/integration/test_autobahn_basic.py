@@ -84,6 +84,21 @@ async def test_procedure_already_exists(router: RouterProcess, autobahn: Autobah
     assert await second.call("com.example.taken") == 1
 
 
+async def test_shared_registration_under_another_policy(router: RouterProcess, autobahn: AutobahnSessions) -> None:
+    from autobahn.wamp.types import RegisterOptions
+
+    transport = autobahn_transport(router, "websocket", "json")
+    first = await autobahn.open(transport)
+    second = await autobahn.open(transport)
+    await first.register(lambda: 1, "com.example.shared", options=RegisterOptions(invoke="roundrobin"))
+    with pytest.raises(ApplicationError) as info:
+        await second.register(lambda: 2, "com.example.shared", options=RegisterOptions(invoke="random"))
+    # the URI Autobahn itself defines for this case (ApplicationError.PROCEDURE_EXISTS_INVOCATION_POLICY_CONFLICT)
+    assert info.value.error == ApplicationError.PROCEDURE_EXISTS_INVOCATION_POLICY_CONFLICT
+    assert info.value.error == "wamp.error.procedure_exists_with_different_invocation_policy"
+    await second.register(lambda: 2, "com.example.shared", options=RegisterOptions(invoke="roundrobin"))
+
+
 async def test_strict_realm_rejects_loose_uris(router: RouterProcess, autobahn: AutobahnSessions) -> None:
     session = await autobahn.open(autobahn_transport(router, "websocket", "json"), realm="strict.realm")
     with pytest.raises(ApplicationError) as info:

@@ -161,9 +161,13 @@ class Dealer:
             return
         try:
             registration, created = self.registrations.register(procedure, match, invoke, session)
-        except AlreadyRegistered:
-            session.error(Register.MESSAGE_TYPE, request, errors.PROCEDURE_ALREADY_EXISTS,
-                          f"procedure '{procedure}' is already registered")  # fmt: skip
+        except AlreadyRegistered as taken:
+            if taken.different_policy:
+                error = errors.PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY
+                text = f"procedure '{procedure}' is already registered with another invocation policy"
+            else:
+                error, text = errors.PROCEDURE_ALREADY_EXISTS, f"procedure '{procedure}' is already registered"
+            session.error(Register.MESSAGE_TYPE, request, error, text)
             return
         if created:
             registration.options = {

@@ -96,7 +96,15 @@ class RegistrationStore(Protocol[M]):
 
 
 class AlreadyRegistered(Exception):
-    """The procedure already has a registration whose policy does not admit this callee."""
+    """The procedure already has a registration whose policy does not admit this callee.
+
+    ``different_policy``: the registration is shared under another invocation policy than the one
+    asked for (rather than taken by a ``single`` callee, or by this very callee).
+    """
+
+    def __init__(self, procedure: str, different_policy: bool = False) -> None:
+        super().__init__(procedure)
+        self.different_policy = different_policy
 
 
 _MATCH_CACHE_LIMIT = 10_000
@@ -202,7 +210,7 @@ class LocalRegistrationStore(Generic[M]):
             # Several callees share a registration only when all ask for the same non-single policy
             # (spec: advanced/rpc_shared_registration).
             if invoke == "single" or registration.invoke != invoke or member.session_id in registration.callees:
-                raise AlreadyRegistered(procedure)
+                raise AlreadyRegistered(procedure, registration.invoke not in ("single", invoke))
             registration.callees[member.session_id] = member
             self._member_registrations.setdefault(member.session_id, set()).add(registration.id)
             return registration, False

@@ -15,6 +15,8 @@ CLOSE_KILLED = "wamp.close.killed"
 INVALID_URI = "wamp.error.invalid_uri"
 NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
 PROCEDURE_ALREADY_EXISTS = "wamp.error.procedure_already_exists"
+#: a shared registration exists under another invocation policy (Autobahn, Crossbar, Bondy, WampSharp)
+PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY = "wamp.error.procedure_exists_with_different_invocation_policy"
 NO_SUCH_REGISTRATION = "wamp.error.no_such_registration"
 NO_SUCH_SUBSCRIPTION = "wamp.error.no_such_subscription"
 INVALID_ARGUMENT = "wamp.error.invalid_argument"
