@@ -541,3 +541,28 @@ async def test_testament_with_autobahn_flush(router: RouterProcess, autobahn: Au
     await client.call("wamp.session.flush_testaments", scope="destroyed")
     drop(client)
     assert await collect(received, "detached") == ["detached"]
+
+
+async def test_no_meta_events_about_meta_subscriptions(router: RouterProcess, autobahn: AutobahnSessions) -> None:
+    # A monitor's own subscriptions to the meta topics (and another monitor's) are the router's
+    # bookkeeping, not the application's: no meta events about "wamp." URIs (as Crossbar)
+    monitor = await autobahn.open(ab(router, "websocket", "json"))
+    events: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue()
+    for name in ("on_create", "on_subscribe", "on_unsubscribe", "on_delete"):
+        await monitor.subscribe(lambda *args, details: events.put_nowait((details.topic, args)),
+                                f"wamp.subscription.{name}", options=SubscribeOptions(details=True))  # fmt: skip
+    other_monitor = await autobahn.open(ab(router, "rawsocket", "msgpack"))
+    prefix = SubscribeOptions(match="prefix")
+    meta = await other_monitor.subscribe(lambda *args: None, "wamp.subscription.", options=prefix)
+    await meta.unsubscribe()
+    app = await autobahn.open(ab(router, "rawsocket", "cbor"))
+    topic = f"com.meta{uid()}.app"
+    subscription = await app.subscribe(lambda: None, topic)
+    await subscription.unsubscribe()
+    got = [await asyncio.wait_for(events.get(), 5) for _ in range(4)]
+    assert [name for name, _ in got] == ["wamp.subscription.on_create", "wamp.subscription.on_subscribe",
+                                         "wamp.subscription.on_unsubscribe", "wamp.subscription.on_delete"]
+    assert got[0][1][1]["uri"] == topic
+    assert all(args == (app.session_id, subscription.id) for _, args in got[1:])
+    await asyncio.sleep(0.2)
+    assert events.empty()

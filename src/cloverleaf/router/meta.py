@@ -113,13 +113,22 @@ class MetaApi:
             audience = None
         self.realm.broker.deliver(testament.topic, fast_random_id(), {}, testament.args, testament.kwargs, audience)
 
+    # Meta events are not published about subscriptions and registrations on the router's own
+    # "wamp." URIs: a monitor subscribed to wamp.subscription.on_create would otherwise see its own
+    # bookkeeping in the stream it watches (as Crossbar: no meta events for wamp.* URIs).
+
     def subscribed(self, session: RouterSession, subscription: Subscription[Any], created: bool) -> None:
         if created:
             subscription.created = now_iso()
+        if subscription.topic.startswith("wamp."):
+            return
+        if created:
             self.publish("wamp.subscription.on_create", session.session_id, _subscription_details(subscription))
         self.publish("wamp.subscription.on_subscribe", session.session_id, subscription.id)
 
     def unsubscribed(self, session: RouterSession, subscription: Subscription[Any], deleted: bool) -> None:
+        if subscription.topic.startswith("wamp."):
+            return
         self.publish("wamp.subscription.on_unsubscribe", session.session_id, subscription.id)
         if deleted:
             self.publish("wamp.subscription.on_delete", session.session_id, subscription.id)
@@ -127,10 +136,15 @@ class MetaApi:
     def registered(self, session: RouterSession, registration: Registration[Any], created: bool) -> None:
         if created:
             registration.created = now_iso()
+        if registration.procedure.startswith("wamp."):
+            return
+        if created:
             self.publish("wamp.registration.on_create", session.session_id, _registration_details(registration))
         self.publish("wamp.registration.on_register", session.session_id, registration.id)
 
     def unregistered(self, session: RouterSession, registration: Registration[Any], deleted: bool) -> None:
+        if registration.procedure.startswith("wamp."):
+            return
         self.publish("wamp.registration.on_unregister", session.session_id, registration.id)
         if deleted:
             self.publish("wamp.registration.on_delete", session.session_id, registration.id)
