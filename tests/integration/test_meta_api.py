@@ -566,3 +566,16 @@ async def test_no_meta_events_about_meta_subscriptions(router: RouterProcess, au
     assert all(args == (app.session_id, subscription.id) for _, args in got[1:])
     await asyncio.sleep(0.2)
     assert events.empty()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_lookups_without_a_match_answer_null(router: RouterProcess, kind: str) -> None:
+    # RESULT [null], as Crossbar answers (clients read args[0]), not a RESULT without arguments
+    client = await peer(router, kind)
+    missing = f"com.meta{uid()}.missing"
+    for procedure, args in (("wamp.registration.lookup", [missing]), ("wamp.registration.match", [missing]),
+                            ("wamp.subscription.lookup", [missing, {"match": "prefix"}]),
+                            ("wamp.subscription.match", [missing])):  # fmt: skip
+        answer = await client.call(procedure, *args)
+        assert answer[0] == RESULT and answer[3:] == [[None]], (procedure, answer)
+    await client.close()

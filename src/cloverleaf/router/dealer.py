@@ -28,6 +28,7 @@ from ..wamp.messages import (
     Yield,
 )
 from .auth import Action
+from .meta import result_args
 from .patterns import EXACT, MATCH_POLICIES, passthru_keys
 from .registry import AlreadyRegistered, LocalRegistrationStore, Registration, RegistrationStore
 
@@ -412,7 +413,7 @@ class Dealer:
             caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, exc.error, list(exc.args) or None,
                               exc.kwargs or None))  # fmt: skip
             return
-        caller.send(Result(message.request, {}, None if value is None else [value]))
+        caller.send(Result(message.request, {}, result_args(value)))
 
     def cancel(self, caller: RouterSession, message: Cancel) -> None:
         pending = caller.pending_calls.get(message.request)

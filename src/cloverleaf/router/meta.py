@@ -42,6 +42,23 @@ class Testament:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+class _Null:
+    """What a meta procedure answers when its result is null: RESULT ``[null]``, as Crossbar's
+    meta procedures answer (clients read ``args[0]``), where ``None`` means no value at all."""
+
+    __slots__ = ()
+
+
+NULL = _Null()
+
+
+def result_args(value: Any) -> list[Any] | None:
+    """The RESULT arguments for what a meta procedure returned."""
+    if value is None:
+        return None
+    return [None if value is NULL else value]
+
+
 def _arg(args: list[Any], index: int, kind: type, name: str) -> Any:
     if len(args) <= index or not isinstance(args[index], kind) or (isinstance(args[index], bool) and kind is int):
         raise ApplicationError(errors.INVALID_ARGUMENT, f"argument {index + 1} ({name}) must be a {kind.__name__}")
@@ -260,11 +277,11 @@ class MetaApi:
         if match not in MATCH_POLICIES:
             raise ApplicationError(errors.INVALID_ARGUMENT, f"match must be one of {', '.join(MATCH_POLICIES)}")
         registration = self.realm.dealer.registrations.lookup(procedure, match)
-        return None if registration is None else registration.id
+        return NULL if registration is None else registration.id
 
     def _registration_match(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         registration = self.realm.dealer.registrations.best(_arg(args, 0, str, "procedure"))
-        return None if registration is None else registration.id
+        return NULL if registration is None else registration.id
 
     def _registration_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return _registration_details(self._registration(args))
@@ -316,11 +333,11 @@ class MetaApi:
         if match not in MATCH_POLICIES:
             raise ApplicationError(errors.INVALID_ARGUMENT, f"match must be one of {', '.join(MATCH_POLICIES)}")
         subscription = self.realm.broker.subscriptions.lookup(topic, match)
-        return None if subscription is None else subscription.id
+        return NULL if subscription is None else subscription.id
 
     def _subscription_match(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         found = self.realm.broker.subscriptions.matching(_arg(args, 0, str, "topic"))
-        return [s.id for s in found] or None
+        return [s.id for s in found] or NULL
 
     def _subscription_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return _subscription_details(self._subscription(args))
