@@ -205,3 +205,17 @@ async def test_large_regex_tag_does_not_stall_other_sessions(router: RouterProce
     await bystander.request([CALL, bystander.request_id(), {}, "com.example.nobody"])
     assert round_trip < 20 * (loop.time() - start) + 0.2
     await bystander.close()
+
+
+@pytest.mark.parametrize("serializer", ["msgpack", "cbor"])
+async def test_error_texts_name_values_not_python_objects(router: RouterProcess, serializer: str) -> None:
+    # a SUBSCRIBE whose match option is an extension type answered "match policy <msgspec.msgpack.Ext
+    # object at 0x7f...> is not one of ..."; now the value is named in the data model's words
+    client = await _joined(router, serializer)
+    odd = msgpack.ExtType(7, b"x") if serializer == "msgpack" else cbor2.CBORTag(40, "x")
+    await _send(client, [SUBSCRIBE, client.request_id(), {"match": odd}, "com.example.topic"])
+    answer = await client.recv()
+    assert answer[0] == ABORT and answer[2] == "wamp.error.protocol_violation"
+    text = answer[1]["message"]
+    assert " at 0x" not in text and "object" not in text
+    assert ("MessagePack extension type 7" if serializer == "msgpack" else "CBOR tag 40") in text
