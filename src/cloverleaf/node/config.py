@@ -162,6 +162,10 @@ class _TransportBase(_Strict):
     #: the spec requires a client's request IDs to run 1, 2, 3, ...; a gap aborts the session with
     #: protocol_violation. Crossbar does not check this; set false for clients that use random IDs.
     sequential_request_ids: bool = True
+    #: answer a client's GOODBYE with its own reason (as Crossbar does) instead of the spec's
+    #: wamp.close.goodbye_and_out: Autobahn|Python logs a warning for any reason but
+    #: wamp.close.normal, so its users migrating from Crossbar see one per session otherwise
+    echo_goodbye_reason: bool = False
 
     @property
     def join_timeout(self) -> float:

@@ -178,6 +178,16 @@ def _router_key(value: str | None) -> CryptosignKey | None:
     return CryptosignKey.from_hex(value)
 
 
+def _session_options(
+    transport: WebSocketTransport | RawSocketTransport | WebSocketPath | LongPollPath,
+    authenticators: list[Authenticator],
+) -> SessionOptions:
+    """What the router needs to know of a transport for each session it carries."""
+    return SessionOptions(
+        authenticators, transport.sequential_request_ids, transport.join_timeout, transport.echo_goodbye_reason
+    )
+
+
 class Node:
     """A running router with its listening transports."""
 
@@ -256,10 +266,7 @@ class Node:
                 assert isinstance(transport, RawSocketTransport)
                 rs_settings = RawSocketSettings(
                     serializers=[SERIALIZERS[name] for name in transport.serializers],
-                    session=SessionOptions(
-                        build_authenticators(transport.auth, self.router), transport.sequential_request_ids,
-                        transport.join_timeout,
-                    ),
+                    session=_session_options(transport, build_authenticators(transport.auth, self.router)),
                     max_message_size=transport.max_message_size,
                     handshake_timeout=transport.handshake_timeout,
                     ping_interval=transport.ping_interval,
@@ -304,7 +311,7 @@ class Node:
             tls=tls,
             path=path,
             serializers=[SERIALIZERS[name] for name in transport.serializers],
-            session=SessionOptions(authenticators, transport.sequential_request_ids, transport.join_timeout),
+            session=_session_options(transport, authenticators),
             max_message_size=transport.max_message_size,
             allowed_origins=transport.allowed_origins,
             handshake_timeout=transport.handshake_timeout,
@@ -351,7 +358,7 @@ class Node:
                 authenticators, cookies = self._cookie_auth(service.auth)
                 longpoll = LongPollEndpoint(self.router, LongPollSettings(
                     root, [SERIALIZERS[name] for name in service.serializers],
-                    SessionOptions(authenticators, service.sequential_request_ids, service.join_timeout),
+                    _session_options(service, authenticators),
                     service.allowed_origins, service.request_timeout, service.session_timeout, service.max_transports,
                     cookies,
                 ))  # fmt: skip

@@ -69,6 +69,9 @@ class SessionOptions:
     #: AUTHENTICATE after a CHALLENGE (time the router's own authenticator takes is not
     #: counted); then ABORT ``wamp.error.timeout``. 0: no limit (the router's in-memory sessions).
     hello_timeout: float = 10.0
+    #: answer a client's GOODBYE with its own reason (Crossbar's habit) instead of the spec's
+    #: wamp.close.goodbye_and_out
+    echo_goodbye_reason: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -87,6 +90,7 @@ class RouterSession:
 
     __slots__ = (
         "_drop_warned_at",
+        "_echo_goodbye_reason",
         "_held",
         "_limits",
         "_we_said_goodbye",
@@ -111,6 +115,7 @@ class RouterSession:
     def __init__(self, router: Router, link: TransportLink, limits: SessionLimits, options: SessionOptions) -> None:
         self.router = router
         self.authenticators = options.authenticators
+        self._echo_goodbye_reason = options.echo_goodbye_reason
         self.link = link
         self.serializer = link.serializer
         self.core = ServerSessionCore(link.serializer, options.sequential_request_ids)
@@ -237,7 +242,7 @@ class RouterSession:
             self._leave("closed by the router")
             self.link.close("goodbye")
             return
-        self.send(Goodbye({}, errors.CLOSE_GOODBYE_AND_OUT))
+        self.send(Goodbye({}, message.reason if self._echo_goodbye_reason else errors.CLOSE_GOODBYE_AND_OUT))
         self.core.replied_goodbye()
         self._leave(f"client said goodbye ({message.reason})")
         self.link.close("goodbye")
