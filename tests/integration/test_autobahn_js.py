@@ -21,7 +21,8 @@ from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SERIALIZERS = ["json", "msgpack", "cbor"]
-JS_CHECKS = ["join", "call_args_kwargs", "no_such_procedure", "application_error", "publish_acknowledged",
+JS_CHECKS = ["join", "call_args_kwargs", "no_such_procedure", "application_error", "progressive_results",
+             "publish_acknowledged",
              "publish_unacknowledged", "unsubscribe", "unregister", "leave"]
 NODE_TIMEOUT = 20.0  # seconds; interop.mjs has its own overall timeout of 15 s
 BLOB = b"\x00\x01\x02\xfe\xff"

@@ -99,7 +99,7 @@ function makeSerializer(name) {
 
 // Opens one AutobahnJS connection; resolves with {connection, session, details, closed} once joined.
 // `closed` resolves with {reason, details} when the connection closes (at any time later).
-function openSession(url, realm, serializerName, label) {
+function openSession(url, realm, serializerName, label, es6Promises = true) {
   return new Promise((resolve, reject) => {
     let joined = false;
     let closedResolve;
@@ -110,7 +110,7 @@ function openSession(url, realm, serializerName, label) {
       serializers: [makeSerializer(serializerName)],
       max_retries: 0,
       retry_if_unreachable: false,
-      use_es6_promises: true,
+      use_es6_promises: es6Promises, // without: when.js promises, the only kind that carry progress
       // autobahn.Error thrown by a procedure is the intended way to return a WAMP error: don't log those.
       on_user_error: (e, msg) => {
         if (!(e instanceof autobahn.Error)) process.stderr.write(`${label}: user code error: ${msg} ${errorText(e)}\n`);
@@ -229,6 +229,25 @@ async function runSerializer(url, realm, name, opts) {
   }
   await callee.session.unregister(failing);
   passed('application_error');
+
+  // AutobahnJS callees announce progressive_call_results but not call_canceling; the router still
+  // forwards receive_progress to them (docs/spec-notes.md), as AutobahnJS's own test_rpc_progress expects
+  stage = `${name}: progressive call results from a JS callee`;
+  const counting = await callee.session.register('com.example.js.count', (args, kwargs, details) => {
+    if (typeof details.progress !== 'function') return 'no progress function';
+    for (let i = 0; i < args[0]; i += 1) details.progress([i]);
+    return 'done';
+  });
+  const progressCaller = await withTimeout(openSession(url, realm, name, 'progress caller', false), 5000,
+    'a caller on when.js promises to join');
+  const progress = [];
+  const counted = progressCaller.session.call('com.example.js.count', [3], {}, { receive_progress: true });
+  counted.then(null, null, (value) => progress.push(value)); // when.js: the third callback gets progress
+  checkEqual(await withTimeout(counted, 5000, 'progressive call result'), 'done', 'final result of a progressive call');
+  checkEqual(progress, [0, 1, 2], 'progressive results from the JS callee');
+  await leave(progressCaller);
+  await callee.session.unregister(counting);
+  passed('progressive_results');
 
   // -- PubSub ---------------------------------------------------------------------------------------------
   stage = `${name}: subscribe + publish`;

@@ -315,8 +315,11 @@ class Dealer:
         if progressive_call:
             details["progress"] = True
         receive_progress = options.get("receive_progress") is True
-        # spec: a callee without call_canceling has its progressive_call_results disregarded
-        if receive_progress and callee.supports("callee", "progressive_call_results") and callee.supports_canceling:
+        # Forwarded to every callee that announced progressive_call_results, call_canceling or not:
+        # the current spec disregards the feature without canceling, but AutobahnJS callees
+        # announce no canceling and stream progress (Crossbar forwards it; docs/spec-notes.md). A
+        # CANCEL then ends the caller's call at once ("skip") and the late YIELDs are dropped.
+        if receive_progress and callee.supports("callee", "progressive_call_results"):
             details["receive_progress"] = True
         policy = realm.policy(caller)
         disclose = (

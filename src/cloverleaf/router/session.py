@@ -38,12 +38,18 @@ MAX_HELD_MESSAGES = 1000
 
 
 def client_features(roles: dict[str, Any]) -> frozenset[str]:
-    """Flatten HELLO.Details.roles into "role.feature" strings for the features set to true."""
+    """Flatten HELLO.Details.roles into "role.feature" strings for the features set to true.
+
+    The spec puts them in ``roles.<role>.features``; some clients (wampy, kraftfahrstrasse) put
+    them straight into ``roles.<role>``, which is accepted too.
+    """
     return frozenset(
         f"{role}.{name}"
         for role, info in roles.items()
-        if type(info) is dict and type(info.get("features")) is dict
-        for name, value in info["features"].items()
+        if type(info) is dict
+        for flags in (info, info.get("features"))
+        if type(flags) is dict
+        for name, value in flags.items()
         if value is True
     )
 
