@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -212,3 +213,29 @@ def _txaio_loop_restored() -> Iterator[None]:
     txaio = sys.modules.get("txaio")
     if txaio is not None:
         txaio.config.loop = previous
+
+
+#: the Node peers of the test suite (tests/js/package.json, installed with `npm ci`)
+JS_DIR = Path(__file__).resolve().parent / "js"
+JS_PACKAGES = ("autobahn", "wampy")
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """Path of the node executable, with tests/js/node_modules installed (npm ci) if it was missing.
+
+    Skipped only when node or npm are not installed at all; a failing `npm ci` is a test failure."""
+    node_path, npm_path = shutil.which("node"), shutil.which("npm")
+    if node_path is None or npm_path is None:
+        reason = f"the Node peers need node and npm on PATH (node={node_path}, npm={npm_path})"
+        print(reason)
+        pytest.skip(reason)
+    if not all((JS_DIR / "node_modules" / package / "package.json").exists() for package in JS_PACKAGES):
+        try:
+            done = subprocess.run([npm_path, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True,
+                                  text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`npm ci` in {JS_DIR} did not finish within 300 s")
+        if done.returncode != 0:
+            pytest.fail(f"`npm ci` in {JS_DIR} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return node_path

@@ -10,41 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 from autobahn.wamp.types import CallResult, SubscribeOptions
-from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
+from tests.conftest import JS_DIR, AutobahnSessions, RouterProcess, autobahn_transport
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SERIALIZERS = ["json", "msgpack", "cbor"]
 JS_CHECKS = ["join", "call_args_kwargs", "no_such_procedure", "application_error", "progressive_results",
              "publish_acknowledged",
              "publish_unacknowledged", "unsubscribe", "unregister", "leave"]
 NODE_TIMEOUT = 20.0  # seconds; interop.mjs has its own overall timeout of 15 s
 BLOB = b"\x00\x01\x02\xfe\xff"
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """Path of the node executable, with tests/js/node_modules installed (npm ci) if it was missing."""
-    node_path, npm_path = shutil.which("node"), shutil.which("npm")
-    if node_path is None or npm_path is None:
-        reason = f"AutobahnJS interop needs node and npm on PATH (node={node_path}, npm={npm_path})"
-        print(reason)
-        pytest.skip(reason)
-    if not (JS_DIR / "node_modules" / "autobahn" / "package.json").exists():
-        try:
-            done = subprocess.run([npm_path, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True,
-                                  text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"`npm ci` in {JS_DIR} did not finish within 300 s")
-        if done.returncode != 0:
-            pytest.fail(f"`npm ci` in {JS_DIR} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return node_path
 
 
 async def run_interop(node: str, router: RouterProcess, *extra: str) -> dict[str, Any]:

@@ -57,3 +57,28 @@ async def test_unsupported_match_and_invoke_policies(router: RouterProcess) -> N
         answer = await client.request(message)
         assert answer[0] == ERROR and answer[4] == "wamp.error.invalid_argument"
     await client.close()
+
+
+@pytest.mark.parametrize("kind", ["websocket", "rawsocket"])
+async def test_any_request_id_by_default_but_not_one_in_flight(router: RouterProcess, kind: str) -> None:
+    # As Crossbar: IDs in [1, 2^53] in any order (wampy keeps counting across a reconnect, beltway2
+    # skips one when a publish fails locally); what breaks routing, a CALL reusing the ID of a call
+    # still in flight, is refused (issue 11, item 2)
+    callee = await _client(router, kind, "json")
+    await callee.join()
+    registered = await callee.request([REGISTER, 90071992547409, {}, "com.example.ids.slow"])
+    assert registered[0] == 65  # REGISTERED
+    caller = await _client(router, kind, "msgpack")
+    await caller.join()
+    answer = await caller.request([PUBLISH, 7, {"acknowledge": True}, "com.example.ids.topic"])
+    assert answer[:2] == [17, 7]  # PUBLISHED
+    answer = await caller.request([PUBLISH, 3, {"acknowledge": True}, "com.example.ids.topic"])
+    assert answer[:2] == [17, 3]
+    await caller.send([CALL, 2**53, {}, "com.example.ids.slow"])
+    invocation = await callee.recv()
+    assert invocation[0] == 68  # INVOCATION
+    await caller.send([CALL, 2**53, {}, "com.example.ids.slow"])  # the same ID while the first is in flight
+    abort = await caller.recv()
+    assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
+    assert "already in use" in abort[1]["message"]
+    await callee.close()

@@ -11,9 +11,10 @@ Transport-level breaches (RawSocket handshake and framing, WebSocket frame type 
 (f) and (h)) fail the connection; there the spec defines no ABORT, so none is required, but any WAMP
 message the router sends before closing must still be a protocol_violation ABORT.
 
-Sequential request IDs (spec-notes (d), row 15) are not tested here. The router enforces them by
-default, so a message meant to be valid apart from the one defect under test carries the correct
-next request ID: the sequence rule is never the reason a test's ABORT comes.
+Sequential request IDs (spec-notes (d), row 15) are not tested here (test_wampy.py and
+test_errors_raw.py do). A message meant to be valid apart from the one defect under test still
+carries the correct next request ID, so that the sequence rule, when a transport enforces it
+(`sequential_request_ids: true`), is never the reason a test's ABORT comes.
 """
 
 from __future__ import annotations

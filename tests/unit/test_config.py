@@ -88,7 +88,7 @@ def test_defaults_of_a_minimal_config() -> None:
     assert transport.handshake_timeout == 10.0
     assert transport.ping_interval == 30.0
     assert transport.ping_timeout == 10.0
-    assert transport.sequential_request_ids is True
+    assert transport.sequential_request_ids is False  # as Crossbar (issue 11): the spec's check is an option
     assert transport.path == "/ws"
     assert transport.allowed_origins == ["*"]
     assert transport.auth.anonymous is not None

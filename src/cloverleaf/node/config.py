@@ -159,9 +159,11 @@ class _TransportBase(_Strict):
     ping_interval: Annotated[float, Field(ge=0)] = 30.0
     ping_timeout: Annotated[float, Field(gt=0)] = 10.0
     auth: TransportAuth = Field(default_factory=_default_auth)
-    #: the spec requires a client's request IDs to run 1, 2, 3, ...; a gap aborts the session with
-    #: protocol_violation. Crossbar does not check this; set false for clients that use random IDs.
-    sequential_request_ids: bool = True
+    #: true: the spec's rule, a client's request IDs run 1, 2, 3, ... and a gap aborts the session
+    #: with protocol_violation. Off by default, as Crossbar: wampy keeps counting across a
+    #: reconnect and beltway2 skips an ID when a publish fails locally; what would break routing
+    #: (a CALL reusing the ID of a call in flight) is refused either way
+    sequential_request_ids: bool = False
     #: answer a client's GOODBYE with its own reason (as Crossbar does) instead of the spec's
     #: wamp.close.goodbye_and_out: Autobahn|Python logs a warning for any reason but
     #: wamp.close.normal, so its users migrating from Crossbar see one per session otherwise

@@ -69,8 +69,8 @@ class SessionOptions:
 
     #: authentication methods offered, in the node's order of preference
     authenticators: Sequence[Authenticator] = ()
-    #: enforce sequential request IDs (the spec's rule); see ServerSessionCore
-    sequential_request_ids: bool = True
+    #: enforce sequential request IDs (the spec's rule; off by default, as Crossbar); see ServerSessionCore
+    sequential_request_ids: bool = False
     #: seconds the router waits for the client while joining: for its HELLO, and for its
     #: AUTHENTICATE after a CHALLENGE (time the router's own authenticator takes is not
     #: counted); then ABORT ``wamp.error.timeout``. 0: no limit (the router's in-memory sessions).
