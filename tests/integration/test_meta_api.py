@@ -19,7 +19,8 @@ from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
 KINDS = ["websocket", "rawsocket"]
 _unique = itertools.count(1)
-SESSION_KEYS = {"session", "authid", "authrole", "authmethod", "authprovider", "transport"}
+#: the spec's keys, plus realm and authextra (as Crossbar's wamp.session.get)
+SESSION_KEYS = {"session", "realm", "authid", "authrole", "authmethod", "authprovider", "authextra", "transport"}
 
 
 def uid() -> int:
@@ -80,6 +81,7 @@ async def test_session_count_list_get(router: RouterProcess, kind: str) -> None:
     assert details["authid"] == b.authid and details["authrole"] == "anonymous"
     assert details["authmethod"] == b.welcome[2]["authmethod"] == "anonymous"
     assert details["authprovider"] == b.welcome[2]["authprovider"]
+    assert details["realm"] == "realm1" and details["authextra"] == b.welcome[2].get("authextra", {})
     assert isinstance(details["transport"], dict)
 
     assert await a.meta_error("wamp.session.get", 1) == "wamp.error.no_such_session"

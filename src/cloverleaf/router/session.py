@@ -395,12 +395,16 @@ class RouterSession:
         return self.core.phase is Phase.ESTABLISHED
 
     def describe(self) -> dict[str, Any]:
+        """The session as the meta API tells it (``wamp.session.get``, ``on_join``): the spec's keys,
+        plus ``realm`` and ``authextra`` (the router's, as in WELCOME), which Crossbar gives too."""
         identity = self.identity
         return {
             "session": self.session_id,
+            "realm": self.realm.name if self.realm is not None else None,
             "authid": identity.authid if identity else None,
             "authrole": identity.authrole if identity else None,
             "authmethod": identity.authmethod if identity else None,
             "authprovider": identity.authprovider if identity else None,
+            "authextra": identity.authextra if identity else {},
             "transport": {"type": self.link.kind, "peer": self.link.peer, "serializer": self.serializer.NAME},
         }
