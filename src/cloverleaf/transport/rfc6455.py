@@ -25,7 +25,7 @@ import codecs
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
@@ -235,40 +235,42 @@ class GuardedProtocol(WSProtocol):  # type: ignore[misc]  # picows' WSProtocol i
             listener.transport_closing(self.transport)
 
 
-def create_protocol(
-    listener_factory: Callable[[Any], Any],
-    handshake_timeout: float,
-    ping_interval: float,
-    ping_timeout: float,
-    max_message_size: int,
-) -> GuardedProtocol:
-    return GuardedProtocol(listener_factory, handshake_timeout, ping_interval, ping_timeout, max_message_size)
+class WebSocketLimits(Protocol):
+    """The settings every WebSocket endpoint of the router has (WAMP, web paths, the testee)."""
+
+    @property
+    def handshake_timeout(self) -> float: ...
+    @property
+    def ping_interval(self) -> float: ...
+    @property
+    def ping_timeout(self) -> float: ...
+    @property
+    def max_message_size(self) -> int: ...
+
+
+def create_protocol(listener_factory: Callable[[Any], Any], limits: WebSocketLimits) -> GuardedProtocol:
+    return GuardedProtocol(
+        listener_factory, limits.handshake_timeout, limits.ping_interval, limits.ping_timeout, limits.max_message_size
+    )
 
 
 async def serve(
     accept: Callable[[Any], Any],
+    limits: WebSocketLimits,
     host: str,
     port: int,
-    *,
-    handshake_timeout: float,
-    ping_interval: float,
-    ping_timeout: float,
-    max_message_size: int,
     ssl_context: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Listen on ``host:port`` (TLS only, with ``ssl_context``) with the router's WebSocket stack:
     ``accept`` answers each upgrade request (a response with a listener, or None for 404)."""
     tls_options: dict[str, Any] = {}
     if ssl_context is not None:
-        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": handshake_timeout}
+        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": limits.handshake_timeout}
     # The loop's own transport (uvloop's), not aiofastnet's: faster per read and smaller per
     # connection (measured: docs/benchmarks.md); picows' protocol as GuardedProtocol.
     loop = asyncio.get_running_loop()
     server: asyncio.Server = await loop.create_server(
-        lambda: create_protocol(accept, handshake_timeout, ping_interval, ping_timeout, max_message_size),
-        host,
-        port,
-        **tls_options,
+        lambda: create_protocol(accept, limits), host, port, **tls_options
     )
     return server
 

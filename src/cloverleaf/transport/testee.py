@@ -51,13 +51,4 @@ def _accept(request: WSUpgradeRequest, settings: TesteeSettings) -> WSUpgradeRes
 async def serve_testee(
     settings: TesteeSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> asyncio.Server:
-    return await serve(
-        lambda request: _accept(request, settings),
-        host,
-        port,
-        handshake_timeout=settings.handshake_timeout,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
-        max_message_size=settings.max_message_size,
-        ssl_context=ssl_context,
-    )
+    return await serve(lambda request: _accept(request, settings), settings, host, port, ssl_context)

@@ -486,13 +486,7 @@ class WebProtocol(asyncio.Protocol):
         raw = self._raw
         assert raw is not None
         router = self._router
-        protocol = create_protocol(
-            lambda request: negotiate(request, router, settings),
-            settings.handshake_timeout,
-            settings.ping_interval,
-            settings.ping_timeout,
-            settings.max_message_size,
-        )
+        protocol = create_protocol(lambda request: negotiate(request, router, settings), settings)
         self._raw = None
         raw.set_protocol(protocol)
         protocol.connection_made(raw)

@@ -276,13 +276,4 @@ async def serve_websocket(
     router: Router, settings: WebSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> asyncio.Server:
     """Listen on ``host:port``; with ``ssl_context``, for TLS connections only (wss://)."""
-    return await serve(
-        lambda request: negotiate(request, router, settings),
-        host,
-        port,
-        handshake_timeout=settings.handshake_timeout,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
-        max_message_size=settings.max_message_size,
-        ssl_context=ssl_context,
-    )
+    return await serve(lambda request: negotiate(request, router, settings), settings, host, port, ssl_context)

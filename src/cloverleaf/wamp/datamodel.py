@@ -17,8 +17,9 @@ Decoders turn what falls outside (a MessagePack extension type, a CBOR tag or si
 an :class:`Unportable` marker instead of interpreting it, so that :func:`find_unportable` names it
 and the router answers with an ERROR (or an ABORT when the message itself cannot be routed).
 
-Pure functions, no I/O: the checks run on every routed message, so their cost matters: one
-recursive pass over the decoded value, linear in its size.
+Pure functions, no I/O: one recursive pass over the decoded value, linear in its size. The
+serializers call it only for payloads whose bytes show something it could refuse
+(:meth:`~cloverleaf.wamp.serializers.Serializer.decode_routable`), but then on the hot path.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def find_unportable(value: Any, check_nul_strings: bool = True) -> str | None:
 
 
 def _check_container(container: list[Any] | dict[Any, Any], depth: int, nul_ok: bool) -> str | None:
-    # Scalars are checked inline and only containers recurse: this runs on every routed
-    # MessagePack and CBOR message, and a call per item would double its cost.
+    # Scalars are checked inline and only containers recurse: a call per item would double the
+    # cost of a walk, which runs while a message is being routed.
     if depth > MAX_DEPTH:
         return TOO_DEEP
     if type(container) is dict:
