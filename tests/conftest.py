@@ -217,7 +217,7 @@ def _txaio_loop_restored() -> Iterator[None]:
 
 #: the Node peers of the test suite (tests/js/package.json, installed with `npm ci`)
 JS_DIR = Path(__file__).resolve().parent / "js"
-JS_PACKAGES = ("autobahn", "wampy")
+JS_PACKAGES = ("autobahn", "wampy", "@verkehrsministerium/kraftfahrstrasse")
 
 
 @pytest.fixture(scope="session")
