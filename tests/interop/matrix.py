@@ -144,7 +144,7 @@ def render_markdown(records: list[RunRecord]) -> str:
         "matters, from a second peer); n/a the client does not have the feature (the note says why);",
         "blank: not exercised in that combination. Nothing here is typed by hand.",
         "",
-        "| client | package | version | runtime | serializer × transport runs | features ✓ |",
+        "| client | package | version | runtime | runs (serializer/transport) | features ✓ |",
         "|---|---|---|---|---|---|",
     ]
     for name in sorted(clients, key=str.lower):
