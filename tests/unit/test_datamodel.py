@@ -305,3 +305,14 @@ def test_deep_messages_abort_without_recursion_error(serializer: Serializer, dep
         core.receive(payload)
     assert not isinstance(violation.value, UnroutableValueError)
 
+
+
+def test_cbor_uint8_typed_array_is_a_byte_string() -> None:
+    # AutobahnJS's CBOR library (npm cbor) sends a Uint8Array as tag 64 (RFC 8746, uint8 typed
+    # array) around a byte string: that is bytes, routable to every serializer. Tag 64 around
+    # anything else stays unportable.
+    payload = cbor2.dumps([48, 1, {}, "com.example.f", [cbor2.CBORTag(64, b"\x00\x01\xff"), 1]])
+    assert b"\xd8\x40\x43\x00\x01\xff" in payload
+    message, unportable = CBOR.decode_routable(payload)
+    assert message[4] == [b"\x00\x01\xff", 1] and unportable is None
+    assert find_unportable(CBOR.decode(cbor2.dumps([cbor2.CBORTag(64, [1, 2])]))) == "a CBOR tag 64"

@@ -255,11 +255,20 @@ def _cbor_self_described(value: Any, immutable: bool) -> Any:
     return value  # tag 55799 only says "this is CBOR" (RFC 8949, 3.4.6)
 
 
+def _cbor_uint8_array(value: Any, immutable: bool) -> Any:
+    # tag 64 (RFC 8746: a typed array of uint8) on a byte string is a byte string: the npm `cbor`
+    # library of AutobahnJS encodes every Uint8Array that way (a Buffer as a plain byte string)
+    return value if type(value) is bytes else Unportable("a CBOR tag 64")
+
+
 #: every tag cbor2 6.3 would interpret itself (dates, big numbers, decimals, shared and string
 #: references, rationals, regular expressions, MIME, UUIDs, IP addresses, sets, ...); the unit
 #: tests check that no tag in [0, 70000) escapes this and the tag hook
 _CBOR_BUILTIN_TAGS: Final = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 43000)
-_CBOR_NO_TAGS: Final = {tag: _cbor_tag_marker(tag) for tag in _CBOR_BUILTIN_TAGS} | {55799: _cbor_self_described}
+_CBOR_NO_TAGS: Final = {tag: _cbor_tag_marker(tag) for tag in _CBOR_BUILTIN_TAGS} | {
+    55799: _cbor_self_described,
+    64: _cbor_uint8_array,
+}
 
 # The screen, as for MessagePack: tags (0xC0-0xDB), simple values and undefined (0xE0-0xF3,
 # 0xF7, 0xF8), half and single floats (0xF9, 0xFA; a non-finite double has 0x7F or 0xFF after its
