@@ -145,7 +145,19 @@ class JsonSerializer(Serializer):
 
 
 def _msgpack_extension(code: int, data: bytes) -> Unportable:
+    if code == 0 and data == b"\x00":
+        return MSGPACKR_UNDEFINED
     return Unportable(f"a MessagePack extension type {code}")
+
+
+#: how msgpackr (the MessagePack library of wampy.js and others) encodes JavaScript's ``undefined``:
+#: a fixext 1 of type 0 holding 0x00. Unportable like any extension, except as an option's value,
+#: where the router reads it as the option left out (:data:`UNDEFINED_OPTION_VALUES`)
+MSGPACKR_UNDEFINED: Final = Unportable("a MessagePack extension type 0 (msgpackr's undefined)")
+
+#: the decoded forms of "undefined" (CBOR's simple value 23, msgpackr's extension): in the Options
+#: or Details of a client's message they stand for the key being absent (docs/spec-notes.md)
+UNDEFINED_OPTION_VALUES: Final = (cbor2.undefined, MSGPACKR_UNDEFINED)
 
 
 class _Extension(Exception):

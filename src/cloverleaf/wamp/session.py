@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from .datamodel import TOO_DEEP
+from .datamodel import TOO_DEEP, find_unportable
 from .errors import ProtocolError, UnroutableValueError
 from .ids import MAX_ID
 from .messages import (
@@ -33,7 +33,7 @@ from .messages import (
     Yield,
     parse_message,
 )
-from .serializers import Serializer
+from .serializers import UNDEFINED_OPTION_VALUES, Serializer
 
 
 class Phase(Enum):
@@ -54,6 +54,11 @@ _ESTABLISHED_FROM_CLIENT = frozenset(
 # Messages whose values the router refuses with an ERROR (not an ABORT) when they fall outside the
 # data model (spec: basic/bp_uris, "payload validation" answered with wamp.error.invalid_argument).
 _REFUSABLE = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Call, Yield, Error))
+# Where a client's message holds its Options (or Details) dict: [TYPE, Request, Options, ...], and
+# [ERROR, REQUEST.Type, Request, Details, ...].
+_OPTIONS_INDEX = {cls.MESSAGE_TYPE: 2 for cls in (Publish, Subscribe, Call, Cancel, Register, Yield)} | {
+    Error.MESSAGE_TYPE: 3
+}
 # Messages that open a new request and so carry the next session-scope request ID.
 _NEW_REQUESTS = frozenset(cls.MESSAGE_TYPE for cls in (Publish, Subscribe, Unsubscribe, Call, Register, Unregister))
 
@@ -119,6 +124,11 @@ class ServerSessionCore(SessionCore):
         if problem == TOO_DEEP:
             # not parsed: describing a value this deep (in an error text, say) could exhaust the stack
             raise ProtocolError(f"the message holds {problem}")
+        if self._drop_undefined_options(wmsg):
+            remaining = find_unportable(wmsg)
+            if remaining is None:
+                return self._check_order(parse_message(wmsg))
+            problem = remaining
         message = self._check_order(parse_message(wmsg))
         if message is None:
             return None
@@ -127,6 +137,23 @@ class ServerSessionCore(SessionCore):
         raise UnroutableValueError(
             f"{message.NAME} refused: it holds {problem}, which not every client can receive", message
         )
+
+    @staticmethod
+    def _drop_undefined_options(wmsg: Any) -> bool:
+        """Remove the options whose value is "undefined" (CBOR's simple value 23, msgpackr's
+        extension for it); say whether there were any. wampy.js with CBOR or MessagePack sends
+        ``match`` and ``get_retained`` as undefined in every SUBSCRIBE that does not set them:
+        an option left out, as JSON.stringify drops it (docs/spec-notes.md)."""
+        if type(wmsg) is not list or not wmsg:
+            return False
+        index = _OPTIONS_INDEX.get(wmsg[0]) if type(wmsg[0]) is int else None
+        if index is None or len(wmsg) <= index or type(wmsg[index]) is not dict:
+            return False
+        options = wmsg[index]
+        undefined = [key for key, value in options.items() if any(value is u for u in UNDEFINED_OPTION_VALUES)]
+        for key in undefined:
+            del options[key]
+        return bool(undefined)
 
     def _check_order(self, message: Message) -> Message | None:
         phase = self.phase
