@@ -268,7 +268,8 @@ def test_arity_bounds(wmsg: list[Any], valid: bool) -> None:
 # -- IDs -----------------------------------------------------------------------------------------
 
 VALID_IDS = [1, 2, 2**31, 2**32, MAX_ID - 1, MAX_ID]
-INVALID_IDS = [0, MAX_ID + 1, 2**63, 2**64, -1, -MAX_ID, True, False, 1.0, 2.5, "1", None, [1], {"id": 1}, b"\x01"]
+INVALID_IDS = [0, MAX_ID + 1, 2**63, 2**64, -1, -MAX_ID, True, False, 0.0, 2.5, float(MAX_ID + 2), "1", None, [1],
+               {"id": 1}, b"\x01"]
 
 
 ID_SLOTS = [(cls, position) for cls, positions in ID_POSITIONS.items() for position in positions]
@@ -282,6 +283,14 @@ def test_max_id_is_two_to_the_53() -> None:
 def test_id_range_accepts(value: int) -> None:
     for cls, position in ID_SLOTS:
         assert parse_message(_replaced(BASE[cls], position, value)).marshal()[position] == value
+
+
+@pytest.mark.parametrize("value", [1.0, float(2**40), float(MAX_ID)], ids=repr)
+def test_integral_float_ids_are_read_as_integers(value: float) -> None:
+    # cbor-x and msgpackr (wampy.js) send a JS Number of 2^32 or more as a float64 (docs/spec-notes.md)
+    for cls, position in ID_SLOTS:
+        marshalled = parse_message(_replaced(BASE[cls], position, value)).marshal()[position]
+        assert marshalled == int(value) and type(marshalled) is int
 
 
 @pytest.mark.parametrize("value", INVALID_IDS, ids=repr)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..wamp import errors
 from ..wamp.errors import ProtocolError
 from ..wamp.ids import fast_random_id
-from ..wamp.messages import Event, Publish, Published, Subscribe, Subscribed, Unsubscribe, Unsubscribed
+from ..wamp.messages import Event, Publish, Published, Subscribe, Subscribed, Unsubscribe, Unsubscribed, integral_id
 from .auth import DENY, Action, Identity
 from .history import EventStore, HistoryRecorder
 from .outgoing import OutgoingMessage
@@ -118,6 +118,8 @@ def _audience(session: RouterSession, options: dict[str, Any]) -> Audience:
     for key in _ID_LISTS:
         value = options.get(key)
         if value is not None:
+            if type(value) is list:
+                value = [integral_id(item) for item in value]
             if type(value) is not list or any(type(item) is not int for item in value):
                 raise ValueError(f"option {key!r} must be a list of session IDs")
             lists[key] = frozenset(value)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..wamp import errors
 from ..wamp.errors import ApplicationError
 from ..wamp.ids import fast_random_id
+from ..wamp.messages import integral_id
 from ..wamp.uri import is_valid_uri
 from .patterns import EXACT, MATCH_POLICIES, PREFIX, WILDCARD
 from .registry import Registration, Subscription
@@ -60,6 +61,8 @@ def result_args(value: Any) -> list[Any] | None:
 
 
 def _arg(args: list[Any], index: int, kind: type, name: str) -> Any:
+    if kind is int and len(args) > index:
+        args[index] = integral_id(args[index])  # a session or registration ID from a JS peer (float64)
     if len(args) <= index or not isinstance(args[index], kind) or (isinstance(args[index], bool) and kind is int):
         raise ApplicationError(errors.INVALID_ARGUMENT, f"argument {index + 1} ({name}) must be a {kind.__name__}")
     return args[index]

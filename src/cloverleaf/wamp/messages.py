@@ -28,7 +28,18 @@ def _fail(msg_name: str, what: str) -> ProtocolError:
     return ProtocolError(f"invalid {msg_name} message: {what}")
 
 
+def integral_id(value: Any) -> Any:
+    """An ID sent as a float with an integral value in [1, 2^53] read as that integer; anything
+    else unchanged. JavaScript's CBOR and MessagePack encoders (cbor-x, msgpackr, used by wampy.js)
+    write a Number of 2^32 or more as a float64, so every such ID a JS peer sends back (a session,
+    subscription or registration ID) arrives as a float, exactly (docs/spec-notes.md)."""
+    if type(value) is float and value.is_integer() and 1 <= value <= MAX_ID:
+        return int(value)
+    return value
+
+
 def _check_id(value: Any, msg_name: str, what: str) -> int:
+    value = integral_id(value)
     if type(value) is not int or not 1 <= value <= MAX_ID:
         raise _fail(msg_name, f"{what} must be an integer in [1, 2^53], got {value!r:.60}")
     return value
@@ -370,7 +381,7 @@ class Unsubscribed(Message):
         # A revocation (Advanced Profile) carries request 0.
         request = wmsg[1]
         if not (type(request) is int and request == 0 and details):
-            _check_id(request, cls.NAME, "Request")
+            request = _check_id(request, cls.NAME, "Request")
         return cls(request, details)
 
     def marshal(self) -> list[Any]:
@@ -530,7 +541,7 @@ class Unregistered(Message):
         details = _check_dict(wmsg[2], cls.NAME, "Details") if len(wmsg) == 3 else None
         request = wmsg[1]
         if not (type(request) is int and request == 0 and details):
-            _check_id(request, cls.NAME, "Request")
+            request = _check_id(request, cls.NAME, "Request")
         return cls(request, details)
 
     def marshal(self) -> list[Any]:
