@@ -1,7 +1,7 @@
 // AutobahnJS <-> Cloverleaf interoperability client.
 //
 // Usage:
-//   node interop.mjs <router-url> <realm> [--serializers json,msgpack,cbor]
+//   node interop.mjs <router-url: ws://host:port/path or rs://host:port (RawSocket, JSON only)> <realm> [--serializers json,msgpack,cbor]
 //                    [--py-procedure URI] [--py-topic URI] [--timeout SECONDS]
 //
 // For every serializer it opens TWO AutobahnJS sessions on the router and checks, from the JS side:
@@ -104,8 +104,11 @@ function openSession(url, realm, serializerName, label, es6Promises = true) {
     let joined = false;
     let closedResolve;
     const closed = new Promise((r) => { closedResolve = r; });
+    // rs://host:port: AutobahnJS's RawSocket transport for Node (JSON only, lib/transport/rawsocket.js)
+    const rs = /^rs:\/\/([^:/]+):(\d+)\/?$/.exec(url);
+    const transport = rs ? { transports: [{ type: 'rawsocket', host: rs[1], port: Number(rs[2]) }] } : { url };
     const connection = new autobahn.Connection({
-      url,
+      ...transport,
       realm,
       serializers: [makeSerializer(serializerName)],
       max_retries: 0,
@@ -349,8 +352,8 @@ async function main() {
   }
   const [url, realm] = parsed.positionals;
   const timeoutSeconds = Number(parsed.values.timeout);
-  if (!url || !realm || parsed.positionals.length !== 2 || !/^wss?:\/\//.test(url) || !(timeoutSeconds > 0)) {
-    return fail('usage: node interop.mjs <ws://host:port/path> <realm> [--serializers json,msgpack,cbor] '
+  if (!url || !realm || parsed.positionals.length !== 2 || !/^(wss?|rs):\/\//.test(url) || !(timeoutSeconds > 0)) {
+    return fail('usage: node interop.mjs <ws://host:port/path | rs://host:port> <realm> [--serializers json,msgpack,cbor] '
       + '[--py-procedure URI] [--py-topic URI] [--timeout SECONDS]', EXIT_USAGE);
   }
   setTimeout(() => fail(`overall timeout of ${timeoutSeconds} s exceeded`, EXIT_TIMEOUT), timeoutSeconds * 1000);
