@@ -123,6 +123,16 @@ def expect_runs(client: str, serializers: Iterable[str], transports: Iterable[st
             EXPECTED_RUNS.add((client, serializer, transport))
 
 
+#: clients tried and left out of the suite, with what was seen when installing them on this machine
+#: (Python 3.11, Node 20, the package registries only)
+LEFT_OUT: dict[str, str] = {
+    "aiowamp 0.1.1 (PyPI)": "installs, but does not import beside a current `websockets` (it imports "
+    "`websockets.framing`, gone since websockets 9.0); in a venv of its own with websockets 8.1 it imports, "
+    "and then cannot open a WebSocket at all (it passes a `urllib.parse.ParseResult` where websockets "
+    "expects a string URI). Unmaintained since 2020.",
+    "beltway2 (PyPI)": "its only release requires Python >= 3.12; this machine (and CI) run Python 3.11.",
+}
+
 _MARK = {PASS: "✓", FAIL: "✗ FAILED", UNSUPPORTED: "n/a"}
 
 
@@ -180,6 +190,8 @@ def render_markdown(records: list[RunRecord]) -> str:
             lines.append("")
             for feature, note in notes.items():
                 lines.append(f"- *{FEATURES[feature]}*: {note}")
+    lines += ["", "## Clients not in the suite", ""]
+    lines += [f"- **{name}**: {why}" for name, why in LEFT_OUT.items()]
     return "\n".join(lines) + "\n"
 
 
