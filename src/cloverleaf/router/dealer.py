@@ -423,6 +423,8 @@ class Dealer:
         if pending is None or pending.canceled is not None:
             return  # already answered: nothing to cancel
         mode = message.options.get("mode", "killnowait")
+        if mode == "":  # kraftfahrstrasse's "no mode given" (docs/spec-notes.md): the default, as without the key
+            mode = "killnowait"
         if mode not in _CANCEL_MODES:
             caller.error(Cancel.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT,
                          f"cancel mode {mode!r:.40} is not one of {', '.join(_CANCEL_MODES)}")  # fmt: skip
