@@ -247,6 +247,17 @@ async function main() {
       check(interrupted.includes(mode), `callee got the INTERRUPT (${mode})`, interrupted);
       ok(`CANCEL mode ${mode}: caller gets wamp.error.canceled, callee's onCancel fires`);
     }
+    {
+      // CancelCall without a mode: kraftfahrstrasse sends {mode: ""}, which the router reads as its default
+      const [pendingDefault, defaultId] = A.conn.Call(`${P}.wait`, ['default']);
+      await sleep(100);
+      A.conn.CancelCall(defaultId);
+      checkEqual(await callRejects(pendingDefault, 'canceled call (no mode)'), 'wamp.error.canceled',
+        'error URI after CANCEL without a mode');
+      for (let i = 0; i < 40 && !interrupted.includes('default'); i++) await sleep(25);
+      check(interrupted.includes('default'), 'callee got the INTERRUPT (no mode: killnowait)', interrupted);
+      ok('CANCEL without a mode (sent as mode ""): the router\'s default, killnowait');
+    }
     const [pending, requestId] = A.conn.Call(`${P}.sleep`, [300]);
     await sleep(50);
     A.conn.CancelCall(requestId, 'skip');
