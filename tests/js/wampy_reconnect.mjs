@@ -3,8 +3,12 @@
 // Prints one JSON line per stage on stdout; the Python side drops the connection after "ready".
 import { Wampy } from 'wampy';
 import WebSocket from 'ws';
+import { JsonSerializer } from 'wampy/JsonSerializer.js';
+import { MsgpackSerializer } from 'wampy/MsgpackSerializer.js';
+import { CborSerializer } from 'wampy/CborSerializer.js';
 
-const [url, realm] = process.argv.slice(2);
+const [url, realm, serializerName = 'json'] = process.argv.slice(2);
+const SERIALIZERS = { json: JsonSerializer, msgpack: MsgpackSerializer, cbor: CborSerializer };
 const say = (what) => process.stdout.write(`${JSON.stringify(what)}\n`);
 const timer = setTimeout(() => { say({ stage: 'timeout' }); process.exit(1); }, 15000);
 
@@ -13,6 +17,7 @@ const reconnectedOnce = new Promise((resolve) => { reconnected = resolve; });
 const wampy = new Wampy(url, {
   realm,
   ws: WebSocket,
+  serializer: new SERIALIZERS[serializerName](),
   autoReconnect: true,
   reconnectInterval: 200,
   maxRetries: 20,
@@ -27,9 +32,9 @@ try {
     // an event after the reconnect: answer it by calling back, with yet another request ID
     await wampy.publish('com.example.wampy.reply', ['got', ...argsList], { acknowledge: true });
   });
-  say({ stage: 'ready', session: wampy.getSessionId() });
+  say({ stage: 'ready', session: String(wampy.getSessionId()), protocol: wampy._ws.protocol });
   await reconnectedOnce;
-  say({ stage: 'reconnected', session: wampy.getSessionId() });
+  say({ stage: 'reconnected', session: String(wampy.getSessionId()), protocol: wampy._ws.protocol });
 } catch (e) {
   say({ stage: 'failed', error: String(e?.message ?? e) });
   clearTimeout(timer);
