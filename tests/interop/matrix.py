@@ -164,7 +164,7 @@ def render_markdown(records: list[RunRecord]) -> str:
         passed = sum(1 for r in runs for o in r.outcomes.values() if o == PASS)
         failed = sum(1 for r in runs for o in r.outcomes.values() if o == FAIL)
         verdict = f"{passed}" + (f", **{failed} failed**" if failed else "")
-        lines.append(f"| {name} | {info.package} | {info.version} | {info.runtime} | "
+        lines.append(f"| {_cell(name)} | {info.package} | {info.version} | {info.runtime} | "
                      f"{', '.join(f'{s}/{t}' for s, t in combos)} | {verdict} |")
     for name in sorted(clients, key=str.lower):
         info = clients[name]
@@ -173,7 +173,7 @@ def render_markdown(records: list[RunRecord]) -> str:
         lines += ["", f"## {name} {info.version} ({info.package}, {info.runtime})", ""]
         lines.append("| feature | " + " | ".join(f"{s}<br>{t}" for s, t in combos) + " |")
         lines.append("|---|" + "---|" * len(combos))
-        notes: dict[str, str] = {}
+        notes: dict[str, list[str]] = {}  # note -> the features it explains
         for feature, title in FEATURES.items():
             cells = []
             for combo in combos:
@@ -182,17 +182,25 @@ def render_markdown(records: list[RunRecord]) -> str:
                     UNSUPPORTED if UNSUPPORTED in outcomes else None
                 cells.append(_MARK[outcome] if outcome else "")
                 for r in runs:
-                    if (r.serializer, r.transport) == combo and feature in r.notes and r.notes[feature]:
-                        notes.setdefault(feature, r.notes[feature])
+                    note = r.notes.get(feature) if (r.serializer, r.transport) == combo else None
+                    if note and feature not in notes.setdefault(note, []):
+                        notes[note].append(feature)
             if any(cells):
                 lines.append(f"| {title} | " + " | ".join(cells) + " |")
         if notes:
             lines.append("")
-            for feature, note in notes.items():
-                lines.append(f"- *{FEATURES[feature]}*: {note}")
+            for note, features in notes.items():
+                what = "every feature" if len(features) == len(FEATURES) else \
+                    "; ".join(FEATURES[feature] for feature in features)
+                lines.append(f"- *{what}*: {note}")
     lines += ["", "## Clients not in the suite", ""]
     lines += [f"- **{name}**: {why}" for name, why in LEFT_OUT.items()]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell ("Autobahn|Python" would split the row)."""
+    return text.replace("|", "\\|")
 
 
 def _combo_order(combo: tuple[str, str]) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallResult, RegisterOptions, SubscribeOptions
 from tests.conftest import JS_DIR, AutobahnSessions, RouterProcess, autobahn_transport
-from tests.interop.matrix import ClientInfo, InteropResults, expect_runs
+from tests.interop.matrix import FEATURES, ClientInfo, InteropResults, expect_runs
 
 SERIALIZERS = ["json", "msgpack", "cbor"]
 JS_CHECKS = ["join", "call_args_kwargs", "no_such_procedure", "application_error", "progressive_results",
@@ -227,7 +227,8 @@ async def test_autobahn_js_features(node: str, router: RouterProcess, autobahn: 
         transport = WS if kind == "ws" else RS
         if kind == "rs" and serializer != "json":
             offered = run["observed"].get("protocol") == "wamp.2.json" and not run["failures"]
-            interop_results.record(CLIENT, serializer, transport, passed=[], unsupported={"connect": RS_ONLY_JSON},
+            interop_results.record(CLIENT, serializer, transport, passed=[],
+                                   unsupported=dict.fromkeys(FEATURES, RS_ONLY_JSON),
                                    expected=[] if offered else ["connect"],
                                    failures={"connect": json.dumps(run["failures"]) or str(run["observed"])})
             continue
