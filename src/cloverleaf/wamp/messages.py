@@ -39,7 +39,8 @@ def integral_id(value: Any) -> Any:
 
 
 def _check_id(value: Any, msg_name: str, what: str) -> int:
-    value = integral_id(value)
+    if type(value) is not int:  # the common case skips the call: this runs for every message's IDs
+        value = integral_id(value)
     if type(value) is not int or not 1 <= value <= MAX_ID:
         raise _fail(msg_name, f"{what} must be an integer in [1, 2^53], got {value!r:.60}")
     return value
