@@ -4,6 +4,7 @@ proxy, and the fault signals the cluster back end will rely on (server pings dro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyWrongLastSequenceError
 from tests.cluster.nats import FreezableProxy, NatsCluster, NatsServer
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -282,3 +284,50 @@ async def test_sigstopped_client_loses_its_interest_within_four_seconds(
         await nc.close()
         child.kill()
         child.wait()
+
+
+async def test_frozen_proxy_in_a_route_partitions_two_servers(
+    tmp_path: Path, freezable_proxy: Callable[[int], FreezableProxy]
+) -> None:
+    # n2 reaches n1 only through the proxy (n1 dials nobody, and n2 is its only peer, so no
+    # gossiped address can bypass it); route pings every 1 s as for clients
+    n1 = NatsServer(tmp_path, name="n1", cluster_port=free_port(), jetstream=False)
+    proxy = freezable_proxy(n1.cluster_port or 0)
+    n2 = NatsServer(tmp_path, name="n2", cluster_port=free_port(), routes=[proxy.route_url], jetstream=False)
+    try:
+        n1.start()
+        n2.start()
+        deadline = time.monotonic() + 5
+        while len(monitor(n1, "/routez")["routes"]) == 0:
+            assert time.monotonic() < deadline, n2.log_tail()
+            await asyncio.sleep(0.02)
+        assert proxy.open_connections >= 1  # every route connection (pooled) goes through it
+
+        on_n1 = await nats.connect(n1.url)
+        on_n2 = await nats.connect(n2.url)
+        inbox: asyncio.Queue[Msg] = asyncio.Queue()
+        try:
+            await on_n2.subscribe("x", cb=inbox.put)
+            await on_n2.flush()
+            deadline = time.monotonic() + 5
+            while True:  # until n2's interest has crossed the route
+                await on_n1.publish("x", b"probe")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await next_msg(inbox, 0.1)
+                    break
+                assert time.monotonic() < deadline
+            while not inbox.empty():
+                inbox.get_nowait()
+
+            proxy.freeze()
+            await on_n1.publish("x", b"during")
+            await asyncio.sleep(0.5)
+            assert inbox.empty()
+            proxy.thaw()
+            assert await next_msg(inbox) == b"during"
+        finally:
+            await on_n1.close()
+            await on_n2.close()
+    finally:
+        n2.cleanup()
+        n1.cleanup()
