@@ -31,6 +31,7 @@ caller stores the full string in the entry's value (a hashed token cannot be une
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 
@@ -58,19 +59,13 @@ _EMPTY_TOKEN = "="
 _HASHED_LENGTH = len(HASH_MARKER) + 64
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.]*")
-_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_.]+")
-_TOKEN_SHAPE = re.compile(r"(?:[A-Za-z0-9_-]|=[0-9A-F]{2})+")
-_ESCAPED_RUN = re.compile(r"(?:=[0-9A-F]{2})+")
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]*(?:=[0-9A-F]{2}[A-Za-z0-9_-]*)*")  # unrolled: no backtracking
 _HASHED_SHAPE = re.compile(r"==[0-9a-f]{64}")
 
-
-def _escape_run(match: re.Match[str]) -> str:
-    return "=" + match.group().encode("utf-8", "surrogatepass").hex("=").upper()
-
-
-def _unescape_run(match: re.Match[str]) -> str:
-    # Raises UnicodeDecodeError (a ValueError) for bytes that are not UTF-8.
-    return bytes.fromhex(match.group().replace("=", "")).decode("utf-8", "surrogatepass")
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+# Output for each UTF-8 byte, indexed by its value: str.translate applies it in one C loop to the
+# bytes decoded as Latin-1 (one character per byte).
+_BYTE_TABLE: list[str] = [chr(b) if b in _SAFE_BYTES else "-" if b == 0x2E else f"={b:02X}" for b in range(256)]
 
 
 def escape_token(text: str) -> str:
@@ -82,9 +77,9 @@ def escape_token(text: str) -> str:
     """
     if not text:
         return _EMPTY_TOKEN
-    if _PLAIN.fullmatch(text) is None:
-        text = _UNSAFE_RUN.sub(_escape_run, text)
-    return text.replace(".", "-")
+    if _PLAIN.fullmatch(text) is not None:
+        return text.replace(".", "-")  # the common case: no byte needs an escape
+    return text.encode("utf-8", "surrogatepass").decode("latin-1").translate(_BYTE_TABLE)
 
 
 def unescape_token(token: str) -> str:
@@ -95,18 +90,20 @@ def unescape_token(token: str) -> str:
     """
     if token == _EMPTY_TOKEN:
         return ""
-    if _TOKEN_SHAPE.fullmatch(token) is None:
+    if not token or _TOKEN_SHAPE.fullmatch(token) is None:
         if is_hashed_token(token):
             raise ValueError("a hashed token cannot be unescaped: its text is stored with the value")
         raise ValueError(f"not an escaped token: {token[:80]!r}")
     text = token.replace("-", ".")
     if "=" not in token:
         return text  # only [A-Za-z0-9_-]: canonical by construction
+    # The escapes are quoted-printable's =XX: binascii decodes them in C. The shape check above
+    # leaves no other "=" for it to interpret.
     try:
-        text = _ESCAPED_RUN.sub(_unescape_run, text)
+        text = binascii.a2b_qp(text.encode("ascii")).decode("utf-8", "surrogatepass")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not an escaped token (bad UTF-8): {token[:80]!r}") from exc
-    if escape_token(text) != token:
+    if escape_token(text) != token:  # e.g. "=41" for "A": refused so that each string has one token
         raise ValueError(f"not a canonical escaped token: {token[:80]!r}")
     return text
 
@@ -123,9 +120,10 @@ def key_token(text: str) -> str:
     must keep ``text`` itself in the entry's value to recover it (and to tell apart the 2^-128-odds
     case of two strings with the same hash).
     """
-    token = escape_token(text)
-    if len(token) <= MAX_TOKEN_LENGTH:
-        return token
+    if len(text) <= MAX_TOKEN_LENGTH:  # an escape is never shorter than its text: skip it for long ones
+        token = escape_token(text)
+        if len(token) <= MAX_TOKEN_LENGTH:
+            return token
     return hashed_token(text)
 
 
