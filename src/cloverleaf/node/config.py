@@ -540,6 +540,50 @@ class GuestComponent(_Strict):
 Component = Annotated[AppComponent | GuestComponent, Field(discriminator="type")]
 
 
+class NatsTlsConfig(_Strict):
+    """TLS to the NATS servers: the CA that signs them, and this node's certificate if they ask."""
+
+    ca_certificates: Annotated[str, Field(min_length=1)] | None = None
+    certificate: Annotated[str, Field(min_length=1)] | None = None
+    key: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> NatsTlsConfig:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("certificate and key: both or neither")
+        return self
+
+
+class NatsConfig(_Strict):
+    """How a node reaches NATS: every server it may use, and the credentials they want."""
+
+    servers: Annotated[list[Annotated[str, Field(pattern=r"^(nats|tls)://[^\s/]+$")]], Field(min_length=1)]
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    #: a NATS credentials file (JWT and NKey seed), as `nsc` writes it
+    credentials: str | None = None
+    tls: NatsTlsConfig | None = None
+
+
+class ClusterConfig(_Strict):
+    """The cluster this node belongs to (docs/cluster.md); without it the node is on its own."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    node: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    nats: NatsConfig
+    heartbeat_interval: Annotated[float, Field(gt=0, le=10)] = 0.25
+    failure_timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    replicas: Annotated[int, Field(ge=1, le=5)] = 1
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> ClusterConfig:
+        if self.failure_timeout < 3 * self.heartbeat_interval:
+            raise ValueError(f"failure_timeout: at least 3 heartbeat intervals ({3 * self.heartbeat_interval:g} s), "
+                             f"got {self.failure_timeout:g}")  # fmt: skip
+        return self
+
+
 class NodeConfig(_Strict):
     realms: Annotated[list[RealmConfig], Field(min_length=1)]
     transports: Annotated[list[Transport], Field(min_length=1)]
@@ -549,6 +593,8 @@ class NodeConfig(_Strict):
     shutdown_timeout: Annotated[float, Field(ge=0)] = 5.0
     #: Apps run in-process and guest programs, started after the transports, stopped before the router
     components: list[Component] = Field(default_factory=list)
+    #: the cluster this node shares its realms with (docs/cluster.md); None: a node on its own
+    cluster: ClusterConfig | None = None
     #: the node folder: the config file's directory (the working directory for the embedded default)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

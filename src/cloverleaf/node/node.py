@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
 from .config import (
     BridgePath,
+    ClusterConfig,
     ConsolePath,
     LongPollPath,
     MethodAuth,
@@ -76,6 +78,7 @@ from .config import (
 from .tls import ReloadingContext
 
 if TYPE_CHECKING:
+    from ..cluster.backend import NatsCluster
     from ..transport.longpoll import LongPollEndpoint
     from ..wamp.auth import CryptosignKey
     from .components import Components
@@ -188,6 +191,10 @@ def _session_options(
     )
 
 
+class ClusterStartError(OSError):
+    """The node could not join its cluster (NATS unreachable, refused credentials, ...)."""
+
+
 class Node:
     """A running router with its listening transports."""
 
@@ -209,6 +216,8 @@ class Node:
         self.longpolls: list[LongPollEndpoint] = []
         #: apps run in-process and guest programs, started after the transports
         self.components: Components | None = None
+        #: the link to the other nodes of the cluster, when the config has a cluster section
+        self.cluster: NatsCluster | None = None
         if config.components:  # the component, long-poll and console modules load only when configured
             from .components import Components
 
@@ -228,7 +237,38 @@ class Node:
         for context in self.tls_contexts.values():
             context.reload("SIGHUP")
 
+    async def _start_cluster(self, cluster: ClusterConfig) -> None:
+        """Join the cluster before any client can join a realm (their sessions need the cluster's view)."""
+        from ..cluster.backend import ClusterSettings, NatsCluster
+
+        tls = None
+        if cluster.nats.tls is not None:
+            nats_tls = cluster.nats.tls
+            tls = ssl.create_default_context(
+                cafile=str(self.config.resolve(nats_tls.ca_certificates)) if nats_tls.ca_certificates else None
+            )
+            if nats_tls.certificate and nats_tls.key:
+                tls.load_cert_chain(str(self.config.resolve(nats_tls.certificate)),
+                                    str(self.config.resolve(nats_tls.key)))  # fmt: skip
+        credentials = str(self.config.resolve(cluster.nats.credentials)) if cluster.nats.credentials else None
+        settings = ClusterSettings(
+            cluster.name, cluster.node, list(cluster.nats.servers), cluster.nats.user, cluster.nats.password,
+            cluster.nats.token, credentials, tls, cluster.heartbeat_interval, cluster.failure_timeout,
+            cluster.replicas,
+        )  # fmt: skip
+        self.cluster = NatsCluster(settings, self.router)
+        try:
+            await self.cluster.start()
+        except Exception as exc:
+            self.cluster = None
+            raise ClusterStartError(
+                f"cannot join cluster {cluster.name} through NATS at {', '.join(cluster.nats.servers)}: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+
     async def start(self) -> None:
+        if self.config.cluster is not None:
+            await self._start_cluster(self.config.cluster)
         self._build_tls()
         for problem in missing_static_directories(self.config):
             log.warning("%s (answering 404 until it exists)", problem)
@@ -403,6 +443,8 @@ class Node:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self.cluster is not None:
+            await self.cluster.stop()
         for realm in self.router.realms.values():
             if realm.event_store is not None:
                 realm.event_store.close()

@@ -186,6 +186,8 @@ class Broker:
         session.send(Subscribed(message.request, subscription.id))
         if not already:
             realm.meta.subscribed(session, subscription, created)
+            if realm.cluster is not None:
+                realm.cluster.interest_changed(subscription)
         if options.get("get_retained") is True:
             self._send_retained(session, subscription)
 
@@ -213,6 +215,8 @@ class Broker:
             return
         session.send(Unsubscribed(message.request))
         self.realm.meta.unsubscribed(session, removed[0], removed[1])
+        if self.realm.cluster is not None:
+            self.realm.cluster.interest_changed(removed[0])
 
     def publish(self, session: RouterSession, message: Publish) -> None:
         realm = self.realm
@@ -250,6 +254,8 @@ class Broker:
         if policy.trustlevel is not None:
             details["trustlevel"] = policy.trustlevel
         self.deliver(topic, publication, details, message.args, message.kwargs, audience)
+        if realm.cluster is not None:
+            realm.cluster.forward_publication(topic, publication, details, message.args, message.kwargs, audience)
         if options.get("retain") is True:
             self._retain(topic, RetainedEvent(publication, details, message.args, message.kwargs, audience))
         if acknowledge:
@@ -318,10 +324,15 @@ class Broker:
                 details["reason"] = reason
             session.send(Unsubscribed(0, details))
         self.realm.meta.unsubscribed(session, removed[0], removed[1])
+        if self.realm.cluster is not None:
+            self.realm.cluster.interest_changed(removed[0])
 
     def detach(self, session: RouterSession) -> None:
+        cluster = self.realm.cluster
         for subscription, deleted in self.subscriptions.remove_member(session):
             self.realm.meta.unsubscribed(session, subscription, deleted)
+            if cluster is not None:
+                cluster.interest_changed(subscription)
 
 
 def _matches(subscription: Subscription[Any], topic: str) -> bool:

@@ -1,10 +1,14 @@
-"""The seams between the router and what plugs into it: transports and routing back ends."""
+"""The seams between the router and what plugs into it: transports and cluster back ends."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..wamp.serializers import Serializer
+
+if TYPE_CHECKING:
+    from .broker import Audience
+    from .registry import Subscription
 
 
 class TransportLink(Protocol):
@@ -33,3 +37,26 @@ class TransportLink(Protocol):
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once, discarding anything queued."""
+
+
+class ClusterRealm(Protocol):
+    """What a realm needs of a cluster back end (``Realm.cluster``; None on a single node).
+
+    The broker and dealer call it after they have done their local work; it must never block
+    them: whatever goes to other nodes is queued and sent by the back end.
+    """
+
+    def forward_publication(
+        self,
+        topic: str,
+        publication: int,
+        details: dict[str, Any],
+        args: list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        audience: Audience,
+    ) -> None:
+        """Send a publication, once, to every other node with a subscription matching ``topic``
+        (the local subscribers already have it)."""
+
+    def interest_changed(self, subscription: Subscription[Any]) -> None:
+        """The local subscribers of ``subscription`` changed (none left: it was deleted here)."""

@@ -26,6 +26,7 @@ from .auth import ALLOW, DENY, Action, Authorizer, Decision, RolePolicy
 from .broker import Broker
 from .dealer import Dealer
 from .history import EventStore
+from .interfaces import ClusterRealm
 from .meta import MetaApi
 from .patterns import EXACT, PREFIX, WILDCARD
 from .ratelimit import RateLimitedLog
@@ -80,6 +81,8 @@ class Realm:
         self.role_policies: dict[str, RolePolicy] = {}
         #: where event history is kept, when any is configured (closed by the node on shutdown)
         self.event_store: EventStore | None = None
+        #: the realm's link to the other nodes of a cluster (None: a single node)
+        self.cluster: ClusterRealm | None = None
         self._valid_uris: dict[str, bool] = {}
         dealer, broker = self.dealer, self.broker
         # One dispatch table, built once: message type -> handler.

@@ -118,20 +118,26 @@ class LocalSubscriptionStore(Generic[M]):
     topic seen before costs one dictionary lookup, as without them.
     """
 
-    __slots__ = ("_by_id", "_cache", "_index", "_member_subscriptions", "_new_id")
+    __slots__ = ("_by_id", "_cache", "_id_for", "_index", "_member_subscriptions", "_new_id")
 
-    def __init__(self, new_id: Callable[[], int] = random_id) -> None:
+    def __init__(self, new_id: Callable[[], int] = random_id, id_for: Callable[[str, str], int] | None = None) -> None:
+        """``id_for(topic, match)``, when given, names each subscription instead of ``new_id``: the
+        nodes of a cluster all compute the same ID for one topic and match policy."""
         self._index: PatternIndex[Subscription[M]] = PatternIndex()
         self._by_id: dict[int, Subscription[M]] = {}
         self._member_subscriptions: dict[int, set[int]] = {}
         self._cache: dict[str, tuple[Subscription[M], ...]] = {}
         self._new_id = new_id
+        self._id_for = id_for
 
     def subscribe(self, topic: str, match: str, member: M) -> tuple[Subscription[M], bool]:
         subscription = self._index.get(topic, match)
         created = subscription is None
         if subscription is None:
-            subscription = Subscription(_unused_id(self._new_id, self._by_id), topic, match)
+            wanted = self._id_for(topic, match) if self._id_for is not None else 0
+            # (a 53-bit hash of two different topics colliding: a random ID, unique on this node)
+            subscription_id = wanted if wanted and wanted not in self._by_id else _unused_id(self._new_id, self._by_id)
+            subscription = Subscription(subscription_id, topic, match)
             self._index.add(topic, match, subscription)
             self._by_id[subscription.id] = subscription
             self._cache.clear()

@@ -1,0 +1,505 @@
+"""The NATS back end: one node's link to the other nodes of its cluster (docs/cluster.md).
+
+:class:`NatsCluster` connects to NATS, announces this node with heartbeats, keeps a view of the
+other nodes' subscription interest (a JetStream KV bucket, watched), forwards publications to the
+nodes that need them and hands the publications other nodes forward to the local broker. Each realm
+gets a :class:`RealmLink`, the :class:`~cloverleaf.router.interfaces.ClusterRealm` the broker calls.
+
+Everything sent to other nodes goes through one bounded queue drained by one task, so the broker
+never waits for NATS and a node's messages to another node keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ..router.broker import Audience
+from ..router.ratelimit import RateLimitedLog
+from ..router.registry import LocalSubscriptionStore, Subscription
+from . import wire
+from .ids import incarnation_id, scoped_id
+from .keys import key_token, kv_key
+
+if TYPE_CHECKING:
+    import nats.aio.client
+    import nats.js.kv
+
+    from ..router.realm import Realm
+    from ..router.router import Router
+
+log = logging.getLogger("cloverleaf.cluster")
+limited_log = RateLimitedLog(log)
+
+#: messages queued for other nodes at most; past it new ones are dropped and counted (a node that
+#: cannot reach NATS for long fences itself anyway)
+MAX_OUTBOX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """What a node needs to join its cluster (the node config's ``cluster:`` section)."""
+
+    name: str
+    node: str
+    servers: list[str]
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    credentials: str | None = None
+    tls: ssl.SSLContext | None = None
+    #: seconds between two heartbeats of a node
+    heartbeat_interval: float = 0.25
+    #: a node silent this long is dead (its peers drop its state); one that could not confirm its
+    #: own heartbeat this long fences itself
+    failure_timeout: float = 1.0
+    #: JetStream replicas of the cluster's KV buckets (3 in production: survives a NATS server)
+    replicas: int = 1
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    """Counters for logs and /metrics."""
+
+    sent: int = 0
+    received: int = 0
+    dropped: int = 0
+    undecodable: int = 0
+    nodes_seen: int = 0
+    nodes_lost: int = 0
+
+
+class NodeMember:
+    """Another node, as a member of a subscription in a realm's interest view."""
+
+    __slots__ = ("incarnation", "session_id")
+    identity = None
+
+    def __init__(self, incarnation: str) -> None:
+        self.incarnation = incarnation
+        # the store keys members by an integer: one derived from the incarnation (only nodes are
+        # members of the interest store, so it cannot clash with a session ID there)
+        self.session_id = int.from_bytes(hashlib.blake2b(incarnation.encode(), digest_size=7).digest(), "big")
+
+
+@dataclass(slots=True)
+class _InterestEntry:
+    realm: str
+    match: str
+    topic: str
+    incarnation: str
+
+
+class RealmLink:
+    """One realm's :class:`~cloverleaf.router.interfaces.ClusterRealm`: forwards publications to
+    the nodes with matching subscriptions, publishes this node's interest."""
+
+    __slots__ = ("cluster", "interest", "realm")
+
+    def __init__(self, cluster: NatsCluster, realm: Realm) -> None:
+        self.cluster = cluster
+        self.realm = realm
+        #: the other nodes' subscriptions: members are :class:`NodeMember` s
+        self.interest: LocalSubscriptionStore[NodeMember] = LocalSubscriptionStore()
+
+    def forward_publication(
+        self,
+        topic: str,
+        publication: int,
+        details: dict[str, Any],
+        args: list[Any] | None,
+        kwargs: dict[str, Any] | None,
+        audience: Audience,
+    ) -> None:
+        targets: set[str] = set()
+        for subscription in self.interest.matching(topic):
+            for member in subscription.subscribers.values():
+                targets.add(member.incarnation)
+        if not targets:
+            return
+        lists = wire.AudienceLists(
+            audience.publisher, audience.exclude_me, _listed(audience.exclude), _listed(audience.eligible),
+            _listed(audience.exclude_authid), _listed(audience.exclude_authrole), _listed(audience.eligible_authid),
+            _listed(audience.eligible_authrole),
+        )  # fmt: skip
+        payload = wire.encode(wire.Publication(self.realm.name, topic, publication, details, args, kwargs, lists))
+        for incarnation in targets:
+            self.cluster.send(incarnation, payload)
+
+    def interest_changed(self, subscription: Subscription[Any]) -> None:
+        self.cluster.publish_interest(self.realm.name, subscription)
+
+    def deliver(self, message: wire.Publication) -> None:
+        """A publication another node forwarded: to this node's subscribers."""
+        a = message.audience
+        audience = Audience(
+            a.publisher, a.exclude_me, _frozen(a.exclude), _frozen(a.eligible), _frozen(a.exclude_authid),
+            _frozen(a.exclude_authrole), _frozen(a.eligible_authid), _frozen(a.eligible_authrole),
+        )  # fmt: skip
+        self.realm.broker.deliver(message.topic, message.publication, message.details, message.args,
+                                  message.kwargs, audience)  # fmt: skip
+
+
+def _listed(values: frozenset[Any] | None) -> list[Any] | None:
+    return None if values is None else sorted(values)
+
+
+def _frozen(values: list[Any] | None) -> frozenset[Any] | None:
+    return None if values is None else frozenset(values)
+
+
+@dataclass(slots=True)
+class _Peer:
+    node: str
+    last_seen: float
+    sequence: int = 0
+
+
+@dataclass
+class NatsCluster:
+    """This node's membership in a cluster on NATS. ``start()`` before the node accepts clients,
+    ``stop()`` after its sessions are gone."""
+
+    settings: ClusterSettings
+    router: Router
+    incarnation: str = field(default_factory=incarnation_id)
+    stats: ClusterStats = field(default_factory=ClusterStats)
+
+    def __post_init__(self) -> None:
+        self.prefix = f"cloverleaf.{key_token(self.settings.name)}"
+        self.links: dict[str, RealmLink] = {}
+        self.peers: dict[str, _Peer] = {}
+        self._secret = hashlib.blake2b(f"cloverleaf cluster {self.settings.name}".encode(), digest_size=32).digest()
+        self._nc: nats.aio.client.Client | None = None
+        self._subscriptions_kv: nats.js.kv.KeyValue | None = None
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._interest_dirty: dict[str, tuple[str, Subscription[Any]]] = {}
+        self._interest_ready = asyncio.Event()
+        #: KV key -> what it says, for every interest entry seen (so a deletion can be undone locally)
+        self._interest_entries: dict[str, _InterestEntry] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watcher: Any = None
+        self._last_own_heartbeat = 0.0
+        self.on_fence: Callable[[str], None] | None = None
+        self._members: dict[str, NodeMember] = {}
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}.node.{self.incarnation}"
+
+    def inbox_of(self, incarnation: str) -> str:
+        return f"{self.prefix}.node.{incarnation}"
+
+    async def start(self) -> None:
+        """Connect, attach every realm of the router, and load the cluster's view."""
+        import nats
+        from nats.js.api import KeyValueConfig
+
+        settings = self.settings
+        self._nc = nc = await nats.connect(
+            servers=settings.servers, name=f"cloverleaf {settings.node} {self.incarnation}",
+            user=settings.user, password=settings.password, token=settings.token,
+            user_credentials=settings.credentials, tls=settings.tls,
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=5,
+            error_cb=self._nats_error, disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
+        )  # fmt: skip
+        js = nc.jetstream()
+        bucket = f"cloverleaf-{key_token(settings.name)}-subscriptions"
+        try:
+            self._subscriptions_kv = await js.key_value(bucket)
+        except Exception:
+            self._subscriptions_kv = await js.create_key_value(
+                KeyValueConfig(bucket=bucket, history=1, replicas=settings.replicas)
+            )
+        for realm in self.router.realms.values():
+            self.attach(realm)
+        await nc.subscribe(self.inbox, cb=self._on_inbox)
+        await nc.subscribe(f"{self.prefix}.heartbeat", cb=self._on_heartbeat)
+        await self._load_interest()
+        loop = asyncio.get_running_loop()
+        self._last_own_heartbeat = loop.time()
+        for work in (self._send_outbox(), self._write_interest(), self._heartbeats(), self._watch_peers()):
+            self._tasks.append(loop.create_task(work))
+        log.info("cluster %s: node %s joined as incarnation %s via %s", settings.name, settings.node,
+                 self.incarnation, nc.connected_url.netloc if nc.connected_url else "?")  # fmt: skip
+
+    def attach(self, realm: Realm) -> None:
+        """Link one realm to the cluster (before any session joins it)."""
+        link = RealmLink(self, realm)
+        self.links[realm.name] = link
+        realm.cluster = link
+        secret, name = self._secret, realm.name
+        realm.broker.subscriptions = LocalSubscriptionStore(
+            id_for=lambda topic, match: scoped_id(secret, "subscription", name, match, topic)
+        )
+
+    async def stop(self) -> None:
+        """Withdraw this node's interest, then leave NATS."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        kv = self._subscriptions_kv
+        if kv is not None:
+            mine = [key for key, entry in self._interest_entries.items() if entry.incarnation == self.incarnation]
+            for key in mine:
+                with contextlib.suppress(Exception):
+                    await kv.delete(key)
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        for realm_name, link in self.links.items():
+            realm = self.router.realms.get(realm_name)
+            if realm is not None and realm.cluster is link:
+                realm.cluster = None
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, incarnation: str, payload: bytes) -> None:
+        """Queue one message for another node (never blocks)."""
+        if len(self._outbox) >= MAX_OUTBOX:
+            self.stats.dropped += 1
+            limited_log.warning("cluster outbox full", "cluster outbox full (%d messages): message to %s dropped",
+                                MAX_OUTBOX, incarnation)  # fmt: skip
+            return
+        self._outbox.append((self.inbox_of(incarnation), payload))
+        self._outbox_ready.set()
+
+    async def _send_outbox(self) -> None:
+        nc = self._nc
+        assert nc is not None
+        outbox = self._outbox
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while outbox:
+                subject, payload = outbox.popleft()
+                try:
+                    await nc.publish(subject, payload)
+                    self.stats.sent += 1
+                except Exception as exc:
+                    self.stats.dropped += 1
+                    limited_log.warning("cluster send failed", "cluster: sending to %s failed: %s", subject, exc)
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def _on_inbox(self, msg: Any) -> None:
+        self.stats.received += 1
+        try:
+            message = wire.decode(msg.data)
+        except wire.WireError as exc:
+            self.stats.undecodable += 1
+            limited_log.warning("cluster bad message", "cluster: unreadable message on %s: %s", msg.subject, exc)
+            return
+        if isinstance(message, wire.Publication):
+            link = self.links.get(message.realm)
+            if link is not None:
+                try:
+                    link.deliver(message)
+                except Exception:
+                    limited_log.log("cluster delivery failed", logging.ERROR,
+                                    "cluster: delivering a publication failed", exc_info=True)
+
+    # -- subscription interest -------------------------------------------------------------------
+
+    def _interest_key(self, realm: str, subscription: Subscription[Any]) -> str:
+        return kv_key(realm, subscription.match, subscription.topic, self.incarnation)
+
+    def publish_interest(self, realm: str, subscription: Subscription[Any]) -> None:
+        """Schedule writing this node's subscribers of ``subscription`` (or deleting the entry)."""
+        self._interest_dirty[self._interest_key(realm, subscription)] = (realm, subscription)
+        self._interest_ready.set()
+
+    async def _write_interest(self) -> None:
+        kv = self._subscriptions_kv
+        assert kv is not None
+        while True:
+            await self._interest_ready.wait()
+            self._interest_ready.clear()
+            while self._interest_dirty:
+                key = next(iter(self._interest_dirty))
+                realm, subscription = self._interest_dirty.pop(key)
+                sessions = sorted(subscription.subscribers)
+                try:
+                    if sessions:
+                        value = msgpack.packb([realm, subscription.match, subscription.topic, self.incarnation,
+                                               sessions])  # fmt: skip
+                        await kv.put(key, value)
+                        self._interest_entries[key] = _InterestEntry(realm, subscription.match, subscription.topic,
+                                                                     self.incarnation)  # fmt: skip
+                    else:
+                        await kv.delete(key)
+                        self._interest_entries.pop(key, None)
+                except Exception as exc:
+                    # retried: the entry is written again when NATS answers
+                    limited_log.warning("cluster interest write", "cluster: writing interest %s failed: %s", key, exc)
+                    self._interest_dirty.setdefault(key, (realm, subscription))
+                    await asyncio.sleep(0.1)
+
+    async def _load_interest(self) -> None:
+        """Start watching the interest bucket; return once the entries already there are loaded."""
+        kv = self._subscriptions_kv
+        assert kv is not None
+        self._watcher = watcher = await kv.watchall()
+        while True:
+            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+            if entry is None:  # the end of what was there before
+                break
+            self._apply_interest(entry)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._follow_interest()))
+
+    async def _follow_interest(self) -> None:
+        async for entry in self._watcher:
+            if entry is not None:
+                try:
+                    self._apply_interest(entry)
+                except Exception:
+                    limited_log.log("cluster interest", logging.ERROR, "cluster: applying an interest entry failed",
+                                    exc_info=True)
+
+    def _apply_interest(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE"):
+            known = self._interest_entries.pop(entry.key, None)
+            if known is not None and known.incarnation != self.incarnation:
+                link = self.links.get(known.realm)
+                if link is not None:
+                    self._drop_interest(link, known)
+            return
+        try:
+            realm, match, topic, incarnation, _sessions = msgpack.unpackb(entry.value, raw=False)
+        except Exception:
+            limited_log.warning("cluster interest", "cluster: unreadable interest entry %s", entry.key)
+            return
+        if incarnation == self.incarnation:
+            return
+        self._interest_entries[entry.key] = _InterestEntry(realm, match, topic, incarnation)
+        link = self.links.get(realm)
+        if link is None:
+            return
+        if incarnation not in self.peers:  # entries can arrive before the node's first heartbeat
+            self.peers[incarnation] = _Peer("?", asyncio.get_running_loop().time())
+        link.interest.subscribe(topic, match, self._member(incarnation))
+
+    def _drop_interest(self, link: RealmLink, entry: _InterestEntry) -> None:
+        subscription = link.interest.lookup(entry.topic, entry.match)
+        if subscription is not None:
+            link.interest.unsubscribe(subscription.id, self._member(entry.incarnation))
+
+    def _member(self, incarnation: str) -> NodeMember:
+        member = self._members.get(incarnation)
+        if member is None:
+            member = self._members[incarnation] = NodeMember(incarnation)
+        return member
+
+    # -- membership ------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        nc = self._nc
+        assert nc is not None
+        sequence = 0
+        subject = f"{self.prefix}.heartbeat"
+        while True:
+            sequence += 1
+            with contextlib.suppress(Exception):
+                await nc.publish(subject, wire.encode(wire.Heartbeat(self.incarnation, self.settings.node, sequence)))
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _on_heartbeat(self, msg: Any) -> None:
+        try:
+            beat = wire.decode(msg.data)
+        except wire.WireError:
+            self.stats.undecodable += 1
+            return
+        if not isinstance(beat, wire.Heartbeat):
+            return
+        now = asyncio.get_running_loop().time()
+        if beat.incarnation == self.incarnation:
+            self._last_own_heartbeat = now
+            return
+        peer = self.peers.get(beat.incarnation)
+        if peer is None or peer.node == "?":
+            if peer is None:
+                self.stats.nodes_seen += 1
+            log.info("cluster %s: node %s (%s) is up", self.settings.name, beat.node, beat.incarnation)
+            self.peers[beat.incarnation] = peer = _Peer(beat.node, now)
+        peer.last_seen = now
+        peer.sequence = beat.sequence
+
+    async def _watch_peers(self) -> None:
+        timeout = self.settings.failure_timeout
+        while True:
+            await asyncio.sleep(min(0.1, timeout / 4))
+            now = asyncio.get_running_loop().time()
+            for incarnation, peer in list(self.peers.items()):
+                if now - peer.last_seen > timeout:
+                    self._node_down(incarnation, peer, now - peer.last_seen)
+            if now - self._last_own_heartbeat > timeout and self.on_fence is not None:
+                self.on_fence(f"this node has not heard its own heartbeat for {now - self._last_own_heartbeat:.1f} s")
+                self._last_own_heartbeat = now
+
+    def _node_down(self, incarnation: str, peer: _Peer, silent: float) -> None:
+        del self.peers[incarnation]
+        self.stats.nodes_lost += 1
+        log.warning("cluster %s: node %s (%s) is gone (silent for %.1f s): dropping its state", self.settings.name,
+                    peer.node, incarnation, silent)  # fmt: skip
+        member = self._members.pop(incarnation, None)
+        if member is not None:
+            for link in self.links.values():
+                link.interest.remove_member(member)
+        stale = [key for key, entry in self._interest_entries.items() if entry.incarnation == incarnation]
+        for key in stale:
+            del self._interest_entries[key]
+        if stale and self._is_janitor():
+            asyncio.get_running_loop().create_task(self._purge(stale))
+
+    def _is_janitor(self) -> bool:
+        """The live node with the smallest incarnation cleans up after dead ones."""
+        return all(self.incarnation < other for other in self.peers)
+
+    async def _purge(self, keys: list[str]) -> None:
+        kv = self._subscriptions_kv
+        assert kv is not None
+        for key in keys:
+            with contextlib.suppress(Exception):
+                await kv.delete(key)
+
+    # -- NATS connection events --------------------------------------------------------------------
+
+    async def _nats_error(self, exc: Exception) -> None:
+        limited_log.warning("nats error", "cluster: NATS: %s", exc)
+
+    async def _nats_disconnected(self) -> None:
+        log.warning("cluster %s: disconnected from NATS", self.settings.name)
+
+    async def _nats_reconnected(self) -> None:
+        nc = self._nc
+        url = nc.connected_url.netloc if nc is not None and nc.connected_url else "?"
+        log.info("cluster %s: reconnected to NATS at %s", self.settings.name, url)
+
+    def status(self) -> dict[str, Any]:
+        """What /metrics and the logs show of the cluster."""
+        nc = self._nc
+        return {
+            "cluster": self.settings.name, "node": self.settings.node, "incarnation": self.incarnation,
+            "nats_connected": bool(nc is not None and nc.is_connected), "nodes": len(self.peers) + 1,
+            "sent": self.stats.sent, "received": self.stats.received, "dropped": self.stats.dropped,
+            "seen_at": time.time(),
+        }  # fmt: skip

@@ -1,0 +1,139 @@
+"""PubSub across router nodes on NATS: publisher and subscribers on different `cloverleaf start`
+processes of one cluster, with Autobahn|Python as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+from tests.cluster.nats import NatsServer
+from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, launch_router, router_config
+
+
+def cluster_router(tmp: Path, nats_url: str, node: str, **cluster: Any) -> RouterProcess:
+    tmp.mkdir(parents=True, exist_ok=True)
+    section = {"name": "test", "node": node, "nats": {"servers": [nats_url]}, **cluster}
+    return launch_router(tmp, lambda ws, rs, unix: router_config(ws, rs, unix, cluster=section))
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, nats_server: NatsServer) -> Iterator[tuple[RouterProcess, RouterProcess]]:
+    a = cluster_router(tmp_path / "a", nats_server.url, "a")
+    b = cluster_router(tmp_path / "b", nats_server.url, "b")
+    try:
+        yield a, b
+    finally:
+        codes = (a.stop(), b.stop())
+        assert codes == (0, 0), f"{a.log()}\n{b.log()}"
+        for node in (a, b):
+            assert "Traceback" not in node.log(), node.log()
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Wait for ``await condition()`` to be true (interest reaches other nodes asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_events_cross_nodes_exact_and_pattern(two_nodes: tuple[RouterProcess, RouterProcess],
+                                                    autobahn: AutobahnSessions) -> None:
+    a, b = two_nodes
+    subscriber = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+    publisher = await autobahn.open(autobahn_transport(a, "rawsocket", "msgpack"))
+    got: asyncio.Queue[tuple[str, Any, Any, int]] = asyncio.Queue()
+
+    def handler(kind: str) -> Any:
+        return lambda *args, details, **kwargs: got.put_nowait((kind, args, kwargs, details.publication))
+
+    exact = await subscriber.subscribe(handler("exact"), "com.x.room1.temp",
+                                       options=SubscribeOptions(details_arg="details"))
+    prefix = await subscriber.subscribe(handler("prefix"), "com.x.room1",
+                                        options=SubscribeOptions(match="prefix", details_arg="details"))
+
+    async def arrived() -> bool:
+        await publisher.publish("com.x.room1.temp", "probe", options=PublishOptions(acknowledge=True))
+        await asyncio.sleep(0.05)
+        return not got.empty()
+
+    await until(arrived)  # the interest of node b has reached node a
+    while not got.empty():
+        got.get_nowait()
+        await asyncio.sleep(0.02)
+    publication = await publisher.publish("com.x.room1.temp", 21.5, b"\x00\x01", unit="C",
+                                          options=PublishOptions(acknowledge=True))
+    received = sorted([await asyncio.wait_for(got.get(), 5) for _ in range(2)])
+    assert received == [("exact", (21.5, b"\x00\x01"), {"unit": "C"}, publication.id),
+                        ("prefix", (21.5, b"\x00\x01"), {"unit": "C"}, publication.id)]
+    # one topic and match policy has the same subscription ID on every node, without coordination
+    same_on_a = await publisher.subscribe(lambda *a, **kw: None, "com.x.room1.temp")
+    assert same_on_a.id == exact.id
+    same_prefix_on_a = await publisher.subscribe(lambda *a, **kw: None, "com.x.room1", options=SubscribeOptions(
+        match="prefix"))
+    assert same_prefix_on_a.id == prefix.id != exact.id
+    await exact.unsubscribe()
+    await prefix.unsubscribe()
+
+
+async def test_order_and_publisher_exclusion_across_nodes(two_nodes: tuple[RouterProcess, RouterProcess],
+                                                          autobahn: AutobahnSessions) -> None:
+    a, b = two_nodes
+    on_b = await autobahn.open(autobahn_transport(b, "websocket", "cbor"))
+    other_on_b = await autobahn.open(autobahn_transport(b, "unix", "json"))
+    publisher = await autobahn.open(autobahn_transport(a, "websocket", "json"))
+    received: dict[str, list[Any]] = {"on_b": [], "other": [], "publisher": []}
+    for name, session in (("on_b", on_b), ("other", other_on_b), ("publisher", publisher)):
+        await session.subscribe(lambda n, _name=name: received[_name].append(n), "com.x.seq")
+
+    async def everybody() -> bool:
+        await publisher.publish("com.x.seq", -1, options=PublishOptions(acknowledge=True, exclude_me=False))
+        await asyncio.sleep(0.05)
+        return all(received.values())
+
+    await until(everybody)
+    for values in received.values():
+        values.clear()
+    for n in range(200):
+        publisher.publish("com.x.seq", n)
+    await publisher.publish("com.x.seq", 200, options=PublishOptions(acknowledge=True, exclude=[other_on_b._session_id]))
+    await publisher.publish("com.x.seq", 201, options=PublishOptions(acknowledge=True, eligible=[other_on_b._session_id],
+                                                                     exclude_me=False))
+    await until(lambda: _done(received["other"], 201))
+    await until(lambda: _done(received["on_b"], 200))
+    assert received["on_b"] == list(range(201))  # in order, and not 201 (not eligible)
+    assert received["other"] == [*range(200), 201]  # excluded from 200
+    assert received["publisher"] == []  # exclude_me by default; not eligible for 201
+
+
+async def _done(values: list[Any], last: Any) -> bool:
+    return bool(values) and values[-1] == last
+
+
+async def test_unsubscribed_node_gets_nothing_more(two_nodes: tuple[RouterProcess, RouterProcess],
+                                                   autobahn: AutobahnSessions) -> None:
+    a, b = two_nodes
+    subscriber = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+    publisher = await autobahn.open(autobahn_transport(a, "websocket", "json"))
+    got: list[Any] = []
+    subscription = await subscriber.subscribe(got.append, "com.x.gone")
+
+    async def arrived() -> bool:
+        await publisher.publish("com.x.gone", "probe", options=PublishOptions(acknowledge=True))
+        await asyncio.sleep(0.05)
+        return bool(got)
+
+    await until(arrived)
+    await subscription.unsubscribe()
+    await asyncio.sleep(0.5)  # the withdrawn interest reaches node a
+    got.clear()
+    await publisher.publish("com.x.gone", "after", options=PublishOptions(acknowledge=True))
+    await asyncio.sleep(0.3)
+    assert got == []
+    assert "dropped" not in a.log()
