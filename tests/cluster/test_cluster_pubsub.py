@@ -102,8 +102,9 @@ async def test_order_and_publisher_exclusion_across_nodes(two_nodes: tuple[Route
         values.clear()
     for n in range(200):
         publisher.publish("com.x.seq", n)
-    await publisher.publish("com.x.seq", 200, options=PublishOptions(acknowledge=True, exclude=[other_on_b._session_id]))
-    await publisher.publish("com.x.seq", 201, options=PublishOptions(acknowledge=True, eligible=[other_on_b._session_id],
+    other = other_on_b._session_id
+    await publisher.publish("com.x.seq", 200, options=PublishOptions(acknowledge=True, exclude=[other]))
+    await publisher.publish("com.x.seq", 201, options=PublishOptions(acknowledge=True, eligible=[other],
                                                                      exclude_me=False))
     await until(lambda: _done(received["other"], 201))
     await until(lambda: _done(received["on_b"], 200))

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -127,12 +127,12 @@ class RealmLink:
                 targets.add(member.incarnation)
         if not targets:
             return
-        lists = wire.AudienceLists(
-            audience.publisher, audience.exclude_me, _listed(audience.exclude), _listed(audience.eligible),
-            _listed(audience.exclude_authid), _listed(audience.exclude_authrole), _listed(audience.eligible_authid),
-            _listed(audience.eligible_authrole),
-        )  # fmt: skip
-        payload = wire.encode(wire.Publication(self.realm.name, topic, publication, details, args, kwargs, lists))
+        lists = None if audience.unrestricted else [
+            _listed(audience.exclude), _listed(audience.eligible), _listed(audience.exclude_authid),
+            _listed(audience.exclude_authrole), _listed(audience.eligible_authid), _listed(audience.eligible_authrole),
+        ]  # fmt: skip
+        payload = wire.encode(wire.Publication(self.realm.name, topic, publication, details, args, kwargs,
+                                               audience.publisher, audience.exclude_me, lists or [None] * 6))
         for incarnation in targets:
             self.cluster.send(incarnation, payload)
 
@@ -141,11 +141,7 @@ class RealmLink:
 
     def deliver(self, message: wire.Publication) -> None:
         """A publication another node forwarded: to this node's subscribers."""
-        a = message.audience
-        audience = Audience(
-            a.publisher, a.exclude_me, _frozen(a.exclude), _frozen(a.eligible), _frozen(a.exclude_authid),
-            _frozen(a.exclude_authrole), _frozen(a.eligible_authid), _frozen(a.eligible_authrole),
-        )  # fmt: skip
+        audience = Audience(message.publisher, message.exclude_me, *(_frozen(x) for x in message.lists))
         self.realm.broker.deliver(message.topic, message.publication, message.details, message.args,
                                   message.kwargs, audience)  # fmt: skip
 
@@ -156,6 +152,16 @@ def _listed(values: frozenset[Any] | None) -> list[Any] | None:
 
 def _frozen(values: list[Any] | None) -> frozenset[Any] | None:
     return None if values is None else frozenset(values)
+
+
+class ClusterService(Protocol):
+    """A part of the cluster back end with state of its own (sessions, registrations): started once
+    the node is connected (it may create KV buckets, add ``handlers`` and ``on_node_down``
+    callbacks), stopped before the connection closes."""
+
+    async def start(self, cluster: NatsCluster) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -193,8 +199,21 @@ class NatsCluster:
         self._last_own_heartbeat = 0.0
         self.on_fence: Callable[[str], None] | None = None
         self._members: dict[str, NodeMember] = {}
+        #: message kind -> what handles it when it arrives in this node's inbox
+        self.handlers: dict[int, Callable[[Any], None]] = {wire.Publication.KIND: self._on_publication}
+        #: called with the incarnation of each node found dead, after its interest is dropped
+        self.on_node_down: list[Callable[[str], None]] = []
+        #: parts of the back end started after the connection and stopped before it closes, in order
+        self.services: list[ClusterService] = []
 
     # -- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def nats(self) -> nats.aio.client.Client:
+        """The NATS connection (once started)."""
+        if self._nc is None:
+            raise RuntimeError("the cluster back end is not started")
+        return self._nc
 
     @property
     def inbox(self) -> str:
@@ -226,6 +245,8 @@ class NatsCluster:
             )
         for realm in self.router.realms.values():
             self.attach(realm)
+        for service in self.services:
+            await service.start(self)
         await nc.subscribe(self.inbox, cb=self._on_inbox)
         await nc.subscribe(f"{self.prefix}.heartbeat", cb=self._on_heartbeat)
         await self._load_interest()
@@ -254,6 +275,9 @@ class NatsCluster:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
+        for service in reversed(self.services):
+            with contextlib.suppress(Exception):
+                await service.stop()
         kv = self._subscriptions_kv
         if kv is not None:
             mine = [key for key, entry in self._interest_entries.items() if entry.incarnation == self.incarnation]
@@ -309,14 +333,21 @@ class NatsCluster:
             self.stats.undecodable += 1
             limited_log.warning("cluster bad message", "cluster: unreadable message on %s: %s", msg.subject, exc)
             return
-        if isinstance(message, wire.Publication):
-            link = self.links.get(message.realm)
-            if link is not None:
-                try:
-                    link.deliver(message)
-                except Exception:
-                    limited_log.log("cluster delivery failed", logging.ERROR,
-                                    "cluster: delivering a publication failed", exc_info=True)
+        if message is None:
+            return  # a kind from a newer node
+        handler = self.handlers.get(message.KIND)
+        if handler is None:
+            return
+        try:
+            handler(message)
+        except Exception:
+            limited_log.log("cluster handler failed", logging.ERROR,
+                            "cluster: handling %s failed", type(message).__name__, exc_info=True)  # fmt: skip
+
+    def _on_publication(self, message: wire.Publication) -> None:
+        link = self.links.get(message.realm)
+        if link is not None:
+            link.deliver(message)
 
     # -- subscription interest -------------------------------------------------------------------
 
@@ -467,10 +498,16 @@ class NatsCluster:
         stale = [key for key, entry in self._interest_entries.items() if entry.incarnation == incarnation]
         for key in stale:
             del self._interest_entries[key]
-        if stale and self._is_janitor():
+        if stale and self.is_janitor():
             asyncio.get_running_loop().create_task(self._purge(stale))
+        for callback in self.on_node_down:
+            try:
+                callback(incarnation)
+            except Exception:
+                limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
+                                incarnation, exc_info=True)  # fmt: skip
 
-    def _is_janitor(self) -> bool:
+    def is_janitor(self) -> bool:
         """The live node with the smallest incarnation cleans up after dead ones."""
         return all(self.incarnation < other for other in self.peers)
 

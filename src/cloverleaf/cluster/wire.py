@@ -1,88 +1,67 @@
 """What the nodes of a cluster send each other: one MessagePack list per NATS message.
 
-Pure: no I/O, no clocks. Every message is ``[kind, ...]``; each kind has a dataclass and the
-codec below. MessagePack carries every value of the router's data model both ways unchanged
-(bytes included), and each message is encoded once whatever the number of recipients on the
-receiving node (that node encodes once per serializer of its own sessions).
+Pure: no I/O, no clocks. Every message is ``[kind, field, field, ...]``: a dataclass registered
+with :func:`message` names its kind, and its fields, in order, are the list's elements. MessagePack
+carries every value of the router's data model both ways unchanged (bytes included), and a message
+is encoded once whatever the number of recipients on the receiving node (that node encodes once per
+serializer of its own sessions).
 
-A node drops (and counts) a message it cannot decode or whose kind it does not know, so nodes of
-a newer version can add kinds without breaking older ones.
+A node drops (and counts) a message it cannot decode; one of a kind it does not know decodes to
+None, so nodes of a newer version can add kinds without breaking older ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import msgpack
-
-#: message kinds (the first element of every message)
-HEARTBEAT: Final = 1
-PUBLICATION: Final = 2
 
 
 class WireError(ValueError):
     """A node-to-node message that cannot be read."""
 
 
-@dataclass(slots=True, frozen=True)
-class Heartbeat:
-    """A node is alive: sent on the cluster's heartbeat subject every ``heartbeat_interval``."""
+class WireMessage(Protocol):
+    KIND: ClassVar[int]
 
-    incarnation: str
-    node: str
-    #: counts up from 1 within one incarnation (a gap says heartbeats were lost)
-    sequence: int
+    def check(self) -> None:
+        """Raise TypeError or ValueError when a field has the wrong shape."""
 
 
-@dataclass(slots=True, frozen=True)
-class AudienceLists:
-    """A publication's exclude/eligible lists, as the publisher gave them (None: no such list)."""
-
-    publisher: int
-    exclude_me: bool
-    exclude: list[int] | None = None
-    eligible: list[int] | None = None
-    exclude_authid: list[str] | None = None
-    exclude_authrole: list[str] | None = None
-    eligible_authid: list[str] | None = None
-    eligible_authrole: list[str] | None = None
+_KINDS: dict[int, type[Any]] = {}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+M = TypeVar("M")
 
 
-@dataclass(slots=True, frozen=True)
-class Publication:
-    """A publication forwarded to a node with a matching subscription, for its local subscribers."""
+def message(kind: int) -> Any:
+    """Register a dataclass as the message of ``kind`` (each kind once)."""
 
-    realm: str
-    topic: str
-    publication: int
-    details: dict[str, Any]
-    args: list[Any] | None
-    kwargs: dict[str, Any] | None
-    audience: AudienceLists
+    def register(cls: type[M]) -> type[M]:
+        if kind in _KINDS:
+            raise ValueError(f"message kind {kind} is taken by {_KINDS[kind].__name__}")
+        cls.KIND = kind  # type: ignore[attr-defined]
+        _KINDS[kind] = cls
+        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        return cls
 
-
-def encode(message: Heartbeat | Publication) -> bytes:
-    """The bytes of one node-to-node message."""
-    if isinstance(message, Publication):
-        a = message.audience
-        return _pack([
-            PUBLICATION, message.realm, message.topic, message.publication, message.details, message.args,
-            message.kwargs,
-            [a.publisher, a.exclude_me, a.exclude, a.eligible, a.exclude_authid, a.exclude_authrole,
-             a.eligible_authid, a.eligible_authrole],
-        ])  # fmt: skip
-    return _pack([HEARTBEAT, message.incarnation, message.node, message.sequence])
+    return register
 
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
-def _pack(value: list[Any]) -> bytes:
-    return _packer.pack(value)  # type: ignore[no-any-return]
+def encode(value: Any) -> bytes:
+    """The bytes of one node-to-node message (an instance of a registered dataclass)."""
+    cls = type(value)
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        raise TypeError(f"{cls.__name__} is not a registered node-to-node message")
+    return _packer.pack([cls.KIND, *(getattr(value, name) for name in fields)])  # type: ignore[no-any-return]
 
 
-def decode(data: bytes) -> Heartbeat | Publication | None:
+def decode(data: bytes) -> Any:
     """The message in ``data``; None for a kind this node does not know. Raises :class:`WireError`
     for bytes that are not a node-to-node message."""
     try:
@@ -91,47 +70,85 @@ def decode(data: bytes) -> Heartbeat | Publication | None:
         raise WireError(f"not a MessagePack message: {exc}") from None
     if type(value) is not list or not value or type(value[0]) is not int:
         raise WireError("a node-to-node message is a list starting with its kind")
-    kind = value[0]
+    cls = _KINDS.get(value[0])
+    if cls is None:
+        return None
     try:
-        if kind == PUBLICATION:
-            _, realm, topic, publication, details, args, kwargs, lists = value
-            publisher, exclude_me, *rest = lists
-            message: Heartbeat | Publication = Publication(
-                _str(realm), _str(topic), _int(publication), _dict(details), _list_or_none(args),
-                _dict_or_none(kwargs), AudienceLists(_int(publisher), bool(exclude_me), *rest),
-            )  # fmt: skip
-            return message
-        if kind == HEARTBEAT:
-            _, incarnation, node, sequence = value
-            return Heartbeat(_str(incarnation), _str(node), _int(sequence))
+        decoded = cls(*value[1:])
+        decoded.check()
     except (ValueError, TypeError) as exc:
-        raise WireError(f"malformed message of kind {kind}: {exc}") from None
-    return None
+        raise WireError(f"malformed {cls.__name__}: {exc}") from None
+    return decoded
 
 
-def _str(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
+def is_str(value: Any) -> bool:
+    return type(value) is str
 
 
-def _int(value: Any) -> int:
-    if type(value) is not int:
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
+def is_int(value: Any) -> bool:
+    return type(value) is int
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise TypeError(f"expected a map, got {type(value).__name__}")
-    return value
+def require(condition: bool, what: str) -> None:
+    """For ``check()`` methods: raise TypeError saying ``what`` was expected."""
+    if not condition:
+        raise TypeError(f"expected {what}")
 
 
-def _dict_or_none(value: Any) -> dict[str, Any] | None:
-    return None if value is None else _dict(value)
+def optional_list(value: Any) -> bool:
+    return value is None or type(value) is list
 
 
-def _list_or_none(value: Any) -> list[Any] | None:
-    if value is not None and type(value) is not list:
-        raise TypeError(f"expected a list, got {type(value).__name__}")
-    return value
+def optional_dict(value: Any) -> bool:
+    return value is None or type(value) is dict
+
+
+# -- membership -----------------------------------------------------------------------------------
+
+
+@message(1)
+@dataclass(slots=True, frozen=True)
+class Heartbeat:
+    """A node is alive: sent on the cluster's heartbeat subject every ``heartbeat_interval``."""
+
+    KIND: ClassVar[int]
+    incarnation: str
+    node: str
+    #: counts up from 1 within one incarnation (a gap says heartbeats were lost)
+    sequence: int
+
+    def check(self) -> None:
+        require(is_str(self.incarnation) and is_str(self.node) and is_int(self.sequence), "str, str, int")
+
+
+# -- PubSub ---------------------------------------------------------------------------------------
+
+
+@message(2)
+@dataclass(slots=True, frozen=True)
+class Publication:
+    """A publication forwarded to a node with a matching subscription, for its local subscribers.
+
+    ``lists``: the publisher's exclude/eligible lists, ``[exclude, eligible, exclude_authid,
+    exclude_authrole, eligible_authid, eligible_authrole]``, each a list or None.
+    """
+
+    KIND: ClassVar[int]
+    realm: str
+    topic: str
+    publication: int
+    details: dict[str, Any]
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    publisher: int
+    exclude_me: bool
+    lists: list[list[Any] | None]
+
+    def check(self) -> None:
+        require(is_str(self.realm) and is_str(self.topic), "string realm and topic")
+        require(is_int(self.publication) and is_int(self.publisher), "integer publication and publisher")
+        require(type(self.details) is dict and optional_list(self.args) and optional_dict(self.kwargs),
+                "details map, args list, kwargs map")  # fmt: skip
+        require(type(self.exclude_me) is bool, "boolean exclude_me")
+        require(type(self.lists) is list and len(self.lists) == 6 and all(optional_list(x) for x in self.lists),
+                "six exclude/eligible lists")  # fmt: skip
