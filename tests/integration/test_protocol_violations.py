@@ -363,7 +363,7 @@ WRONG_TYPES: list[tuple[str, Any]] = [
     ("ID-2^53+1", [CALL, MAX_ID + 1, {}, P]),
     ("ID-2^63", [CALL, 2**63, {}, P]),
     ("ID-negative", [CALL, -1, {}, P]),
-    ("ID-float", [CALL, 1.0, {}, P]),
+    ("ID-float", [CALL, 1.5, {}, P]),  # an integral float (1.0) is read as that ID: spec-notes, "IDs as floats"
     ("ID-bool", [CALL, True, {}, P]),
     ("ID-null", [CALL, None, {}, P]),
     ("PUBLISH-ID-0", [PUBLISH, 0, {"acknowledge": True}, T]),
