@@ -257,6 +257,9 @@ class Node:
             cluster.replicas,
         )  # fmt: skip
         self.cluster = NatsCluster(settings, self.router)
+        from ..cluster.sessions import SessionDirectory
+
+        self.cluster.services.append(SessionDirectory(self.router))
         try:
             await self.cluster.start()
         except Exception as exc:

@@ -8,16 +8,17 @@ subscribed to (and authorized) by URI.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..wamp import errors
 from ..wamp.errors import ApplicationError
 from ..wamp.ids import fast_random_id
 from ..wamp.messages import integral_id
 from ..wamp.uri import is_valid_uri
+from .broker import Audience
 from .patterns import EXACT, MATCH_POLICIES, PREFIX, WILDCARD
 from .registry import Registration, Subscription
 
@@ -33,6 +34,27 @@ SCOPES = ("destroyed", "detached")
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ClusterSessions(Protocol):
+    """The sessions of one realm on the other nodes of a cluster, for the session meta API
+    (``MetaApi.cluster``; None on a single node)."""
+
+    def remote_sessions(self) -> Iterable[dict[str, Any]]:
+        """The details (as ``wamp.session.get`` gives them) of every session on other nodes."""
+
+    def remote_session(self, session_id: int) -> dict[str, Any] | None:
+        """The details of one session on another node (None: no such session there)."""
+
+    def kill(self, session_ids: list[int], reason: str, message: str | None) -> None:
+        """Close sessions of other nodes with GOODBYE ``reason`` (sent to the nodes holding them)."""
+
+    def left(self, session_id: int) -> None:
+        """A session of this node left the realm."""
+
+
+#: meta events come from the router itself: no publisher to exclude, no black or white list
+_ROUTER_AUDIENCE = Audience(0, False)
 
 
 @dataclass(slots=True)
@@ -75,6 +97,8 @@ class MetaApi:
         self.realm = realm
         #: session ID -> scope -> testaments, in the order they were added
         self.testaments: dict[int, dict[str, list[Testament]]] = {}
+        #: the realm's sessions on the other nodes of a cluster (None: a single node)
+        self.cluster: ClusterSessions | None = None
         self.procedures: dict[str, MetaProcedure] = {
             "wamp.session.count": self._session_count,
             "wamp.session.list": self._session_list,
@@ -105,7 +129,23 @@ class MetaApi:
     # -- events -------------------------------------------------------------------------------
 
     def publish(self, topic: str, *args: Any) -> None:
-        """Deliver a meta event to the realm's subscribers of ``topic`` (cheap when there are none)."""
+        """Deliver a meta event to the realm's subscribers of ``topic`` (cheap when there are none),
+        on every node of a cluster."""
+        realm = self.realm
+        broker = realm.broker
+        cluster = realm.cluster
+        if cluster is None:
+            if broker.subscriptions.matching(topic):
+                broker.deliver(topic, fast_random_id(), {}, list(args), None)
+            return
+        publication, values = fast_random_id(), list(args)
+        if broker.subscriptions.matching(topic):
+            broker.deliver(topic, publication, {}, values, None)
+        cluster.forward_publication(topic, publication, {}, values, None, _ROUTER_AUDIENCE)
+
+    def publish_local(self, topic: str, *args: Any) -> None:
+        """Deliver a meta event to this node's subscribers only (each node of a cluster says it
+        about a dead node's sessions to its own subscribers)."""
         broker = self.realm.broker
         if broker.subscriptions.matching(topic):
             broker.deliver(topic, fast_random_id(), {}, list(args), None)
@@ -123,6 +163,8 @@ class MetaApi:
             "wamp.session.on_leave", session.session_id, identity.authid if identity else None,
             identity.authrole if identity else None,
         )  # fmt: skip
+        if self.cluster is not None:
+            self.cluster.left(session.session_id)
 
     def _publish_testament(self, session: RouterSession, testament: Testament) -> None:
         from .broker import _audience  # the broker's option parsing, shared
@@ -131,7 +173,12 @@ class MetaApi:
             audience = _audience(session, testament.options)
         except ValueError:
             audience = None
-        self.realm.broker.deliver(testament.topic, fast_random_id(), {}, testament.args, testament.kwargs, audience)
+        publication = fast_random_id()
+        self.realm.broker.deliver(testament.topic, publication, {}, testament.args, testament.kwargs, audience)
+        cluster = self.realm.cluster
+        if cluster is not None:
+            cluster.forward_publication(testament.topic, publication, {}, testament.args, testament.kwargs,
+                                        audience or _ROUTER_AUDIENCE)  # fmt: skip
 
     # Meta events are not published about subscriptions and registrations on the router's own
     # "wamp." URIs: a monitor subscribed to wamp.subscription.on_create would otherwise see its own
@@ -171,26 +218,43 @@ class MetaApi:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def _sessions(self, args: list[Any]) -> list[RouterSession]:
-        sessions = list(self.realm.sessions.values())
-        if args:
-            roles = args[0]
-            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-                raise ApplicationError(errors.INVALID_ARGUMENT, "filter_authroles must be a list of strings")
-            sessions = [s for s in sessions if s.identity is not None and s.identity.authrole in roles]
-        return sessions
+    @staticmethod
+    def _role_filter(args: list[Any]) -> list[str] | None:
+        if not args:
+            return None
+        roles = args[0]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ApplicationError(errors.INVALID_ARGUMENT, "filter_authroles must be a list of strings")
+        return roles
+
+    def _session_ids(self, args: list[Any]) -> list[int]:
+        """The IDs of the realm's sessions (on every node), those of the roles in ``args[0]`` if given."""
+        roles = self._role_filter(args)
+        sessions = self.realm.sessions.values()
+        if roles is None:
+            found = [s.session_id for s in sessions]
+        else:
+            found = [s.session_id for s in sessions if s.identity is not None and s.identity.authrole in roles]
+        if self.cluster is not None:
+            found.extend(d["session"] for d in self.cluster.remote_sessions()
+                         if roles is None or d.get("authrole") in roles)  # fmt: skip
+        return found
 
     def _session_count(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        return len(self._sessions(args))
+        return len(self._session_ids(args))
 
     def _session_list(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        return [s.session_id for s in self._sessions(args)]
+        return self._session_ids(args)
 
     def _session_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        session = self.realm.sessions.get(_arg(args, 0, int, "session"))
-        if session is None:
+        target = _arg(args, 0, int, "session")
+        session = self.realm.sessions.get(target)
+        if session is not None:
+            return session.describe()
+        remote = self.cluster.remote_session(target) if self.cluster is not None else None
+        if remote is None:
             raise ApplicationError(errors.NO_SUCH_SESSION, "no session with this ID on the realm")
-        return session.describe()
+        return remote
 
     @staticmethod
     def _close_reason(kwargs: dict[str, Any]) -> tuple[str, str | None]:
@@ -200,35 +264,47 @@ class MetaApi:
         message = kwargs.get("message")
         return reason, message if isinstance(message, str) else None
 
-    def _kill(self, victims: list[RouterSession], kwargs: dict[str, Any]) -> int:
+    def _kill(self, victims: list[RouterSession], remote: list[int], kwargs: dict[str, Any]) -> list[int]:
+        """Close local ``victims`` and the sessions ``remote`` of other nodes; return their IDs."""
         reason, message = self._close_reason(kwargs)
         for victim in victims:
             victim.say_goodbye(reason, message)
-        return len(victims)
+        if remote and self.cluster is not None:
+            self.cluster.kill(remote, reason, message)
+        return [s.session_id for s in victims] + remote
+
+    def _remote_where(self, key: str, value: str) -> list[int]:
+        if self.cluster is None:
+            return []
+        return [d["session"] for d in self.cluster.remote_sessions() if d.get(key) == value]
 
     def _session_kill(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         target = _arg(args, 0, int, "session")
         victim = self.realm.sessions.get(target)
-        if victim is None or victim is caller:
-            raise ApplicationError(errors.NO_SUCH_SESSION, "no other session with this ID on the realm")
-        self._kill([victim], kwargs)
-        return None
+        if victim is not None and victim is not caller:
+            self._kill([victim], [], kwargs)
+            return None
+        if victim is None and self.cluster is not None and self.cluster.remote_session(target) is not None:
+            self._kill([], [target], kwargs)
+            return None
+        raise ApplicationError(errors.NO_SUCH_SESSION, "no other session with this ID on the realm")
 
     def _session_kill_by_authid(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         authid = _arg(args, 0, str, "authid")
         victims = [s for s in self.realm.sessions.values()
                    if s is not caller and s.identity is not None and s.identity.authid == authid]  # fmt: skip
-        return [s.session_id for s in victims] if self._kill(victims, kwargs) else []
+        return self._kill(victims, self._remote_where("authid", authid), kwargs)
 
     def _session_kill_by_authrole(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         authrole = _arg(args, 0, str, "authrole")
         victims = [s for s in self.realm.sessions.values()
                    if s is not caller and s.identity is not None and s.identity.authrole == authrole]  # fmt: skip
-        return self._kill(victims, kwargs)
+        return len(self._kill(victims, self._remote_where("authrole", authrole), kwargs))
 
     def _session_kill_all(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         victims = [s for s in self.realm.sessions.values() if s is not caller]
-        return self._kill(victims, kwargs)
+        remote = [d["session"] for d in self.cluster.remote_sessions()] if self.cluster is not None else []
+        return len(self._kill(victims, remote, kwargs))
 
     def _add_testament(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         topic = _arg(args, 0, str, "topic")

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..wamp import errors
 from ..wamp.ids import random_id
@@ -30,6 +30,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloverleaf.router")
 #: join failures: any connection can cause them, so a flood of connections must not flood the log
 limited_log = RateLimitedLog(log)
+
+
+class ClusterSessions(Protocol):
+    """What joining needs of a cluster back end (``Router.cluster_sessions``; None on a single
+    node): session IDs are claimed cluster-wide before a session is welcomed."""
+
+    def taken(self, session_id: int) -> bool:
+        """Whether another node's session has this ID (a fresh ID should avoid it)."""
+
+    def claim(self, realm: str, session_id: int, details: dict[str, Any]) -> Awaitable[bool]:
+        """Claim ``session_id`` for a joining session described by ``details`` (as
+        ``wamp.session.get`` tells it): True once it is this node's, False if another session of
+        the cluster has it (draw another); raises when the cluster cannot be asked."""
+
+    def claim_soon(self, realm: str, session_id: int, details: dict[str, Any]) -> None:
+        """Claim in the background: for the router's in-memory sessions, which join at once."""
+
+    def release(self, realm: str, session_id: int) -> None:
+        """The session left (or never joined after its claim): free its ID cluster-wide."""
+
+
+#: attempts at a session ID the cluster has not given out, before the join is refused
+MAX_CLAIMS = 5
 
 
 @dataclass(slots=True)
@@ -133,6 +156,8 @@ class Router:
         self.sessions: set[RouterSession] = set()
         self._session_ids: set[int] = set()
         self._join_tasks: set[asyncio.Task[None]] = set()
+        #: session IDs claimed cluster-wide before WELCOME (None: a single node, joins never wait for it)
+        self.cluster_sessions: ClusterSessions | None = None
         #: seconds a (dynamic) authenticator may take before the join is refused
         self.auth_timeout = 10.0
         self.failures = FailureDelays()
@@ -223,10 +248,7 @@ class Router:
                 f"none of the offered authentication methods ({', '.join(offered)}) is available",
             )
             return
-        while (session_id := random_id()) in self._session_ids:
-            pass
-        self._session_ids.add(session_id)
-        session.session_id = session_id
+        session.session_id = session_id = self._new_session_id()
         link = session.link
         hello = HelloInfo(
             message.realm, details, link.kind, link.peer, session_id,
@@ -235,6 +257,15 @@ class Router:
         )  # fmt: skip
         session.join = PendingJoin(realm, hello, chosen)
         self._continue_join(session, chosen.hello(hello))
+
+    def _new_session_id(self) -> int:
+        """An ID no session of this router has (nor, in a cluster, any session known elsewhere)."""
+        ids = self._session_ids
+        cluster = self.cluster_sessions
+        while (session_id := random_id()) in ids or (cluster is not None and cluster.taken(session_id)):
+            pass
+        ids.add(session_id)
+        return session_id
 
     def _continue_join(self, session: RouterSession, outcome: MaybeAwaitable) -> None:
         if not isinstance(outcome, (Accept, Challenge, Reject)):
@@ -306,6 +337,54 @@ class Router:
                                     session.session_id, identity.authid)  # fmt: skip
         session.identity = identity
         session.client_features = client_features(join.hello.details["roles"])
+        cluster = self.cluster_sessions
+        if cluster is not None:
+            if session.link.kind != "internal":
+                # the ID must be this session's cluster-wide before anything is routed for it
+                session.core.joining()
+                task = asyncio.get_running_loop().create_task(self._claim_then_enter(session, realm, cluster))
+                self._join_tasks.add(task)
+                task.add_done_callback(self._join_tasks.discard)
+                return
+            # the router's in-memory sessions join at once (their callers expect it): a clash among
+            # 2^53 IDs is left to the background claim to report
+            cluster.claim_soon(realm.name, session.session_id, self._details(session, realm))
+        self._enter(session, realm)
+
+    @staticmethod
+    def _details(session: RouterSession, realm: Realm) -> dict[str, Any]:
+        details = session.describe()
+        details["realm"] = realm.name  # the session is not attached yet
+        return details
+
+    async def _claim_then_enter(self, session: RouterSession, realm: Realm, cluster: ClusterSessions) -> None:
+        """Claim the session's ID cluster-wide (drawing another while it clashes), then WELCOME."""
+        for _attempt in range(MAX_CLAIMS):
+            session_id = session.session_id
+            try:
+                claimed = await asyncio.wait_for(cluster.claim(realm.name, session_id, self._details(session, realm)),
+                                                 self.auth_timeout)  # fmt: skip
+            except Exception as exc:
+                limited_log.warning("session claim failed", "session %d (%s): claiming its ID cluster-wide failed: %s",
+                                    session_id, session.link.peer, exc or type(exc).__name__)  # fmt: skip
+                if session.core.phase is not Phase.CLOSED:
+                    session.abort(errors.CLOSE_SYSTEM_SHUTDOWN, "the cluster is unavailable: try another node")
+                return
+            if session.core.phase is Phase.CLOSED:  # the client went away meanwhile
+                if claimed:
+                    cluster.release(realm.name, session_id)
+                return
+            if claimed:
+                self._enter(session, realm)
+                return
+            self._session_ids.discard(session_id)
+            session.session_id = self._new_session_id()
+        session.abort(errors.CLOSE_SYSTEM_SHUTDOWN, "no free session ID in the cluster")
+
+    def _enter(self, session: RouterSession, realm: Realm) -> None:
+        """Attach a session to its realm and WELCOME it."""
+        identity = session.identity
+        assert identity is not None
         session.realm = realm
         realm.attach(session)
         welcome_details: dict[str, Any] = {

@@ -1,0 +1,369 @@
+"""Sessions cluster-wide (docs/cluster.md): IDs claimed by compare-and-set, a view of every node's
+sessions for the meta API, kills sent to the node holding the session.
+
+:class:`SessionDirectory` is a :class:`~cloverleaf.cluster.backend.ClusterService`. Each joining
+session's ID is claimed with a JetStream KV ``create()`` in the bucket
+``cloverleaf-<cluster token>-sessions`` (key ``<realm>.<session id>``, value the MessagePack of
+``[details, incarnation, node]``, the details as ``wamp.session.get`` gives them) before the router
+WELCOMEs it; a clash makes the router draw another ID. The entry is deleted when the session
+leaves. Every node watches the bucket and keeps the other nodes' sessions per realm
+(:class:`RealmSessions`, the realm's ``meta.cluster``).
+
+When a node dies, every survivor drops its sessions from its view and tells its own subscribers
+(``wamp.session.on_leave``, not forwarded: each survivor does it for its own, so each subscriber
+hears it once); the janitor deletes the dead node's entries, a ``failure_timeout`` later so that
+every survivor has noticed the death first (an entry deleted before a survivor noticed would leave
+that survivor's subscribers without their ``on_leave``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ..router.ratelimit import RateLimitedLog
+from . import wire
+from .keys import key_token, kv_key
+from .session_wire import KillSessions
+
+if TYPE_CHECKING:
+    import nats.js.kv
+
+    from ..router.realm import Realm
+    from ..router.router import Router
+    from .backend import NatsCluster
+
+log = logging.getLogger("cloverleaf.cluster.sessions")
+limited_log = RateLimitedLog(log)
+
+
+@dataclass(slots=True, frozen=True)
+class RemoteSession:
+    """A session of another node, as its KV entry tells it."""
+
+    realm: str
+    session_id: int
+    details: dict[str, Any]
+    incarnation: str
+    node: str
+    key: str
+
+
+class RealmSessions:
+    """One realm's sessions on the other nodes: the realm's ``meta.cluster``
+    (:class:`~cloverleaf.router.meta.ClusterSessions`)."""
+
+    __slots__ = ("directory", "realm", "sessions")
+
+    def __init__(self, directory: SessionDirectory, realm: Realm) -> None:
+        self.directory = directory
+        self.realm = realm
+        #: session ID -> the session on another node
+        self.sessions: dict[int, RemoteSession] = {}
+
+    def remote_sessions(self) -> list[dict[str, Any]]:
+        return [remote.details for remote in self.sessions.values()]
+
+    def remote_session(self, session_id: int) -> dict[str, Any] | None:
+        remote = self.sessions.get(session_id)
+        return None if remote is None else remote.details
+
+    def kill(self, session_ids: list[int], reason: str, message: str | None) -> None:
+        by_node: dict[str, list[int]] = {}
+        for session_id in session_ids:
+            remote = self.sessions.get(session_id)
+            if remote is not None:
+                by_node.setdefault(remote.incarnation, []).append(session_id)
+        cluster = self.directory.cluster
+        for incarnation, sessions in by_node.items():
+            cluster.send(incarnation, wire.encode(KillSessions(self.realm.name, sessions, reason, message)))
+
+    def left(self, session_id: int) -> None:
+        self.directory.release(self.realm.name, session_id)
+
+
+class SessionDirectory:
+    """Session IDs claimed cluster-wide and the view of every node's sessions
+    (the router's ``cluster_sessions``, each realm's ``meta.cluster``)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        #: realm name -> its sessions on other nodes
+        self.realms: dict[str, RealmSessions] = {}
+        self._cluster: NatsCluster | None = None
+        self._kv: nats.js.kv.KeyValue | None = None
+        self._clash: type[Exception] = Exception
+        self._watcher: Any = None
+        #: KV key -> the remote session it holds (to undo it on DEL)
+        self._entries: dict[str, RemoteSession] = {}
+        #: keys of this node's claimed sessions
+        self._mine: set[str] = set()
+        #: keys claimed in the background (in-memory sessions), not confirmed yet
+        self._claiming: set[str] = set()
+        self._deletes: deque[str] = deque()
+        self._deletes_ready = asyncio.Event()
+        #: incarnations found dead: entries of theirs seen later are stale
+        self._dead: set[str] = set()
+        #: incarnations with entries but no heartbeat yet -> since when (loop time)
+        self._unknown_since: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def cluster(self) -> NatsCluster:
+        if self._cluster is None:
+            raise RuntimeError("the session directory is not started")
+        return self._cluster
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self, cluster: NatsCluster) -> None:
+        from nats.js.api import KeyValueConfig
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        self._cluster = cluster
+        self._clash = KeyWrongLastSequenceError
+        js = cluster.nats.jetstream()
+        bucket = f"cloverleaf-{key_token(cluster.settings.name)}-sessions"
+        try:
+            self._kv = await js.key_value(bucket)
+        except Exception:
+            self._kv = await js.create_key_value(
+                KeyValueConfig(bucket=bucket, history=1, replicas=cluster.settings.replicas)
+            )
+        for realm in self.router.realms.values():
+            view = self.realms[realm.name] = RealmSessions(self, realm)
+            realm.meta.cluster = view
+        cluster.handlers[KillSessions.KIND] = self._on_kill
+        cluster.on_node_down.append(self._on_node_down)
+        await self._load()
+        self.router.cluster_sessions = self
+        for work in (self._write_deletes(), self._sweep()):
+            self._spawn(work)
+
+    async def stop(self) -> None:
+        """Delete this node's remaining entries (its sessions are gone by now), stop watching."""
+        if self.router.cluster_sessions is self:
+            self.router.cluster_sessions = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        kv = self._kv
+        if kv is not None:
+            for key in [*self._deletes, *self._mine]:
+                with contextlib.suppress(Exception):
+                    await kv.delete(key)
+        self._deletes.clear()
+        self._mine.clear()
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        for name, view in self.realms.items():
+            realm = self.router.realms.get(name)
+            if realm is not None and realm.meta.cluster is view:
+                realm.meta.cluster = None
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- claims (the router's ClusterSessions) -----------------------------------------------------
+
+    def taken(self, session_id: int) -> bool:
+        return any(session_id in view.sessions for view in self.realms.values())
+
+    def _value(self, details: dict[str, Any]) -> bytes:
+        cluster = self.cluster
+        return msgpack.packb([details, cluster.incarnation, cluster.settings.node], use_bin_type=True)  # type: ignore[no-any-return]
+
+    async def claim(self, realm: str, session_id: int, details: dict[str, Any]) -> bool:
+        kv = self._kv
+        assert kv is not None
+        key = kv_key(realm, str(session_id))
+        try:
+            await kv.create(key, self._value(details))
+        except self._clash:
+            log.info("session ID %d is taken in realm %s on another node: drawing another", session_id, realm)
+            return False
+        self._mine.add(key)
+        return True
+
+    def claim_soon(self, realm: str, session_id: int, details: dict[str, Any]) -> None:
+        key = kv_key(realm, str(session_id))
+        self._claiming.add(key)
+        self._spawn(self._claim_in_background(key, self._value(details), session_id))
+
+    async def _claim_in_background(self, key: str, value: bytes, session_id: int) -> None:
+        kv = self._kv
+        assert kv is not None
+        try:
+            await kv.create(key, value)
+        except self._clash:
+            self._claiming.discard(key)
+            log.error("in-memory session %d: another node's session has the same ID", session_id)
+            return
+        except Exception as exc:
+            self._claiming.discard(key)
+            limited_log.warning("background claim", "in-memory session %d: claiming its ID failed: %s",
+                                session_id, exc)  # fmt: skip
+            return
+        if key in self._claiming:
+            self._claiming.discard(key)
+            self._mine.add(key)
+        else:  # the session left while its claim was on its way
+            self._delete_soon([key])
+
+    def release(self, realm: str, session_id: int) -> None:
+        key = kv_key(realm, str(session_id))
+        if key in self._mine:
+            self._mine.discard(key)
+            self._delete_soon([key])
+        else:
+            self._claiming.discard(key)  # the background claim deletes it once it lands
+
+    def _delete_soon(self, keys: list[str]) -> None:
+        self._deletes.extend(keys)
+        self._deletes_ready.set()
+
+    async def _write_deletes(self) -> None:
+        kv = self._kv
+        assert kv is not None
+        deletes = self._deletes
+        while True:
+            await self._deletes_ready.wait()
+            self._deletes_ready.clear()
+            while deletes:
+                key = deletes[0]
+                try:
+                    await kv.delete(key)
+                except Exception as exc:  # retried: NATS is reconnecting
+                    limited_log.warning("session delete", "cluster: deleting session entry %s failed: %s", key, exc)
+                    await asyncio.sleep(0.1)
+                    continue
+                deletes.popleft()
+
+    # -- the view ----------------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        """Watch the bucket; return once the entries already there are in the view."""
+        kv = self._kv
+        assert kv is not None
+        self._watcher = watcher = await kv.watchall()
+        while True:
+            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+            if entry is None:  # the end of what was there before
+                break
+            self._apply(entry)
+        self._spawn(self._follow())
+
+    async def _follow(self) -> None:
+        async for entry in self._watcher:
+            if entry is not None:
+                try:
+                    self._apply(entry)
+                except Exception:
+                    limited_log.log("session entry", logging.ERROR, "cluster: applying a session entry failed",
+                                    exc_info=True)  # fmt: skip
+
+    def _apply(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE"):
+            known = self._entries.pop(entry.key, None)
+            if known is not None:
+                self._forget(known)
+            return
+        try:
+            details, incarnation, node = msgpack.unpackb(entry.value, raw=False)
+            realm, session_id = details["realm"], details["session"]
+            if not (type(realm) is str and type(session_id) is int and type(incarnation) is str):
+                raise TypeError("realm, session or incarnation of the wrong type")
+        except Exception as exc:
+            limited_log.warning("session entry", "cluster: unreadable session entry %s: %s", entry.key, exc)
+            return
+        cluster = self.cluster
+        if incarnation == cluster.incarnation:
+            return  # this node's own sessions are in the realm itself
+        if incarnation in self._dead:  # written just before its node died, seen late
+            if cluster.is_janitor():
+                self._delete_soon([entry.key])
+            return
+        remote = RemoteSession(realm, session_id, details, incarnation, str(node), entry.key)
+        previous = self._entries.get(entry.key)
+        if previous is not None:
+            self._forget(previous)
+        self._entries[entry.key] = remote
+        view = self.realms.get(realm)
+        if view is not None:
+            view.sessions[session_id] = remote
+        if incarnation not in cluster.peers and incarnation not in self._unknown_since:
+            self._unknown_since[incarnation] = asyncio.get_running_loop().time()
+
+    def _forget(self, remote: RemoteSession) -> bool:
+        """Drop a remote session from its realm's view; whether it was there."""
+        view = self.realms.get(remote.realm)
+        if view is not None and view.sessions.get(remote.session_id) is remote:
+            del view.sessions[remote.session_id]
+            return True
+        return False
+
+    # -- dead nodes --------------------------------------------------------------------------------
+
+    def _on_node_down(self, incarnation: str) -> None:
+        self._drop_node(incarnation, announce=True)
+
+    def _drop_node(self, incarnation: str, announce: bool) -> None:
+        """Forget a dead node's sessions; with ``announce``, tell this node's subscribers they left."""
+        self._dead.add(incarnation)
+        self._unknown_since.pop(incarnation, None)
+        keys: list[str] = []
+        for key, remote in list(self._entries.items()):
+            if remote.incarnation != incarnation:
+                continue
+            del self._entries[key]
+            keys.append(key)
+            if self._forget(remote) and announce:
+                realm = self.router.realms.get(remote.realm)
+                if realm is not None:
+                    details = remote.details
+                    realm.meta.publish_local("wamp.session.on_leave", remote.session_id, details.get("authid"),
+                                             details.get("authrole"))  # fmt: skip
+        cluster = self.cluster
+        log.info("cluster: node %s gone with %d sessions", incarnation, len(keys))
+        if keys and cluster.is_janitor():
+            # later, so that every survivor has found the node dead (and told its subscribers) first
+            asyncio.get_running_loop().call_later(cluster.settings.failure_timeout, self._delete_soon, keys)
+
+    async def _sweep(self) -> None:
+        """Entries of a node never heard from (dead before this node started) are dropped."""
+        cluster = self.cluster
+        timeout = cluster.settings.failure_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(timeout)
+            now = loop.time()
+            for incarnation, since in list(self._unknown_since.items()):
+                if incarnation in cluster.peers:
+                    del self._unknown_since[incarnation]
+                elif now - since > 2 * timeout:
+                    log.info("cluster: session entries of node %s, never heard from: dropped", incarnation)
+                    self._drop_node(incarnation, announce=False)
+
+    # -- kills from other nodes --------------------------------------------------------------------
+
+    def _on_kill(self, message: KillSessions) -> None:
+        realm = self.router.realms.get(message.realm)
+        if realm is None:
+            return
+        for session_id in message.sessions:
+            session = realm.sessions.get(session_id)
+            if session is not None:
+                log.info("session %d killed from another node: %s", session_id, message.reason)
+                session.say_goodbye(message.reason, message.message)
