@@ -87,8 +87,9 @@ async def wait_for_interest(observer: MetaEvents, other: RouterProcess, autobahn
 
 async def test_session_ids_distinct_across_nodes(nodes: Nodes, autobahn: AutobahnSessions) -> None:
     a, b = nodes(2)
-    sessions = await asyncio.gather(*(autobahn.open(ab(node, serializer))
-                                      for node in (a, b) for serializer in ("json", "msgpack", "cbor") * 10))
+    sessions = await asyncio.gather(
+        *(autobahn.open(ab(node, serializer)) for node in (a, b) for serializer in ("json", "msgpack", "cbor") * 10)
+    )
     ids = [session._session_id for session in sessions]
     assert len(set(ids)) == len(ids) == 60
     # every node's view sees every session
@@ -130,9 +131,15 @@ async def test_meta_events_of_another_node_arrive_once(nodes: Nodes, autobahn: A
     a, b = nodes(2)
     watcher = await autobahn.open(ab(a))
     observed = MetaEvents()
-    await observed.subscribe(watcher, "wamp.session.on_join", "wamp.session.on_leave", "wamp.subscription.on_create",
-                             "wamp.subscription.on_subscribe", "wamp.subscription.on_unsubscribe",
-                             "wamp.subscription.on_delete")
+    await observed.subscribe(
+        watcher,
+        "wamp.session.on_join",
+        "wamp.session.on_leave",
+        "wamp.subscription.on_create",
+        "wamp.subscription.on_subscribe",
+        "wamp.subscription.on_unsubscribe",
+        "wamp.subscription.on_delete",
+    )
     await wait_for_interest(observed, b, autobahn)
     on_b = await autobahn.open(ab(b, "cbor"))
     sid = on_b._session_id
@@ -145,8 +152,12 @@ async def test_meta_events_of_another_node_arrive_once(nodes: Nodes, autobahn: A
     assert len(joins) == 1 and joins[0][0]["authrole"] == "anonymous" and joins[0][0]["realm"] == "realm1"
     leaves = observed.about("wamp.session.on_leave", sid)
     assert len(leaves) == 1 and leaves[0][2] == "anonymous"
-    for topic in ("wamp.subscription.on_create", "wamp.subscription.on_subscribe",
-                  "wamp.subscription.on_unsubscribe", "wamp.subscription.on_delete"):
+    for topic in (
+        "wamp.subscription.on_create",
+        "wamp.subscription.on_subscribe",
+        "wamp.subscription.on_unsubscribe",
+        "wamp.subscription.on_delete",
+    ):
         events = observed.about(topic, sid)
         assert len(events) == 1, (topic, observed.events)
         assert events[0][1] == subscription.id or events[0][1]["id"] == subscription.id
@@ -199,8 +210,9 @@ async def test_kills_reach_sessions_on_another_node(nodes: Nodes, autobahn: Auto
     assert own.value.error == "wamp.error.no_such_session"
 
 
-async def test_killed_node_sessions_leave_everywhere_once(nodes: Nodes, autobahn: AutobahnSessions,
-                                                         nats_server: NatsServer) -> None:
+async def test_killed_node_sessions_leave_everywhere_once(
+    nodes: Nodes, autobahn: AutobahnSessions, nats_server: NatsServer
+) -> None:
     a, b, c = nodes(3)
     watchers = [await autobahn.open(ab(a)), await autobahn.open(ab(c, "msgpack"))]
     observed = [MetaEvents(), MetaEvents()]
