@@ -26,10 +26,11 @@ import msgpack
 
 from ..router.broker import Audience
 from ..router.ratelimit import RateLimitedLog
-from ..router.registry import LocalSubscriptionStore, Subscription
+from ..router.registry import LocalSubscriptionStore, Registration, Subscription
 from . import wire
 from .ids import incarnation_id, scoped_id
 from .keys import key_token, kv_key
+from .rpc import ClusterRegistry
 
 if TYPE_CHECKING:
     import nats.aio.client
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from ..router.realm import Realm
     from ..router.router import Router
+    from ..router.session import RouterSession
 
 log = logging.getLogger("cloverleaf.cluster")
 limited_log = RateLimitedLog(log)
@@ -139,6 +141,14 @@ class RealmLink:
     def interest_changed(self, subscription: Subscription[Any]) -> None:
         self.cluster.publish_interest(self.realm.name, subscription)
 
+    def register(
+        self, session: RouterSession, request: int, procedure: str, match: str, invoke: str, options: dict[str, Any]
+    ) -> None:
+        self.cluster.rpc.register(self.realm, session, request, procedure, match, invoke, options)
+
+    def callees_changed(self, registration: Registration[Any]) -> None:
+        self.cluster.rpc.callees_changed(self.realm, registration)
+
     def deliver(self, message: wire.Publication) -> None:
         """A publication another node forwarded: to this node's subscribers."""
         audience = Audience(message.publisher, message.exclude_me, *(_frozen(x) for x in message.lists))
@@ -185,7 +195,7 @@ class NatsCluster:
         self.prefix = f"cloverleaf.{key_token(self.settings.name)}"
         self.links: dict[str, RealmLink] = {}
         self.peers: dict[str, _Peer] = {}
-        self._secret = hashlib.blake2b(f"cloverleaf cluster {self.settings.name}".encode(), digest_size=32).digest()
+        self.secret = hashlib.blake2b(f"cloverleaf cluster {self.settings.name}".encode(), digest_size=32).digest()
         self._nc: nats.aio.client.Client | None = None
         self._subscriptions_kv: nats.js.kv.KeyValue | None = None
         self._outbox: deque[tuple[str, bytes]] = deque()
@@ -203,8 +213,10 @@ class NatsCluster:
         self.handlers: dict[int, Callable[[Any], None]] = {wire.Publication.KIND: self._on_publication}
         #: called with the incarnation of each node found dead, after its interest is dropped
         self.on_node_down: list[Callable[[str], None]] = []
+        #: registrations cluster-wide and the RPC traffic
+        self.rpc = ClusterRegistry(self)
         #: parts of the back end started after the connection and stopped before it closes, in order
-        self.services: list[ClusterService] = []
+        self.services: list[ClusterService] = [self.rpc]
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -262,10 +274,11 @@ class NatsCluster:
         link = RealmLink(self, realm)
         self.links[realm.name] = link
         realm.cluster = link
-        secret, name = self._secret, realm.name
+        secret, name = self.secret, realm.name
         realm.broker.subscriptions = LocalSubscriptionStore(
             id_for=lambda topic, match: scoped_id(secret, "subscription", name, match, topic)
         )
+        self.rpc.attach(realm)
 
     async def stop(self) -> None:
         """Withdraw this node's interest, then leave NATS."""
@@ -425,9 +438,18 @@ class NatsCluster:
         link = self.links.get(realm)
         if link is None:
             return
-        if incarnation not in self.peers:  # entries can arrive before the node's first heartbeat
-            self.peers[incarnation] = _Peer("?", asyncio.get_running_loop().time())
+        self.expect_peer(incarnation)
         link.interest.subscribe(topic, match, self._member(incarnation))
+
+    def expect_peer(self, incarnation: str) -> bool:
+        """A KV entry names ``incarnation``: count it as alive until it has been silent for the
+        failure timeout (entries can arrive before a node's first heartbeat; one of a node that
+        died earlier is then cleaned up like any dead node's). False for this node itself."""
+        if incarnation == self.incarnation:
+            return False
+        if incarnation not in self.peers:
+            self.peers[incarnation] = _Peer("?", asyncio.get_running_loop().time())
+        return True
 
     def _drop_interest(self, link: RealmLink, entry: _InterestEntry) -> None:
         subscription = link.interest.lookup(entry.topic, entry.match)

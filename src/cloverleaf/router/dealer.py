@@ -160,22 +160,39 @@ class Dealer:
             session.error(Register.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
                           f"session is not authorized to register procedure '{procedure}'")  # fmt: skip
             return
+        cluster = self.realm.cluster
+        if cluster is not None:
+            # the cluster's registry decides (compare-and-set: single and the policy hold cluster-wide),
+            # then calls registered() or refused(); the session's later messages wait for it
+            kept = {key: options[key] for key in ("disclose_caller", "forward_timeout") if options.get(key) is True}
+            cluster.register(session, request, procedure, match, invoke, kept)
+            return
         try:
             registration, created = self.registrations.register(procedure, match, invoke, session)
         except AlreadyRegistered as taken:
-            if taken.different_policy:
-                error = errors.PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY
-                text = f"procedure '{procedure}' is already registered with another invocation policy"
-            else:
-                error, text = errors.PROCEDURE_ALREADY_EXISTS, f"procedure '{procedure}' is already registered"
-            session.error(Register.MESSAGE_TYPE, request, error, text)
+            self.refused(session, request, procedure, taken.different_policy)
             return
         if created:
             registration.options = {
                 key: options[key] for key in ("disclose_caller", "forward_timeout") if options.get(key) is True
             }
+        self.registered(session, request, registration, created)
+
+    def registered(self, session: RouterSession, request: int, registration: Registration[Any], created: bool) -> None:
+        """REGISTER succeeded (here, or in the cluster's registry): answer and tell the meta API."""
         session.send(Registered(request, registration.id))
         self.realm.meta.registered(session, registration, created)
+
+    @staticmethod
+    def refused(session: RouterSession, request: int, procedure: str, different_policy: bool) -> None:
+        """REGISTER refused because the procedure is taken (``different_policy``: shared under another
+        invocation policy)."""
+        if different_policy:
+            error = errors.PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY
+            text = f"procedure '{procedure}' is already registered with another invocation policy"
+        else:
+            error, text = errors.PROCEDURE_ALREADY_EXISTS, f"procedure '{procedure}' is already registered"
+        session.error(Register.MESSAGE_TYPE, request, error, text)
 
     def unregister(self, session: RouterSession, message: Unregister) -> None:
         removed = self.registrations.unregister(message.registration, session)
@@ -185,6 +202,8 @@ class Dealer:
             return
         session.send(Unregistered(message.request))
         self.realm.meta.unregistered(session, removed[0], removed[1])
+        if self.realm.cluster is not None:
+            self.realm.cluster.callees_changed(removed[0])
 
     def yield_(self, callee: RouterSession, message: Yield) -> None:
         pending = callee.pending_invocations.get(message.request)
@@ -454,13 +473,63 @@ class Dealer:
                 details["reason"] = reason
             callee.send(Unregistered(0, details))
         self.realm.meta.unregistered(callee, removed[0], removed[1])
+        if self.realm.cluster is not None:
+            self.realm.cluster.callees_changed(removed[0])
+
+    # -- calls from other nodes of a cluster --------------------------------------------------
+
+    def relay_invocation(self, origin: Any, callee: RouterSession, message: Invocation) -> None:
+        """An INVOCATION another node's dealer sent for ``callee``, a session of this node.
+
+        ``origin`` stands for the caller's node (a proxy with what the dealer needs of a caller:
+        ``pending_calls``, ``send``, ``send_payload``, ``serializer``, ``fits``, ``supports``,
+        ``is_open``); the callee's YIELD and ERROR reach it as they reach a local caller. The
+        caller's node chose the callee, authorized the call and runs its timeout.
+        """
+        request = message.request
+        pending = origin.pending_calls.get(request)
+        if pending is not None:  # the next chunk of a progressive call invocation
+            if pending.canceled is None:
+                if message.details.get("progress") is not True:
+                    pending.progressive_invocations = False
+                callee.send(Invocation(pending.invocation_request, message.registration, message.details,
+                                       message.args, message.kwargs))  # fmt: skip
+            return
+        if not callee.is_open:
+            origin.send(Error(Call.MESSAGE_TYPE, request, {}, errors.CANCELED,
+                              ["callee disconnected from in-flight request"]))  # fmt: skip
+            return
+        invocation_request = callee.request_ids.next()
+        try:
+            payload = callee.serializer.encode(
+                Invocation(invocation_request, message.registration, message.details, message.args,
+                           message.kwargs).marshal()
+            )  # fmt: skip
+        except UnencodableError as exc:
+            origin.send(Error(Call.MESSAGE_TYPE, request, {}, errors.INVALID_ARGUMENT,
+                              [f"the call's payload cannot be represented in the callee's serializer: {exc}"]))
+            return
+        if not callee.fits(len(payload)):
+            origin.send(Error(Call.MESSAGE_TYPE, request, {}, errors.PAYLOAD_SIZE_EXCEEDED,
+                              ["the call's payload is larger than the callee accepts"]))  # fmt: skip
+            return
+        # progress is filtered on the caller's node, which knows what its caller asked for
+        pending = PendingCall(origin, request, callee, invocation_request, receive_progress=True)
+        pending.progressive_invocations = message.details.get("progress") is True
+        pending.registration = message.registration
+        origin.pending_calls[request] = pending
+        callee.pending_invocations[invocation_request] = pending
+        callee.send_payload(payload, Invocation.MESSAGE_TYPE, droppable=False)
 
     # -- leaving -----------------------------------------------------------------------------
 
     def detach(self, session: RouterSession) -> None:
         """Clean up after a session that left: its registrations and both sides of its calls."""
+        cluster = self.realm.cluster
         for registration, deleted in self.registrations.remove_member(session):
             self.realm.meta.unregistered(session, registration, deleted)
+            if cluster is not None:
+                cluster.callees_changed(registration)
         for pending in session.pending_invocations.values():
             pending.stop_timer()
             caller = pending.caller

@@ -8,7 +8,8 @@ from ..wamp.serializers import Serializer
 
 if TYPE_CHECKING:
     from .broker import Audience
-    from .registry import Subscription
+    from .registry import Registration, Subscription
+    from .session import RouterSession
 
 
 class TransportLink(Protocol):
@@ -60,3 +61,13 @@ class ClusterRealm(Protocol):
 
     def interest_changed(self, subscription: Subscription[Any]) -> None:
         """The local subscribers of ``subscription`` changed (none left: it was deleted here)."""
+
+    def register(
+        self, session: RouterSession, request: int, procedure: str, match: str, invoke: str, options: dict[str, Any]
+    ) -> None:
+        """Register ``session`` as a callee of (procedure, match) cluster-wide. The REGISTER has been
+        validated and authorized; the back end answers it later through ``Dealer.registered`` or
+        ``Dealer.refused``, holding the session's later messages until then."""
+
+    def callees_changed(self, registration: Registration[Any]) -> None:
+        """A local callee left ``registration`` (unregistered, revoked or gone)."""

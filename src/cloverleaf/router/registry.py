@@ -202,13 +202,21 @@ def _unused_id(new_id: Callable[[], int], taken: Container[int]) -> int:
 class LocalRegistrationStore(Generic[M]):
     """In-process registration state: exact, prefix and wildcard registrations, shared or single."""
 
-    __slots__ = ("_by_id", "_index", "_member_registrations", "_new_id")
+    __slots__ = ("_by_id", "_id_for", "_index", "_member_registrations", "_new_id")
 
-    def __init__(self, new_id: Callable[[], int] = random_id) -> None:
+    def __init__(self, new_id: Callable[[], int] = random_id, id_for: Callable[[str, str], int] | None = None) -> None:
+        """``id_for(procedure, match)``, when given, names each registration instead of ``new_id``:
+        the nodes of a cluster all compute the same ID for one procedure and match policy."""
         self._index: PatternIndex[Registration[M]] = PatternIndex()
         self._by_id: dict[int, Registration[M]] = {}
         self._member_registrations: dict[int, set[int]] = {}
         self._new_id = new_id
+        self._id_for = id_for
+
+    def _id(self, procedure: str, match: str) -> int:
+        wanted = self._id_for(procedure, match) if self._id_for is not None else 0
+        # (a 53-bit hash of two different procedures colliding: a random ID, unique on this node)
+        return wanted if wanted and wanted not in self._by_id else _unused_id(self._new_id, self._by_id)
 
     def register(self, procedure: str, match: str, invoke: str, member: M) -> tuple[Registration[M], bool]:
         registration = self._index.get(procedure, match)
@@ -220,13 +228,40 @@ class LocalRegistrationStore(Generic[M]):
             registration.callees[member.session_id] = member
             self._member_registrations.setdefault(member.session_id, set()).add(registration.id)
             return registration, False
-        registration = Registration(
-            _unused_id(self._new_id, self._by_id), procedure, match, invoke, {member.session_id: member}
-        )
+        registration = Registration(self._id(procedure, match), procedure, match, invoke, {member.session_id: member})
         self._index.add(procedure, match, registration)
         self._by_id[registration.id] = registration
         self._member_registrations.setdefault(member.session_id, set()).add(registration.id)
         return registration, True
+
+    def replace(
+        self, procedure: str, match: str, invoke: str, options: dict[str, Any], members: list[M]
+    ) -> tuple[Registration[M] | None, bool]:
+        """Make (procedure, match) have exactly ``members``, in this order, as its callees (none:
+        delete it); return the registration (None once deleted) and whether it was created. For a
+        replica of state kept elsewhere (a cluster's registry), which has already applied the rules
+        that :meth:`register` checks."""
+        registration = self._index.get(procedure, match)
+        created = registration is None and bool(members)
+        if registration is None:
+            if not members:
+                return None, False
+            registration = Registration(self._id(procedure, match), procedure, match, invoke, {})
+            self._index.add(procedure, match, registration)
+            self._by_id[registration.id] = registration
+        for session_id in registration.callees:
+            mine = self._member_registrations.get(session_id)
+            if mine is not None:
+                mine.discard(registration.id)
+        registration.invoke = invoke
+        registration.options = options
+        registration.callees = {member.session_id: member for member in members}
+        for session_id in registration.callees:
+            self._member_registrations.setdefault(session_id, set()).add(registration.id)
+        if not members:
+            self._delete_if_empty(registration)
+            return None, False
+        return registration, created
 
     def unregister(self, registration_id: int, member: M) -> tuple[Registration[M], bool] | None:
         registration = self._by_id.get(registration_id)

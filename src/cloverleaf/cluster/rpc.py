@@ -1,0 +1,492 @@
+"""RPC across the nodes of a cluster: the registry (JetStream KV, compare-and-set) and the proxies
+that let each node's dealer invoke callees on other nodes as it invokes its own (docs/cluster.md).
+
+- Every (realm, match, procedure) is one KV entry: the invoke policy, the registration options and
+  the callees in registration order (node, session, what each announced). A REGISTER reads the
+  entry and writes it back with compare-and-set, so ``single`` and a mismatched policy are refused
+  cluster-wide, also when two nodes register at the same moment.
+- Each node keeps a replica of the registry in its dealer's store (watched), where a callee on
+  another node is a :class:`RemoteCallee`. The dealer invokes it like a session: the INVOCATION
+  goes to the callee's node, whose dealer relays it to the callee through a :class:`RemoteCaller`
+  standing for the caller's node; answers, progress, interrupts go back the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgpack
+
+from ..router.dealer import PendingCall
+from ..router.ratelimit import RateLimitedLog
+from ..router.registry import LocalRegistrationStore, Registration
+from ..wamp import errors
+from ..wamp.errors import ProtocolError
+from ..wamp.ids import SequentialIds
+from ..wamp.messages import (
+    Call,
+    Cancel,
+    Error,
+    Interrupt,
+    Invocation,
+    Message,
+    Register,
+    Result,
+    Yield,
+    parse_message,
+)
+from ..wamp.serializers import SERIALIZERS
+from . import wire
+from .ids import scoped_id
+from .keys import key_token, kv_key
+
+if TYPE_CHECKING:
+    import nats.js.kv
+
+    from ..router.auth import Identity
+    from ..router.realm import Realm
+    from ..router.session import RouterSession
+    from .backend import NatsCluster
+
+log = logging.getLogger("cloverleaf.cluster")
+limited_log = RateLimitedLog(log)
+
+#: the serializer of WAMP messages between nodes (carries every value of the data model, bytes too)
+WIRE_SERIALIZER = SERIALIZERS["msgpack"]
+#: the error of a REGISTER the cluster's registry could not take (NATS or JetStream unreachable)
+CLUSTER_UNAVAILABLE = "cloverleaf.error.cluster_unavailable"
+#: room left in a NATS message for the envelope around a WAMP message
+_ENVELOPE = 1024
+
+
+@wire.message(10)
+@dataclass(slots=True, frozen=True)
+class RpcMessage:
+    """A WAMP message between the dealers of two nodes: INVOCATION and INTERRUPT to the callee's
+    node, RESULT and ERROR back to the caller's. ``session`` is the callee's session ID."""
+
+    KIND: ClassVar[int]
+    realm: str
+    sender: str
+    session: int
+    payload: bytes
+
+    def check(self) -> None:
+        wire.require(wire.is_str(self.realm) and wire.is_str(self.sender), "string realm and sender")
+        wire.require(wire.is_int(self.session) and type(self.payload) is bytes, "integer session, bytes payload")
+
+
+class _Peer:
+    """What RemoteCallee and RemoteCaller share: a session-like end that ships WAMP messages."""
+
+    serializer = WIRE_SERIALIZER
+
+    def __init__(self, rpc: ClusterRegistry, realm: str, incarnation: str, session_id: int) -> None:
+        self._rpc = rpc
+        self.realm_name = realm
+        self.incarnation = incarnation
+        #: the callee's session ID (on whichever node it is)
+        self.session_id = session_id
+        self.pending_calls: dict[int, PendingCall] = {}
+        self.pending_invocations: dict[int, PendingCall] = {}
+        self.open = True
+
+    @property
+    def is_open(self) -> bool:
+        return self.open
+
+    def fits(self, payload_size: int) -> bool:
+        return payload_size + _ENVELOPE <= self._rpc.max_payload
+
+    def send(self, message: Message) -> None:
+        self.send_payload(self.serializer.encode(message.marshal()), message.MESSAGE_TYPE, droppable=False)
+
+    def send_payload(self, payload: bytes, message_type: int, droppable: bool) -> None:
+        if self.open:
+            self._rpc.ship(self.incarnation, self.realm_name, self.session_id, payload)
+
+
+class RemoteCallee(_Peer):
+    """A callee on another node, as a member of a registration in this node's replica."""
+
+    def __init__(self, rpc: ClusterRegistry, realm: str, incarnation: str, session_id: int, authid: str | None,
+                 authrole: str | None, features: list[str]) -> None:  # fmt: skip
+        super().__init__(rpc, realm, incarnation, session_id)
+        self.features = frozenset(features)
+        self.authid = authid
+        self.authrole = authrole
+        self.request_ids = SequentialIds()
+
+    @property
+    def identity(self) -> Identity | None:
+        return None
+
+    def supports(self, role: str, feature: str) -> bool:
+        return f"{role}.{feature}" in self.features
+
+    @property
+    def supports_canceling(self) -> bool:
+        return "callee.call_canceling" in self.features or "callee.call_cancelling" in self.features
+
+
+class RemoteCaller(_Peer):
+    """The caller's node, on the callee's node: the dealer answers it as it answers a local caller
+    (it checked what its own caller announced; passthru and progress are its to filter)."""
+
+    def supports(self, role: str, feature: str) -> bool:
+        return True
+
+
+def _callee_entry(cluster: NatsCluster, session: RouterSession) -> list[Any]:
+    identity = session.identity
+    features = sorted(f for f in session.client_features if f.startswith("callee."))
+    return [cluster.incarnation, cluster.settings.node, session.session_id,
+            identity.authid if identity else None, identity.authrole if identity else None, features]  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Known:
+    realm: str
+    match: str
+    procedure: str
+
+
+class ClusterRegistry:
+    """Registrations cluster-wide: the KV registry, this node's replica of it, and the RPC traffic."""
+
+    def __init__(self, cluster: NatsCluster) -> None:
+        self.cluster = cluster
+        self.kv: nats.js.kv.KeyValue | None = None
+        self.max_payload = 1024 * 1024
+        #: KV key -> the registration it names (so a deletion can be applied)
+        self._known: dict[str, _Known] = {}
+        #: (incarnation, session) -> the proxy of a callee on another node
+        self.callees: dict[tuple[str, int], RemoteCallee] = {}
+        #: (incarnation, session) -> the proxy of another node's caller side, per local callee
+        self.callers: dict[tuple[str, int], RemoteCaller] = {}
+        self._watcher: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty: dict[str, tuple[Realm, Registration[Any]]] = {}
+        self._dirty_ready = asyncio.Event()
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def attach(self, realm: Realm) -> None:
+        secret, name = self.cluster.secret, realm.name
+        realm.dealer.registrations = LocalRegistrationStore(
+            id_for=lambda procedure, match: scoped_id(secret, "registration", name, match, procedure)
+        )
+
+    async def start(self, cluster: NatsCluster) -> None:
+        from nats.js.api import KeyValueConfig
+
+        nc = cluster.nats
+        self.max_payload = nc.max_payload or self.max_payload
+        js = nc.jetstream()
+        bucket = f"cloverleaf-{key_token(cluster.settings.name)}-registrations"
+        try:
+            self.kv = await js.key_value(bucket)
+        except Exception:
+            self.kv = await js.create_key_value(
+                KeyValueConfig(bucket=bucket, history=1, replicas=cluster.settings.replicas)
+            )
+        cluster.handlers[RpcMessage.KIND] = self._on_message
+        cluster.on_node_down.append(self._node_down)
+        self._watcher = watcher = await self.kv.watchall()
+        while True:
+            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+            if entry is None:  # the end of what was there before
+                break
+            self._apply(entry)
+        loop = asyncio.get_running_loop()
+        for work in (self._follow(), self._write_changes()):
+            task = loop.create_task(work)
+            self._tasks.add(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        # this node's callees leave the registry (their sessions are gone by now)
+        kv = self.kv
+        if kv is not None:
+            for key in list(self._known):
+                with contextlib.suppress(Exception):
+                    await self._remove_callees(key, lambda callee: callee[0] == self.cluster.incarnation)
+
+    # -- the replica -------------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        async for entry in self._watcher:
+            if entry is not None:
+                try:
+                    self._apply(entry)
+                except Exception:
+                    limited_log.log("cluster registry", logging.ERROR, "cluster: applying a registry entry failed",
+                                    exc_info=True)  # fmt: skip
+
+    def _apply(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE"):
+            known = self._known.pop(entry.key, None)
+            if known is not None:
+                self._set(known.realm, known.match, known.procedure, "single", {}, [])
+            return
+        try:
+            realm, match, procedure, invoke, options, callees = msgpack.unpackb(entry.value, raw=False)
+        except Exception:
+            limited_log.warning("cluster registry", "cluster: unreadable registry entry %s", entry.key)
+            return
+        self._known[entry.key] = _Known(realm, match, procedure)
+        self._set(realm, match, procedure, invoke, options, callees)
+
+    def _set(self, realm_name: str, match: str, procedure: str, invoke: str, options: dict[str, Any],
+             callees: list[list[Any]]) -> tuple[Registration[Any] | None, bool]:  # fmt: skip
+        """Make the local replica of one registration hold ``callees`` (KV order)."""
+        realm = self.cluster.router.realms.get(realm_name)
+        if realm is None:
+            return None, False
+        members: list[Any] = []
+        for incarnation, _node, session_id, authid, authrole, features in callees:
+            if incarnation == self.cluster.incarnation:
+                session = realm.sessions.get(session_id)
+                if session is not None and session.is_open:
+                    members.append(session)
+            elif self.cluster.expect_peer(incarnation):
+                members.append(self._callee(realm_name, incarnation, session_id, authid, authrole, features))
+        store = realm.dealer.registrations
+        assert isinstance(store, LocalRegistrationStore)
+        return store.replace(procedure, match, invoke, options, members)
+
+    def _callee(self, realm: str, incarnation: str, session_id: int, authid: str | None, authrole: str | None,
+                features: list[str]) -> RemoteCallee:  # fmt: skip
+        callee = self.callees.get((incarnation, session_id))
+        if callee is None:
+            callee = RemoteCallee(self, realm, incarnation, session_id, authid, authrole, features)
+            self.callees[(incarnation, session_id)] = callee
+        return callee
+
+    # -- REGISTER ----------------------------------------------------------------------------------
+
+    def register(self, realm: Realm, session: RouterSession, request: int, procedure: str, match: str, invoke: str,
+                 options: dict[str, Any]) -> None:  # fmt: skip
+        session.hold()
+        task = asyncio.get_running_loop().create_task(
+            self._register(realm, session, request, procedure, match, invoke, options)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _register(self, realm: Realm, session: RouterSession, request: int, procedure: str, match: str,
+                        invoke: str, options: dict[str, Any]) -> None:  # fmt: skip
+        from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+
+        kv = self.kv
+        assert kv is not None
+        key = kv_key(realm.name, match, procedure)
+        mine = _callee_entry(self.cluster, session)
+        outcome: tuple[str, Any] = ("error", "the cluster's registry did not answer")
+        try:
+            for _attempt in range(100):
+                try:
+                    entry = await kv.get(key)
+                except NotFoundError:
+                    entry = None
+                try:
+                    if entry is None or entry.value is None:
+                        value = [realm.name, match, procedure, invoke, options, [mine]]
+                        await kv.create(key, msgpack.packb(value))
+                        outcome = ("created", value)
+                        break
+                    current = msgpack.unpackb(entry.value, raw=False)
+                    current_invoke, callees = current[3], current[5]
+                    if not callees:
+                        value = [realm.name, match, procedure, invoke, options, [mine]]
+                        await kv.update(key, msgpack.packb(value), last=entry.revision)
+                        outcome = ("created", value)
+                        break
+                    taken = any(c[0] == mine[0] and c[2] == mine[2] for c in callees)
+                    if invoke == "single" or current_invoke != invoke or taken:
+                        outcome = ("refused", current_invoke not in ("single", invoke))
+                        break
+                    current[5] = [*callees, mine]
+                    await kv.update(key, msgpack.packb(current), last=entry.revision)
+                    outcome = ("joined", current)
+                    break
+                except KeyWrongLastSequenceError:
+                    continue  # somebody else wrote it first: read again
+        except Exception as exc:
+            outcome = ("error", f"the cluster's registry failed: {exc or type(exc).__name__}")
+        kind, detail = outcome
+        if kind in ("created", "joined"):
+            self._known[key] = _Known(realm.name, match, procedure)
+            registration, _ = self._set(*detail)
+            if session.realm is realm and session.is_open and registration is not None:
+                realm.dealer.registered(session, request, registration, kind == "created")
+            elif registration is None or session.session_id not in registration.callees:
+                # the session left while its REGISTER was in flight: take it out again
+                self.mark(realm, key, match, procedure)
+        elif kind == "refused":
+            if session.is_open:
+                realm.dealer.refused(session, request, procedure, bool(detail))
+        elif session.is_open:
+            limited_log.warning("cluster register failed", "cluster: REGISTER of %s failed: %s", procedure, detail)
+            session.error(Register.MESSAGE_TYPE, request, CLUSTER_UNAVAILABLE, str(detail))
+        session.release()
+
+    # -- a local callee left -----------------------------------------------------------------------
+
+    def callees_changed(self, realm: Realm, registration: Registration[Any]) -> None:
+        key = kv_key(realm.name, registration.match, registration.procedure)
+        self.mark(realm, key, registration.match, registration.procedure)
+
+    def mark(self, realm: Realm, key: str, match: str, procedure: str) -> None:
+        """Schedule writing this node's callees of (match, procedure) to the registry again."""
+        self._dirty[key] = (realm, Registration(0, procedure, match, ""))
+        self._dirty_ready.set()
+
+    async def _write_changes(self) -> None:
+        while True:
+            await self._dirty_ready.wait()
+            self._dirty_ready.clear()
+            while self._dirty:
+                key = next(iter(self._dirty))
+                realm, _ = self._dirty.pop(key)
+                me = self.cluster.incarnation
+
+                def gone(callee: list[Any], realm: Realm = realm, me: str = me, key: str = key) -> bool:
+                    if callee[0] != me:
+                        return False
+                    session = realm.sessions.get(callee[2])
+                    store = realm.dealer.registrations
+                    known = self._known.get(key)
+                    if session is None or not session.is_open or known is None:
+                        return True
+                    registration = store.lookup(known.procedure, known.match)
+                    return registration is None or session.session_id not in registration.callees
+
+                try:
+                    await self._remove_callees(key, gone)
+                except Exception as exc:
+                    limited_log.warning("cluster registry write", "cluster: updating %s failed: %s", key, exc)
+                    self._dirty.setdefault(key, (realm, Registration(0, "", "", "")))
+                    await asyncio.sleep(0.1)
+
+    async def _remove_callees(self, key: str, gone: Any) -> None:
+        """Take the callees ``gone(callee)`` selects out of one registry entry (compare-and-set);
+        delete the entry when none is left."""
+        from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+
+        kv = self.kv
+        assert kv is not None
+        for _attempt in range(100):
+            try:
+                entry = await kv.get(key)
+            except NotFoundError:
+                return
+            if entry.value is None:
+                return
+            current = msgpack.unpackb(entry.value, raw=False)
+            kept = [callee for callee in current[5] if not gone(callee)]
+            if len(kept) == len(current[5]):
+                return
+            try:
+                if kept:
+                    current[5] = kept
+                    await kv.update(key, msgpack.packb(current), last=entry.revision)
+                else:
+                    await kv.delete(key, last=entry.revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
+
+    # -- traffic -----------------------------------------------------------------------------------
+
+    def ship(self, incarnation: str, realm: str, session_id: int, payload: bytes) -> None:
+        self.cluster.send(incarnation, wire.encode(RpcMessage(realm, self.cluster.incarnation, session_id, payload)))
+
+    def _on_message(self, envelope: RpcMessage) -> None:
+        realm = self.cluster.router.realms.get(envelope.realm)
+        if realm is None:
+            return
+        try:
+            message = parse_message(WIRE_SERIALIZER.decode(envelope.payload))
+        except (ProtocolError, ValueError) as exc:
+            limited_log.warning("cluster rpc", "cluster: unreadable RPC message from %s: %s", envelope.sender, exc)
+            return
+        key = (envelope.sender, envelope.session)
+        dealer = realm.dealer
+        if isinstance(message, Invocation):
+            caller = self.callers.get(key)
+            if caller is None:
+                caller = self.callers[key] = RemoteCaller(self, envelope.realm, envelope.sender, envelope.session)
+            session = realm.sessions.get(envelope.session)
+            if session is None:
+                caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, errors.CANCELED,
+                                  ["callee disconnected from in-flight request"]))  # fmt: skip
+                return
+            dealer.relay_invocation(caller, session, message)
+        elif isinstance(message, Interrupt):
+            caller = self.callers.get(key)
+            if caller is not None:
+                mode = message.options.get("mode", "killnowait")
+                dealer.cancel(caller, Cancel(message.request, {"mode": mode}))  # type: ignore[arg-type]
+        elif isinstance(message, Result):
+            callee = self.callees.get(key)
+            if callee is not None:
+                with contextlib.suppress(ProtocolError):
+                    dealer.yield_(callee, Yield(message.request, message.details, message.args,  # type: ignore[arg-type]
+                                                message.kwargs))  # fmt: skip
+        elif isinstance(message, Error) and message.request_type == Call.MESSAGE_TYPE:
+            callee = self.callees.get(key)
+            if callee is not None:
+                with contextlib.suppress(ProtocolError):
+                    dealer.invocation_error(callee, Error(Invocation.MESSAGE_TYPE, message.request,  # type: ignore[arg-type]
+                                                          message.details, message.error, message.args,
+                                                          message.kwargs))  # fmt: skip
+
+    # -- a node is gone ----------------------------------------------------------------------------
+
+    def _node_down(self, incarnation: str) -> None:
+        for (owner, _session), callee in list(self.callees.items()):
+            if owner != incarnation:
+                continue
+            callee.open = False
+            del self.callees[(owner, _session)]
+            realm = self.cluster.router.realms.get(callee.realm_name)
+            if realm is None:
+                continue
+            realm.dealer.registrations.remove_member(callee)  # type: ignore[arg-type]
+            for pending in list(callee.pending_invocations.values()):
+                pending.stop_timer()
+                caller = pending.caller
+                if caller.pending_calls.pop(pending.call_request, None) is not None and caller.is_open:
+                    caller.send(Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.CANCELED,
+                                      ["the callee's router node is gone"]))  # fmt: skip
+            callee.pending_invocations.clear()
+        for (owner, _session), remote_caller in list(self.callers.items()):
+            if owner != incarnation:
+                continue
+            remote_caller.open = False
+            del self.callers[(owner, _session)]
+            realm = self.cluster.router.realms.get(remote_caller.realm_name)
+            if realm is not None:
+                realm.dealer.detach(remote_caller)  # type: ignore[arg-type]
+        if self.cluster.is_janitor():
+            task = asyncio.get_running_loop().create_task(self._purge(incarnation))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _purge(self, incarnation: str) -> None:
+        for key in list(self._known):
+            with contextlib.suppress(Exception):
+                await self._remove_callees(key, lambda callee: callee[0] == incarnation)
