@@ -64,7 +64,7 @@ class ClusterSettings:
     heartbeat_interval: float = 0.25
     #: a node silent this long is dead (its peers drop its state); one that could not confirm its
     #: own heartbeat this long fences itself
-    failure_timeout: float = 1.0
+    failure_timeout: float = 1.5
     #: JetStream replicas of the cluster's KV buckets (3 in production: survives a NATS server)
     replicas: int = 1
 
@@ -209,6 +209,8 @@ class NatsCluster:
         self._last_own_heartbeat = 0.0
         self.on_fence: Callable[[str], None] | None = None
         self._members: dict[str, NodeMember] = {}
+        #: this node fenced itself: it routes nothing more through the cluster until replaced
+        self.fenced = False
         #: message kind -> what handles it when it arrives in this node's inbox
         self.handlers: dict[int, Callable[[Any], None]] = {wire.Publication.KIND: self._on_publication}
         #: called with the incarnation of each node found dead, after its interest is dropped
@@ -498,15 +500,29 @@ class NatsCluster:
 
     async def _watch_peers(self) -> None:
         timeout = self.settings.failure_timeout
+        loop = asyncio.get_running_loop()
+        last_tick = loop.time()
         while True:
             await asyncio.sleep(min(0.1, timeout / 4))
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
+            stalled, last_tick = now - last_tick, now
+            own_silence = now - self._last_own_heartbeat
+            if stalled > timeout and self.on_fence is not None and not self.fenced:
+                # this process did not run for longer than the peers wait (frozen, or its loop
+                # blocked): they have declared it dead whatever its heartbeats say now
+                self.fenced = True
+                self.on_fence(f"this process was stalled for {stalled:.1f} s")
+                continue
+            if own_silence > timeout:
+                # our own view is stale (NATS unreachable, or this process was frozen): the peers'
+                # silence proves nothing about them, and they have dropped this node already
+                if self.on_fence is not None and not self.fenced:
+                    self.fenced = True
+                    self.on_fence(f"its own heartbeat did not come back for {own_silence:.1f} s")
+                continue
             for incarnation, peer in list(self.peers.items()):
                 if now - peer.last_seen > timeout:
                     self._node_down(incarnation, peer, now - peer.last_seen)
-            if now - self._last_own_heartbeat > timeout and self.on_fence is not None:
-                self.on_fence(f"this node has not heard its own heartbeat for {now - self._last_own_heartbeat:.1f} s")
-                self._last_own_heartbeat = now
 
     def _node_down(self, incarnation: str, peer: _Peer, silent: float) -> None:
         del self.peers[incarnation]

@@ -573,7 +573,7 @@ class ClusterConfig(_Strict):
     node: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     nats: NatsConfig
     heartbeat_interval: Annotated[float, Field(gt=0, le=10)] = 0.25
-    failure_timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    failure_timeout: Annotated[float, Field(gt=0, le=60)] = 1.5
     replicas: Annotated[int, Field(ge=1, le=5)] = 1
 
     @model_validator(mode="after")

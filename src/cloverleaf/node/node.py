@@ -191,6 +191,10 @@ def _session_options(
     )
 
 
+#: the GOODBYE reason for the sessions of a node that fences itself (docs/cluster.md)
+CLOSE_NODE_FENCED = "cloverleaf.close.node_fenced"
+
+
 class ClusterStartError(OSError):
     """The node could not join its cluster (NATS unreachable, refused credentials, ...)."""
 
@@ -218,6 +222,7 @@ class Node:
         self.components: Components | None = None
         #: the link to the other nodes of the cluster, when the config has a cluster section
         self.cluster: NatsCluster | None = None
+        self._fencing: asyncio.Task[None] | None = None
         if config.components:  # the component, long-poll and console modules load only when configured
             from .components import Components
 
@@ -260,6 +265,7 @@ class Node:
         from ..cluster.sessions import SessionDirectory
 
         self.cluster.services.append(SessionDirectory(self.router))
+        self.cluster.on_fence = self._on_fenced
         try:
             await self.cluster.start()
         except Exception as exc:
@@ -268,6 +274,42 @@ class Node:
                 f"cannot join cluster {cluster.name} through NATS at {', '.join(cluster.nats.servers)}: "
                 f"{exc or type(exc).__name__}"
             ) from None
+
+    def _on_fenced(self, reason: str) -> None:
+        """This node lost the cluster (cut off from NATS, or frozen) for longer than its peers wait:
+        they have dropped its sessions' state, so it must not route on its stale view."""
+        if self._fencing is None:
+            self._fencing = asyncio.get_running_loop().create_task(self._fence(reason))
+
+    async def _fence(self, reason: str) -> None:
+        """Close every session with a reason saying why (clients reconnect, to a healthy node if
+        they know one), then rejoin the cluster as a new incarnation."""
+        sessions = self.router.sessions
+        log.error("cluster: fencing this node (%s): closing its %d sessions, then rejoining as a new incarnation",
+                  reason, len(sessions))  # fmt: skip
+        for session in list(sessions):
+            session.say_goodbye(CLOSE_NODE_FENCED, f"this router node lost its cluster ({reason}); reconnect")
+        deadline = time.monotonic() + 1.0
+        while sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for session in list(sessions):
+            session.link.abort("fenced")
+            session.connection_lost("fenced")
+        old, self.cluster = self.cluster, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 3.0)
+        assert self.config.cluster is not None
+        delay = 0.1
+        while True:
+            try:
+                await self._start_cluster(self.config.cluster)
+                break
+            except ClusterStartError as exc:
+                log.warning("cluster: rejoining failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._fencing = None
 
     async def start(self) -> None:
         if self.config.cluster is not None:
@@ -446,6 +488,8 @@ class Node:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self._fencing is not None:
+            self._fencing.cancel()
         if self.cluster is not None:
             await self.cluster.stop()
         for realm in self.router.realms.values():

@@ -1,0 +1,93 @@
+"""Failures of a cluster of router nodes on NATS: a frozen node fences itself and rejoins; a NATS
+server dies under connected nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from autobahn.wamp.exception import ApplicationError
+from tests.cluster.nats import NatsCluster, NatsServer
+from tests.cluster.test_cluster_pubsub import cluster_router
+from tests.cluster.test_cluster_rpc import call_when_there
+from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
+
+
+async def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_frozen_node_fences_itself_and_rejoins(tmp_path: Path, nats_server: NatsServer,
+                                                     autobahn: AutobahnSessions) -> None:
+    a = cluster_router(tmp_path / "a", nats_server.url, "a")
+    b = cluster_router(tmp_path / "b", nats_server.url, "b")
+    try:
+        caller = await autobahn.open(autobahn_transport(a, "websocket", "json"))
+        callee = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+        left: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        callee.on("leave", lambda _session, details: left.done() or left.set_result(details))
+        await callee.register(lambda: "b", "com.fence.proc")
+        assert await call_when_there(caller, "com.fence.proc") == "b"
+        b.process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+
+        async def gone() -> bool:
+            return await caller.call("wamp.registration.lookup", "com.fence.proc") is None
+
+        await wait_until(gone, 3.0, "node a did not drop the frozen node's registration")
+        assert time.monotonic() - stopped < 3.0
+        b.process.send_signal(signal.SIGCONT)
+        # node b notices it was away too long: its sessions get a GOODBYE saying so
+        details = await asyncio.wait_for(left, 5)
+        assert details.reason == "cloverleaf.close.node_fenced", details
+        assert "fencing this node" in b.log()
+        # ... and it rejoined as a new incarnation: a new callee there is reachable from node a
+        fresh = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+        await fresh.register(lambda: "b again", "com.fence.proc")
+        assert await call_when_there(caller, "com.fence.proc") == "b again"
+    finally:
+        for node in (a, b):
+            with_signal_cont(node)
+            assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()
+
+
+def with_signal_cont(node: RouterProcess) -> None:
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGCONT)
+
+
+async def test_nats_server_killed_nodes_carry_on(tmp_path: Path, nats_cluster: NatsCluster,
+                                                 autobahn: AutobahnSessions) -> None:
+    """Three NATS servers; node a uses n1 first, node b n2 first. Killing n1 moves node a to
+    another server within the failure timeout's margin: sessions and routing carry on."""
+    n1, n2, _n3 = nats_cluster.servers
+    a = cluster_router(tmp_path / "a", n1.url, "a", replicas=3)
+    b = cluster_router(tmp_path / "b", n2.url, "b", replicas=3)
+    # (each node is given one server; NATS tells it the others, as it would be in production)
+    try:
+        caller = await autobahn.open(autobahn_transport(a, "websocket", "json"))
+        callee = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+        await callee.register(lambda x: x * 2, "com.natsdown.double")
+        assert await call_when_there(caller, "com.natsdown.double", 21) == 42
+        n1.kill()
+        deadline = time.monotonic() + 5
+        answers = []
+        while time.monotonic() < deadline and len(answers) < 20:
+            try:
+                answers.append(await asyncio.wait_for(caller.call("com.natsdown.double", len(answers)), 1))
+            except (ApplicationError, TimeoutError):
+                await asyncio.sleep(0.05)
+        assert answers == [2 * i for i in range(20)]
+        assert "fencing this node" not in a.log()
+        assert caller.is_attached()
+    finally:
+        for node in (a, b):
+            assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()
