@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -51,6 +52,8 @@ REPO = run.REPO
 BENCH_DIR = run.BENCH_DIR
 PROC = "com.bench.echo"
 TOPIC = "com.bench.topic"
+#: --setups: key -> how the setup's label starts
+SETUPS = {"single": "one node", "local-cluster": "one node with cluster:", "cross": "cross-node", "3nodes": "3 nodes"}
 
 
 # ----------------------------------------------------------------------------------------
@@ -63,7 +66,8 @@ def nats_server_binary() -> str:
 
 
 class Nats:
-    def __init__(self, workdir: str, taken: set[int]):
+    def __init__(self, workdir: str, taken: set[int], gomaxprocs: int | None = None):
+        self.gomaxprocs = gomaxprocs
         self.dir = os.path.join(workdir, "nats")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port(taken)
@@ -82,7 +86,10 @@ class Nats:
                 f'jetstream {{ store_dir: "{os.path.join(self.dir, "js")}" }}\n'
             )
         with open(os.path.join(self.dir, "nats.log"), "ab") as logf:
-            self.proc = subprocess.Popen([nats_server_binary(), "-c", conf], stdin=subprocess.DEVNULL,
+            env = dict(os.environ)
+            if self.gomaxprocs:
+                env["GOMAXPROCS"] = str(self.gomaxprocs)
+            self.proc = subprocess.Popen([nats_server_binary(), "-c", conf], stdin=subprocess.DEVNULL, env=env,
                                          stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         end = time.monotonic() + 15
         while time.monotonic() < end:
@@ -110,13 +117,18 @@ class Nats:
 class Node(run.CloverleafRouter):
     """`cloverleaf start` with a WebSocket transport and, if ``node`` is given, a `cluster:` section."""
 
-    def __init__(self, workdir, taken, realm, python, node: str | None, nats_url: str | None, profile: str | None):
+    def __init__(self, workdir, taken, realm, python, node: str | None, nats_url: str | None, profile: str | None,
+                 src: str | None = None):  # fmt: skip
         self.name = node or "single"
         super().__init__(workdir, taken, realm, python)
-        self.node, self.nats_url, self.profile = node, nats_url, profile
+        self.node, self.nats_url, self.profile, self.src = node, nats_url, profile, src
 
     def command(self):
         cmd, cwd, env = super().command()  # writes run.py's config and compiles src/ once
+        if self.src:  # another copy of the sources (--src-rev)
+            env["PYTHONPATH"] = self.src
+            subprocess.run([self.python, "-m", "compileall", "-q", self.src], check=False, stdout=subprocess.DEVNULL,
+                           env={k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"})  # fmt: skip
         cfg = cmd[-1]
         with open(cfg, "w") as f:
             f.write(
@@ -129,7 +141,17 @@ class Node(run.CloverleafRouter):
                 f.write(f"cluster:\n  name: bench\n  node: {self.node}\n  nats: {{servers: ['{self.nats_url}']}}\n")
         if self.profile:
             out = os.path.join(self.profile, f"node-{self.name}-{int(time.time())}.prof")
-            cmd = [self.python, "-m", "cProfile", "-o", out, "-m", "cloverleaf", "start", "--config", cfg]
+            # thread CPU time as the clock: preemption is not charged to the function that made a syscall
+            code = (
+                "import cProfile, runpy, sys, time\n"
+                f"sys.argv = ['cloverleaf', 'start', '--config', {cfg!r}]\n"
+                "p = cProfile.Profile(time.thread_time)\n"
+                "p.enable()\n"
+                "try:\n    runpy.run_module('cloverleaf', run_name='__main__', alter_sys=True)\n"
+                "except SystemExit:\n    pass\n"
+                f"finally:\n    p.disable()\n    p.dump_stats({out!r})\n"
+            )
+            cmd = [self.python, "-c", code]
         return cmd, cwd, env
 
     def start(self, timeout: float = 60) -> None:
@@ -139,6 +161,29 @@ class Node(run.CloverleafRouter):
     def wait_ready(self, timeout: float = 60) -> None:
         asyncio.run(loadgen.wait_for_welcome(self.ws_url, self.realm, "json", deadline_s=timeout,
                                              give_up=lambda: not self.alive()))  # fmt: skip
+
+
+def export_rev(rev: str, dest: str) -> tuple[str, str]:
+    """`git archive REV src` into dest (the repository is only read); returns (dest/src, short sha)."""
+    sha = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev], check=True, capture_output=True,
+                         text=True).stdout.strip()  # fmt: skip
+    os.makedirs(dest, exist_ok=True)
+    archive = subprocess.run(["git", "-C", REPO, "archive", sha, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return os.path.join(dest, "src"), sha
+
+
+def cluster_defaults(python: str, src: str) -> dict:
+    """heartbeat_interval and failure_timeout as the measured sources default them."""
+    code = (
+        "import json; from cloverleaf.node.config import ClusterConfig as C; "
+        "print(json.dumps({k: C.model_fields[k].default for k in ('heartbeat_interval', 'failure_timeout')}))"
+    )
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=src))
+    try:
+        return json.loads(p.stdout)
+    except ValueError:
+        return {}
 
 
 # ----------------------------------------------------------------------------------------
@@ -219,22 +264,42 @@ class Metered:
     def cpu(self) -> dict[str, float]:
         return {k: proc_cpu_s(p) for k, p in self.pids.items()}
 
+    def syscalls(self) -> dict[str, tuple[int, int]]:
+        """(read, write) system calls of each process so far (/proc/<pid>/io syscr, syscw)."""
+        return {k: proc_syscalls(p) for k, p in self.pids.items()}
+
+
+def proc_syscalls(pid: int) -> tuple[int, int]:
+    r = w = 0
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("syscr:"):
+                r = int(line.split()[1])
+            elif line.startswith("syscw:"):
+                w = int(line.split()[1])
+    return r, w
+
 
 def window(meter: Metered, workers: list[Worker], warmup: float, duration: float) -> tuple[int, int, dict]:
+    """GO to the workers; CPU seconds of each metered process over [t0, t1), and under the key
+    ``None`` their read and write system calls over the window, summed."""
     t0 = now_ns() + int(warmup * 1e9)
     t1 = t0 + int(duration * 1e9)
     for w in workers:
         w.send(f"GO {t0} {t1}")
     sleep_until_ns(t0)
-    a = meter.cpu()
+    a, sa = meter.cpu(), meter.syscalls()
     sleep_until_ns(t1)
-    b = meter.cpu()
-    return t0, t1, {k: b[k] - a[k] for k in a}
+    b, sb = meter.cpu(), meter.syscalls()
+    delta = {k: b[k] - a[k] for k in a}
+    delta[None] = tuple(sum(sb[k][i] - sa[k][i] for k in sa) for i in (0, 1))
+    return t0, t1, delta
 
 
 def summarize(kind: str, setup: str, meter: Metered, t0: int, t1: int, cpu: dict, results: list[dict],
               extra: dict) -> dict:  # fmt: skip
     ops = sum(r.get("ops", 0) for r in results)
+    reads, writes = cpu.pop(None)
     lat = sorted(x for r in results for x in r.get("lat_ns", []))
     total = sum(cpu.values())
     secs = (t1 - t0) / 1e9
@@ -249,6 +314,8 @@ def summarize(kind: str, setup: str, meter: Metered, t0: int, t1: int, cpu: dict
         "cpu_us_per_op": round(total / ops * 1e6, 2) if ops else None,
         "cpu_us_per_op_by_process": {k: round(v / ops * 1e6, 2) for k, v in cpu.items()} if ops else {},
         "cpu_pct": round(total / secs * 100, 1),
+        "read_syscalls_per_op": round(reads / ops, 2) if ops else None,
+        "write_syscalls_per_op": round(writes / ops, 2) if ops else None,
         "gen_cpu_pct": round(sum(r.get("cpu_s") or 0 for r in results) / secs * 100, 1),
         "errors": sum(r.get("errors", 0) for r in results),
         "lost_sessions": sum(r.get("lost_sessions", 0) for r in results),
@@ -268,7 +335,7 @@ def base_spec(url: str, cfg) -> dict:
 def scen_rpc(cfg, kind: str, setup: str, meter: Metered, caller_url: str, callee_url: str, sessions: int,
              inflight: int) -> dict:  # fmt: skip
     workers: list[Worker] = []
-    tag = f"{kind}-{setup}".replace(" ", "_")
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", f"{kind}-{setup}")
     try:
         callee = Worker(dict(base_spec(callee_url, cfg), role="callee", procedure=PROC), cfg.tmp, tag + "-callee")
         workers.append(callee)
@@ -300,7 +367,7 @@ def scen_rpc(cfg, kind: str, setup: str, meter: Metered, caller_url: str, callee
 def scen_pubsub(cfg, kind: str, setup: str, meter: Metered, pub_url: str, sub_urls: list[tuple[str, int]],
                 pub_window: int) -> dict:  # fmt: skip
     """Publisher on ``pub_url``; one subscriber process per (url, sessions) of ``sub_urls``."""
-    tag = f"{kind}-{setup}".replace(" ", "_")
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", f"{kind}-{setup}")
     nsubs = sum(n for _, n in sub_urls)
     counters = os.path.join(cfg.tmp, f"counters-{tag}")
     with open(counters, "wb") as f:
@@ -425,17 +492,19 @@ def table(rows: list[dict], baseline: dict[str, dict]) -> str:
     out = []
     for r in rows:
         if "error" in r:
-            out.append([r["scenario"], r["setup"], "error: " + r["error"][:80]] + [""] * 7)
+            out.append([r["scenario"], r["setup"], "error: " + r["error"][:80]] + [""] * 8)
             continue
         base = baseline.get(r["scenario"])
         ratio = "-" if base is None or base is r or not base.get("cpu_us_per_op") or not r.get("cpu_us_per_op") \
             else "%.2f" % (r["cpu_us_per_op"] / base["cpu_us_per_op"])  # fmt: skip
         split_ = " / ".join(f"{k} {v:.1f}" for k, v in r["cpu_us_per_op_by_process"].items())
+        sysc = "{} / {}".format(fmt(r["read_syscalls_per_op"], 2), fmt(r["write_syscalls_per_op"], 2))
         out.append([r["scenario"], r["setup"], fmt(r["ops_per_s"], 0), fmt(r["lat_p50_ms"], 2),
-                    fmt(r["lat_p99_ms"], 2), fmt(r["cpu_us_per_op"], 1), split_, ratio, fmt(r["gen_cpu_pct"], 0),
-                    r["problems"]])  # fmt: skip
-    return run.md_table(["scenario", "setup", "ops/s", "p50 ms", "p99 ms", "router CPU µs/op (all metered)",
-                         "µs/op by process", "vs one node", "gen CPU %", "problems"], out)  # fmt: skip
+                    fmt(r["lat_p99_ms"], 2), fmt(r["cpu_us_per_op"], 1), split_, ratio, sysc,
+                    fmt(r["gen_cpu_pct"], 0), r["problems"]])  # fmt: skip
+    header = ["scenario", "setup", "ops/s", "p50 ms", "p99 ms", "router CPU µs/op (all metered)", "µs/op by process",
+              "vs one node", "syscalls/op read / write", "gen CPU %", "problems"]  # fmt: skip
+    return run.md_table(header, out)
 
 
 def main(argv=None) -> int:
@@ -462,8 +531,13 @@ def main(argv=None) -> int:
         "--profile",
         default=None,
         metavar="DIR",
-        help="run every node under cProfile, writing DIR/node-<name>-<time>.prof at its exit",
+        help="run every node under cProfile (thread CPU clock), writing DIR/node-<name>-<time>.prof at its exit",
     )
+    p.add_argument("--setups", default="", help="only these (comma list of: " + ", ".join(SETUPS) + "); default all")
+    p.add_argument("--src-rev", default=None,
+                   help="measure this git revision (e.g. HEAD: `git archive` of src/ into the temp dir, so edits "
+                   "in the working tree during the run do not matter); default: the working tree")  # fmt: skip
+    p.add_argument("--nats-gomaxprocs", type=int, default=None, help="GOMAXPROCS for nats-server (default: Go's)")
     p.add_argument("--realm", default="realm1")
     p.add_argument("--json", default=None, help="raw results (default: .bench/results/cluster-bench-<time>.json)")
     p.add_argument("--keep-tmp", action="store_true")
@@ -473,6 +547,10 @@ def main(argv=None) -> int:
     if cfg.regression is None:
         cfg.regression = not cfg.quick
     only = set(cfg.only.split(","))
+    setups = [k for k in cfg.setups.split(",") if k]
+    for k in setups:
+        if k not in SETUPS:
+            p.error(f"unknown setup {k!r}")
     if cfg.profile:
         os.makedirs(cfg.profile, exist_ok=True)
         cfg.profile = os.path.abspath(cfg.profile)
@@ -486,8 +564,14 @@ def main(argv=None) -> int:
     python = os.path.join(REPO, ".venv", "bin", "python")
     if not os.path.exists(python):
         python = sys.executable
+    src, cfg.src_label = os.path.join(REPO, "src"), "working tree"
+    if cfg.src_rev:
+        src, sha = export_rev(cfg.src_rev, os.path.join(cfg.tmp, "snapshot"))
+        cfg.src_label = f"commit {sha}"
+    cfg.cluster_defaults = cluster_defaults(python, src)
+    log(f"sources: {src} ({cfg.src_label}); cluster defaults {cfg.cluster_defaults}")
     taken: set[int] = set()
-    nats = Nats(cfg.tmp, taken)
+    nats = Nats(cfg.tmp, taken, cfg.nats_gomaxprocs)
     nodes: dict[str, Node] = {}
     rows: list[dict] = []
     deaths: list[dict] = []
@@ -496,7 +580,8 @@ def main(argv=None) -> int:
     try:
         nats.start()
         for name in ("a", "b", "c", None):
-            n = Node(cfg.tmp, taken, cfg.realm, python, name, nats.url if name else None, cfg.profile)
+            n = Node(cfg.tmp, taken, cfg.realm, python, name, nats.url if name else None, cfg.profile,
+                     src if cfg.src_rev else None)  # fmt: skip
             n.spawn()
             nodes[name or "single"] = n
         for n in nodes.values():
@@ -510,6 +595,8 @@ def main(argv=None) -> int:
         def attempt(fn, *args) -> None:
             nonlocal failed
             label = f"{args[0]} / {args[1]}"
+            if setups and not any(args[1] == SETUPS[k] or args[1].startswith(SETUPS[k] + " ") for k in setups):
+                return
             log(f"{label} ...")
             try:
                 row = fn(cfg, *args)
@@ -574,7 +661,9 @@ def main(argv=None) -> int:
     elapsed = time.monotonic() - t_begin
     print()
     print(f"Cluster benchmark: {cfg.duration:.1f} s windows (+{cfg.warmup:.1f} s warm-up), "
-          f"{'quick' if cfg.quick else 'full'}, {os.cpu_count()} CPUs, {elapsed:.0f} s total. Router CPU = "
+          f"{'quick' if cfg.quick else 'full'}, {os.cpu_count()} CPUs, {elapsed:.0f} s total, sources: "
+          f"{cfg.src_label}, cluster defaults {cfg.cluster_defaults}"
+          f"{f', nats GOMAXPROCS={cfg.nats_gomaxprocs}' if cfg.nats_gomaxprocs else ''}. Router CPU = "
           "utime+stime of the metered processes over the window / operations (cluster setups: nodes A, B, C "
           "and nats-server; one node: that node).")  # fmt: skip
     print()
