@@ -138,8 +138,8 @@ class RealmLink:
         for incarnation in targets:
             self.cluster.send(incarnation, payload)
 
-    def interest_changed(self, subscription: Subscription[Any]) -> None:
-        self.cluster.publish_interest(self.realm.name, subscription)
+    def interest_changed(self, subscription: Subscription[Any], then: Callable[[], None] | None = None) -> None:
+        self.cluster.publish_interest(self.realm.name, subscription, then)
 
     def register(
         self, session: RouterSession, request: int, procedure: str, match: str, invoke: str, options: dict[str, Any]
@@ -200,7 +200,7 @@ class NatsCluster:
         self._subscriptions_kv: nats.js.kv.KeyValue | None = None
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._outbox_ready = asyncio.Event()
-        self._interest_dirty: dict[str, tuple[str, Subscription[Any]]] = {}
+        self._interest_dirty: dict[str, tuple[str, Subscription[Any], list[Callable[[], None]]]] = {}
         self._interest_ready = asyncio.Event()
         #: KV key -> what it says, for every interest entry seen (so a deletion can be undone locally)
         self._interest_entries: dict[str, _InterestEntry] = {}
@@ -211,6 +211,11 @@ class NatsCluster:
         self._members: dict[str, NodeMember] = {}
         #: this node fenced itself: it routes nothing more through the cluster until replaced
         self.fenced = False
+        #: bucket -> the highest revision this node's watcher of it has applied
+        self._applied: dict[str, int] = {}
+        self._sync_waiters: list[tuple[str, int, asyncio.Future[None]]] = []
+        self._sync_tasks: set[asyncio.Task[None]] = set()
+        self._interest_bucket = ""
         #: message kind -> what handles it when it arrives in this node's inbox
         self.handlers: dict[int, Callable[[Any], None]] = {wire.Publication.KIND: self._on_publication}
         #: called with the incarnation of each node found dead, after its interest is dropped
@@ -250,7 +255,7 @@ class NatsCluster:
             error_cb=self._nats_error, disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
         )  # fmt: skip
         js = nc.jetstream()
-        bucket = f"cloverleaf-{key_token(settings.name)}-subscriptions"
+        bucket = self._interest_bucket = f"cloverleaf-{key_token(settings.name)}-subscriptions"
         try:
             self._subscriptions_kv = await js.key_value(bucket)
         except Exception:
@@ -262,6 +267,7 @@ class NatsCluster:
         for service in self.services:
             await service.start(self)
         await nc.subscribe(self.inbox, cb=self._on_inbox)
+        await nc.subscribe(f"{self.inbox}.sync", cb=self._on_sync)
         await nc.subscribe(f"{self.prefix}.heartbeat", cb=self._on_heartbeat)
         await self._load_interest()
         loop = asyncio.get_running_loop()
@@ -283,7 +289,12 @@ class NatsCluster:
         self.rpc.attach(realm)
 
     async def stop(self) -> None:
-        """Withdraw this node's interest, then leave NATS."""
+        """Withdraw this node's state, tell the others it leaves, then leave NATS (each step bounded:
+        what a stopping node cannot finish, the others clean up as after a dead one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while self._interest_dirty and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -292,19 +303,23 @@ class NatsCluster:
         self._tasks.clear()
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
-                await service.stop()
+                await asyncio.wait_for(service.stop(), 4.0)
         kv = self._subscriptions_kv
         if kv is not None:
             mine = [key for key, entry in self._interest_entries.items() if entry.incarnation == self.incarnation]
             for key in mine:
                 with contextlib.suppress(Exception):
-                    await kv.delete(key)
+                    await asyncio.wait_for(kv.delete(key), 1.0)
         if self._watcher is not None:
             with contextlib.suppress(Exception):
-                await self._watcher.stop()
+                await asyncio.wait_for(self._watcher.stop(), 1.0)
         if self._nc is not None:
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.publish(f"{self.prefix}.heartbeat",
+                                       wire.encode(wire.NodeLeaving(self.incarnation, self.settings.node)))
+                await asyncio.wait_for(self._nc.flush(), 1.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), 2.0)
         for realm_name, link in self.links.items():
             realm = self.router.realms.get(realm_name)
             if realm is not None and realm.cluster is link:
@@ -369,9 +384,15 @@ class NatsCluster:
     def _interest_key(self, realm: str, subscription: Subscription[Any]) -> str:
         return kv_key(realm, subscription.match, subscription.topic, self.incarnation)
 
-    def publish_interest(self, realm: str, subscription: Subscription[Any]) -> None:
-        """Schedule writing this node's subscribers of ``subscription`` (or deleting the entry)."""
-        self._interest_dirty[self._interest_key(realm, subscription)] = (realm, subscription)
+    def publish_interest(self, realm: str, subscription: Subscription[Any], then: Callable[[], None] | None) -> None:
+        """Schedule writing this node's subscribers of ``subscription`` (or deleting the entry);
+        ``then`` is called once every live node has applied the write."""
+        key = self._interest_key(realm, subscription)
+        pending = self._interest_dirty.pop(key, None)
+        waiting = pending[2] if pending is not None else []
+        if then is not None:
+            waiting.append(then)
+        self._interest_dirty[key] = (realm, subscription, waiting)  # (re-inserted last: written in order)
         self._interest_ready.set()
 
     async def _write_interest(self) -> None:
@@ -382,23 +403,35 @@ class NatsCluster:
             self._interest_ready.clear()
             while self._interest_dirty:
                 key = next(iter(self._interest_dirty))
-                realm, subscription = self._interest_dirty.pop(key)
+                realm, subscription, waiting = self._interest_dirty.pop(key)
                 sessions = sorted(subscription.subscribers)
                 try:
                     if sessions:
                         value = msgpack.packb([realm, subscription.match, subscription.topic, self.incarnation,
                                                sessions])  # fmt: skip
-                        await kv.put(key, value)
+                        revision = await kv.put(key, value)
                         self._interest_entries[key] = _InterestEntry(realm, subscription.match, subscription.topic,
                                                                      self.incarnation)  # fmt: skip
                     else:
                         await kv.delete(key)
+                        revision = None
                         self._interest_entries.pop(key, None)
                 except Exception as exc:
                     # retried: the entry is written again when NATS answers
                     limited_log.warning("cluster interest write", "cluster: writing interest %s failed: %s", key, exc)
-                    self._interest_dirty.setdefault(key, (realm, subscription))
+                    pending = self._interest_dirty.pop(key, None)
+                    self._interest_dirty[key] = (realm, subscription, waiting + (pending[2] if pending else []))
                     await asyncio.sleep(0.1)
+                    continue
+                if waiting:
+                    if revision is not None:
+                        await self.barrier(self._interest_bucket, revision)
+                    for then in waiting:
+                        try:
+                            then()
+                        except Exception:
+                            limited_log.log("cluster interest", logging.ERROR, "cluster: answering a SUBSCRIBE failed",
+                                            exc_info=True)  # fmt: skip
 
     async def _load_interest(self) -> None:
         """Start watching the interest bucket; return once the entries already there are loaded."""
@@ -422,6 +455,13 @@ class NatsCluster:
                                     exc_info=True)
 
     def _apply_interest(self, entry: Any) -> None:
+        try:
+            self._apply_interest_entry(entry)
+        finally:
+            if entry.revision is not None:
+                self.applied(self._interest_bucket, entry.revision)
+
+    def _apply_interest_entry(self, entry: Any) -> None:
         if entry.operation in ("DEL", "PURGE"):
             known = self._interest_entries.pop(entry.key, None)
             if known is not None and known.incarnation != self.incarnation:
@@ -464,6 +504,54 @@ class NatsCluster:
             member = self._members[incarnation] = NodeMember(incarnation)
         return member
 
+    # -- read your writes across nodes -------------------------------------------------------------
+
+    def applied(self, bucket: str, revision: int) -> None:
+        """This node's watcher of ``bucket`` has applied everything up to ``revision``."""
+        if revision <= self._applied.get(bucket, 0):
+            return
+        self._applied[bucket] = revision
+        still = []
+        for wanted_bucket, wanted, future in self._sync_waiters:
+            if wanted_bucket == bucket and wanted <= revision:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((wanted_bucket, wanted, future))
+        self._sync_waiters = still
+
+    async def barrier(self, bucket: str, revision: int, timeout: float = 1.0) -> None:
+        """Return once every live node has applied ``bucket`` up to ``revision`` (at most
+        ``timeout``: a node that does not answer in time is about to be found dead anyway). So a
+        SUBSCRIBED or REGISTERED is sent when a publication or call on any node would see it."""
+        if not self.peers:
+            return
+        payload = msgpack.packb([bucket, revision])
+        nc = self.nats
+
+        async def one(incarnation: str) -> None:
+            with contextlib.suppress(Exception):
+                await nc.request(f"{self.inbox_of(incarnation)}.sync", payload, timeout=timeout)
+
+        await asyncio.gather(*(one(incarnation) for incarnation in list(self.peers)))
+
+    async def _on_sync(self, msg: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer_sync(msg))
+        self._sync_tasks.add(task)
+        task.add_done_callback(self._sync_tasks.discard)
+
+    async def _answer_sync(self, msg: Any) -> None:
+        try:
+            bucket, revision = msgpack.unpackb(msg.data, raw=False)
+            if self._applied.get(bucket, 0) < revision:
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._sync_waiters.append((bucket, revision, future))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, 1.0)
+            await msg.respond(b"")
+        except Exception:
+            limited_log.debug("cluster sync", "cluster: answering a sync request failed")
+
     # -- membership ------------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
@@ -482,6 +570,11 @@ class NatsCluster:
             beat = wire.decode(msg.data)
         except wire.WireError:
             self.stats.undecodable += 1
+            return
+        if isinstance(beat, wire.NodeLeaving):
+            peer = self.peers.get(beat.incarnation)
+            if peer is not None and beat.incarnation != self.incarnation:
+                self._node_down(beat.incarnation, peer, 0.0, leaving=True)
             return
         if not isinstance(beat, wire.Heartbeat):
             return
@@ -524,11 +617,14 @@ class NatsCluster:
                 if now - peer.last_seen > timeout:
                     self._node_down(incarnation, peer, now - peer.last_seen)
 
-    def _node_down(self, incarnation: str, peer: _Peer, silent: float) -> None:
+    def _node_down(self, incarnation: str, peer: _Peer, silent: float, leaving: bool = False) -> None:
         del self.peers[incarnation]
         self.stats.nodes_lost += 1
-        log.warning("cluster %s: node %s (%s) is gone (silent for %.1f s): dropping its state", self.settings.name,
-                    peer.node, incarnation, silent)  # fmt: skip
+        if leaving:
+            log.info("cluster %s: node %s (%s) left", self.settings.name, peer.node, incarnation)
+        else:
+            log.warning("cluster %s: node %s (%s) is gone (silent for %.1f s): dropping its state",
+                        self.settings.name, peer.node, incarnation, silent)  # fmt: skip
         member = self._members.pop(incarnation, None)
         if member is not None:
             for link in self.links.values():

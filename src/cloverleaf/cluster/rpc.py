@@ -172,6 +172,8 @@ class ClusterRegistry:
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: dict[str, tuple[Realm, Registration[Any]]] = {}
         self._dirty_ready = asyncio.Event()
+        self.bucket = ""
+        self._writing = False
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class ClusterRegistry:
         nc = cluster.nats
         self.max_payload = nc.max_payload or self.max_payload
         js = nc.jetstream()
-        bucket = f"cloverleaf-{key_token(cluster.settings.name)}-registrations"
+        bucket = self.bucket = f"cloverleaf-{key_token(cluster.settings.name)}-registrations"
         try:
             self.kv = await js.key_value(bucket)
         except Exception:
@@ -208,21 +210,21 @@ class ClusterRegistry:
             self._tasks.add(task)
 
     async def stop(self) -> None:
+        # the sessions are gone: let the writer take their registrations out of the registry
+        # (bounded: a node that cannot finish is cleaned up by the others as a dead one)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while (self._dirty or self._writing) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
         if self._watcher is not None:
             with contextlib.suppress(Exception):
-                await self._watcher.stop()
-        # this node's callees leave the registry (their sessions are gone by now)
-        kv = self.kv
-        if kv is not None:
-            for key in list(self._known):
-                with contextlib.suppress(Exception):
-                    await self._remove_callees(key, lambda callee: callee[0] == self.cluster.incarnation)
+                await asyncio.wait_for(self._watcher.stop(), 1.0)
 
     # -- the replica -------------------------------------------------------------------------------
 
@@ -236,6 +238,13 @@ class ClusterRegistry:
                                     exc_info=True)  # fmt: skip
 
     def _apply(self, entry: Any) -> None:
+        try:
+            self._apply_entry(entry)
+        finally:
+            if entry.revision is not None:
+                self.cluster.applied(self.bucket, entry.revision)
+
+    def _apply_entry(self, entry: Any) -> None:
         if entry.operation in ("DEL", "PURGE"):
             known = self._known.pop(entry.key, None)
             if known is not None:
@@ -295,6 +304,7 @@ class ClusterRegistry:
         key = kv_key(realm.name, match, procedure)
         mine = _callee_entry(self.cluster, session)
         outcome: tuple[str, Any] = ("error", "the cluster's registry did not answer")
+        revision = 0
         try:
             for _attempt in range(100):
                 try:
@@ -304,14 +314,14 @@ class ClusterRegistry:
                 try:
                     if entry is None or entry.value is None:
                         value = [realm.name, match, procedure, invoke, options, [mine]]
-                        await kv.create(key, msgpack.packb(value))
+                        revision = await kv.create(key, msgpack.packb(value))
                         outcome = ("created", value)
                         break
                     current = msgpack.unpackb(entry.value, raw=False)
                     current_invoke, callees = current[3], current[5]
                     if not callees:
                         value = [realm.name, match, procedure, invoke, options, [mine]]
-                        await kv.update(key, msgpack.packb(value), last=entry.revision)
+                        revision = await kv.update(key, msgpack.packb(value), last=entry.revision)
                         outcome = ("created", value)
                         break
                     taken = any(c[0] == mine[0] and c[2] == mine[2] for c in callees)
@@ -319,7 +329,7 @@ class ClusterRegistry:
                         outcome = ("refused", current_invoke not in ("single", invoke))
                         break
                     current[5] = [*callees, mine]
-                    await kv.update(key, msgpack.packb(current), last=entry.revision)
+                    revision = await kv.update(key, msgpack.packb(current), last=entry.revision)
                     outcome = ("joined", current)
                     break
                 except KeyWrongLastSequenceError:
@@ -327,6 +337,9 @@ class ClusterRegistry:
         except Exception as exc:
             outcome = ("error", f"the cluster's registry failed: {exc or type(exc).__name__}")
         kind, detail = outcome
+        if kind in ("created", "joined") and revision:
+            # REGISTERED once every live node routes calls to it (docs/cluster.md)
+            await self.cluster.barrier(self.bucket, revision)
         if kind in ("created", "joined"):
             self._known[key] = _Known(realm.name, match, procedure)
             registration, _ = self._set(*detail)
@@ -361,6 +374,7 @@ class ClusterRegistry:
             while self._dirty:
                 key = next(iter(self._dirty))
                 realm, _ = self._dirty.pop(key)
+                self._writing = True
                 me = self.cluster.incarnation
 
                 def gone(callee: list[Any], realm: Realm = realm, me: str = me, key: str = key) -> bool:
@@ -380,6 +394,8 @@ class ClusterRegistry:
                     limited_log.warning("cluster registry write", "cluster: updating %s failed: %s", key, exc)
                     self._dirty.setdefault(key, (realm, Registration(0, "", "", "")))
                     await asyncio.sleep(0.1)
+                finally:
+                    self._writing = False
 
     async def _remove_callees(self, key: str, gone: Any) -> None:
         """Take the callees ``gone(callee)`` selects out of one registry entry (compare-and-set);
@@ -433,6 +449,13 @@ class ClusterRegistry:
             if session is None:
                 caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, errors.CANCELED,
                                   ["callee disconnected from in-flight request"]))  # fmt: skip
+                return
+            registration = dealer.registrations.get(message.registration)
+            if (registration is None or session.session_id not in registration.callees) and \
+                    message.request not in caller.pending_calls:
+                # it unregistered while the caller's node still routed to it
+                caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, errors.NO_SUCH_PROCEDURE,
+                                  ["the callee is no longer registered for this procedure"]))  # fmt: skip
                 return
             dealer.relay_invocation(caller, session, message)
         elif isinstance(message, Interrupt):

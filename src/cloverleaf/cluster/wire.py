@@ -121,6 +121,19 @@ class Heartbeat:
         require(is_str(self.incarnation) and is_str(self.node) and is_int(self.sequence), "str, str, int")
 
 
+@message(3)
+@dataclass(slots=True, frozen=True)
+class NodeLeaving:
+    """A node stops cleanly: the others drop its state at once instead of after the failure timeout."""
+
+    KIND: ClassVar[int]
+    incarnation: str
+    node: str
+
+    def check(self) -> None:
+        require(is_str(self.incarnation) and is_str(self.node), "str, str")
+
+
 # -- PubSub ---------------------------------------------------------------------------------------
 
 

@@ -183,12 +183,31 @@ class Broker:
         if existing is not None:
             already = session.session_id in existing.subscribers
         subscription, created = self.subscriptions.subscribe(message.topic, match, session)
-        session.send(Subscribed(message.request, subscription.id))
-        if not already:
-            realm.meta.subscribed(session, subscription, created)
-            if realm.cluster is not None:
-                realm.cluster.interest_changed(subscription)
-        if options.get("get_retained") is True:
+        get_retained = options.get("get_retained") is True
+        if not already and realm.cluster is not None and len(subscription.subscribers) == 1:
+            # this node's first subscriber: SUBSCRIBED once every node knows this node's interest,
+            # so that a publication on any node after it reaches the subscriber (docs/cluster.md)
+            session.hold()
+
+            def known_everywhere() -> None:
+                self._subscribed(session, message.request, subscription, created, get_retained)
+                session.release()
+
+            realm.cluster.interest_changed(subscription, known_everywhere)
+            return
+        self._subscribed(session, message.request, subscription, created if not already else None, get_retained)
+        if not already and realm.cluster is not None:
+            realm.cluster.interest_changed(subscription)
+
+    def _subscribed(self, session: RouterSession, request: int, subscription: Subscription[Subscriber],
+                    created: bool | None, get_retained: bool) -> None:  # fmt: skip
+        """Answer a SUBSCRIBE (``created``: None when the session was subscribed already)."""
+        if not session.is_open:
+            return
+        session.send(Subscribed(request, subscription.id))
+        if created is not None:
+            self.realm.meta.subscribed(session, subscription, created)
+        if get_retained:
             self._send_retained(session, subscription)
 
     def _send_retained(self, session: RouterSession, subscription: Subscription[Subscriber]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..wamp.serializers import Serializer
@@ -59,8 +60,10 @@ class ClusterRealm(Protocol):
         """Send a publication, once, to every other node with a subscription matching ``topic``
         (the local subscribers already have it)."""
 
-    def interest_changed(self, subscription: Subscription[Any]) -> None:
-        """The local subscribers of ``subscription`` changed (none left: it was deleted here)."""
+    def interest_changed(self, subscription: Subscription[Any], then: Callable[[], None] | None = None) -> None:
+        """The local subscribers of ``subscription`` changed (none left: it was deleted here).
+        ``then``, when given, is called once every live node knows (the subscribing session's
+        later messages are held until then)."""
 
     def register(
         self, session: RouterSession, request: int, procedure: str, match: str, invoke: str, options: dict[str, Any]

@@ -98,6 +98,7 @@ class RouterSession:
         "_drop_warned_at",
         "_echo_goodbye_reason",
         "_held",
+        "_holds",
         "_limits",
         "_we_said_goodbye",
         "authenticators",
@@ -142,6 +143,8 @@ class RouterSession:
         self._we_said_goodbye = False
         #: payloads waiting while an earlier message awaits a dynamic authorizer (None: not held)
         self._held: deque[bytes | bytearray | memoryview] | None = None
+        #: how many waits hold this session (a dynamic authorizer's answer, the cluster's registry)
+        self._holds = 0
         #: (action, uri, decision) for the message being routed again after an awaited authorization
         self.preauthorized: tuple[Action, str, Decision] | None = None
         #: the join in progress (HELLO answered by CHALLENGE, or decided asynchronously)
@@ -220,12 +223,18 @@ class RouterSession:
             self.abort(errors.PROTOCOL_VIOLATION, exc.message)
 
     def hold(self) -> None:
-        """Keep later payloads (in order) until :meth:`release`: an authorization is awaited."""
+        """Keep later payloads (in order) until :meth:`release`: an answer is awaited (a dynamic
+        authorizer's, the cluster's). Holds nest: payloads flow again after the last release."""
+        self._holds += 1
         if self._held is None:
             self._held = deque()
 
     def release(self) -> None:
-        """Process the payloads kept while held, in order, until one needs holding again."""
+        """End one hold; after the last, process the payloads kept, in order, until one needs
+        holding again."""
+        self._holds = max(0, self._holds - 1)
+        if self._holds:
+            return
         held, self._held = self._held, None
         while held:
             self.receive(held.popleft())
