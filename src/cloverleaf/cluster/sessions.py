@@ -303,7 +303,8 @@ class SessionDirectory:
         view = self.realms.get(realm)
         if view is not None:
             view.sessions[session_id] = remote
-        if incarnation not in cluster.peers and incarnation not in self._unknown_since:
+        peer = cluster.peers.get(incarnation)
+        if (peer is None or peer.node == "?") and incarnation not in self._unknown_since:
             self._unknown_since[incarnation] = asyncio.get_running_loop().time()
 
     def _forget(self, remote: RemoteSession) -> bool:
@@ -317,7 +318,9 @@ class SessionDirectory:
     # -- dead nodes --------------------------------------------------------------------------------
 
     def _on_node_down(self, incarnation: str) -> None:
-        self._drop_node(incarnation, announce=True)
+        # a node never heard from (its entries outlived it; the back end timed out a placeholder):
+        # this node's subscribers never heard its sessions join either
+        self._drop_node(incarnation, announce=incarnation not in self._unknown_since)
 
     def _drop_node(self, incarnation: str, announce: bool) -> None:
         """Forget a dead node's sessions; with ``announce``, tell this node's subscribers they left."""
@@ -347,10 +350,11 @@ class SessionDirectory:
         timeout = cluster.settings.failure_timeout
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(timeout)
+            await asyncio.sleep(timeout / 4)
             now = loop.time()
             for incarnation, since in list(self._unknown_since.items()):
-                if incarnation in cluster.peers:
+                peer = cluster.peers.get(incarnation)
+                if peer is not None and peer.node != "?":  # its heartbeat was heard ("?": a placeholder)
                     del self._unknown_since[incarnation]
                 elif now - since > 2 * timeout:
                     log.info("cluster: session entries of node %s, never heard from: dropped", incarnation)
