@@ -59,6 +59,9 @@ limited_log = RateLimitedLog(log)
 WIRE_SERIALIZER = SERIALIZERS["msgpack"]
 #: the error of a REGISTER the cluster's registry could not take (NATS or JetStream unreachable)
 CLUSTER_UNAVAILABLE = "cloverleaf.error.cluster_unavailable"
+#: between nodes only: "the callee you chose has left or unregistered", so the caller's node routes
+#: the call again (never sent to a client)
+CALLEE_GONE = "cloverleaf.cluster.callee_gone"
 #: room left in a NATS message for the envelope around a WAMP message
 _ENVELOPE = 1024
 
@@ -446,16 +449,15 @@ class ClusterRegistry:
             if caller is None:
                 caller = self.callers[key] = RemoteCaller(self, envelope.realm, envelope.sender, envelope.session)
             session = realm.sessions.get(envelope.session)
-            if session is None:
-                caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, errors.CANCELED,
-                                  ["callee disconnected from in-flight request"]))  # fmt: skip
-                return
             registration = dealer.registrations.get(message.registration)
-            if (registration is None or session.session_id not in registration.callees) and \
-                    message.request not in caller.pending_calls:
-                # it unregistered while the caller's node still routed to it
-                caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, errors.NO_SUCH_PROCEDURE,
-                                  ["the callee is no longer registered for this procedure"]))  # fmt: skip
+            if message.request not in caller.pending_calls and (
+                session is None or registration is None or session.session_id not in registration.callees
+            ):
+                # it left (or unregistered) while the caller's node still routed to it: that node
+                # routes the call again
+                caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, CALLEE_GONE))
+                return
+            if session is None:  # (a continuation for a callee that left: its leaving answered the call)
                 return
             dealer.relay_invocation(caller, session, message)
         elif isinstance(message, Interrupt):
@@ -471,6 +473,13 @@ class ClusterRegistry:
                                                 message.kwargs))  # fmt: skip
         elif isinstance(message, Error) and message.request_type == Call.MESSAGE_TYPE:
             callee = self.callees.get(key)
+            if callee is not None and message.error == CALLEE_GONE:
+                pending = callee.pending_invocations.pop(message.request, None)
+                if pending is not None:
+                    # the replica is behind: drop this callee from the registration here too
+                    dealer.registrations.unregister(pending.registration, callee)  # type: ignore[arg-type]
+                    dealer.reroute(pending)
+                return
             if callee is not None:
                 with contextlib.suppress(ProtocolError):
                     dealer.invocation_error(callee, Error(Invocation.MESSAGE_TYPE, message.request,  # type: ignore[arg-type]

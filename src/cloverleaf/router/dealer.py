@@ -69,6 +69,7 @@ class PendingCall:
         "progressive_invocations",
         "receive_progress",
         "registration",
+        "route",
         "timer",
     )
 
@@ -92,6 +93,8 @@ class PendingCall:
         #: the caller still sends more CALLs for this request (progressive call invocations)
         self.progressive_invocations = False
         self.registration = 0
+        #: on a cluster node, what is needed to route the call again (see Dealer.reroute)
+        self.route: tuple[Call, float, dict[str, Any], bool] | None = None
 
     def stop_timer(self) -> None:
         if self.timer is not None:
@@ -314,6 +317,12 @@ class Dealer:
         if procedure.startswith("wamp."):
             self._call_meta(caller, message)
             return
+        self._route(caller, message, timeout, progressive_call, passthru, decision.disclose)
+
+    def _route(self, caller: RouterSession, message: Call, timeout: float, progressive_call: bool,
+               passthru: dict[str, Any], disclose_allowed: bool) -> None:  # fmt: skip
+        """Choose the callee of an authorized, checked CALL and invoke it."""
+        procedure, request, options, realm = message.procedure, message.request, message.options, self.realm
         registration = self.registrations.best(procedure)
         if registration is None or not registration.callees:
             caller.error(Call.MESSAGE_TYPE, request, errors.NO_SUCH_PROCEDURE,
@@ -330,7 +339,7 @@ class Dealer:
             caller.error(Call.MESSAGE_TYPE, request, errors.FEATURE_NOT_SUPPORTED,
                          "the callee does not support payload passthru")  # fmt: skip
             return
-        details: dict[str, Any] = passthru
+        details: dict[str, Any] = dict(passthru) if realm.cluster is not None else passthru
         if progressive_call:
             details["progress"] = True
         receive_progress = options.get("receive_progress") is True
@@ -344,7 +353,7 @@ class Dealer:
         disclose = (
             options.get("disclose_me") is True
             or policy.disclose_caller
-            or decision.disclose
+            or disclose_allowed
             or "disclose_caller" in registration.options
         )
         if disclose and caller.identity:
@@ -374,12 +383,28 @@ class Dealer:
         pending = PendingCall(caller, request, callee, invocation_request, receive_progress)
         pending.progressive_invocations = progressive_call
         pending.registration = registration.id
+        if realm.cluster is not None:  # kept to route the call again if its remote callee has just left
+            pending.route = (message, timeout, passthru, disclose_allowed)
         caller.pending_calls[request] = pending
         callee.pending_invocations[invocation_request] = pending
         if timeout > 0 and not forward_timeout:
             pending.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, pending)
         self.realm.stats.calls_routed += 1
         callee.send_payload(payload, Invocation.MESSAGE_TYPE, droppable=False)
+
+    def reroute(self, pending: PendingCall) -> None:
+        """The callee's node answered that the callee left (or unregistered) before the call
+        reached it: route the call again, as if it had come in now (another callee, or
+        no_such_procedure). Only for calls kept for it (``pending.route``, cluster nodes)."""
+        caller = pending.caller
+        pending.stop_timer()
+        if caller.pending_calls.get(pending.call_request) is not pending or pending.route is None:
+            return
+        del caller.pending_calls[pending.call_request]
+        if pending.canceled is not None or not caller.is_open:
+            return
+        message, timeout, passthru, disclose_allowed = pending.route
+        self._route(caller, message, timeout, pending.progressive_invocations, passthru, disclose_allowed)
 
     def _continue_call(self, pending: PendingCall, message: Call) -> None:
         """A later CALL of a progressive call goes to the same callee under the same INVOCATION ID."""
