@@ -83,6 +83,8 @@ class RealmSessions:
         cluster = self.directory.cluster
         for incarnation, sessions in by_node.items():
             cluster.send(incarnation, wire.encode(KillSessions(self.realm.name, sessions, reason, message)))
+            for session_id in sessions:  # gone for this node's meta API at once, as a local kill
+                del self.sessions[session_id]
 
     def left(self, session_id: int) -> None:
         self.directory.release(self.realm.name, session_id)
@@ -99,6 +101,7 @@ class SessionDirectory:
         self._cluster: NatsCluster | None = None
         self._kv: nats.js.kv.KeyValue | None = None
         self._clash: type[Exception] = Exception
+        self._bucket = ""
         self._watcher: Any = None
         #: KV key -> the remote session it holds (to undo it on DEL)
         self._entries: dict[str, RemoteSession] = {}
@@ -129,7 +132,7 @@ class SessionDirectory:
         self._cluster = cluster
         self._clash = KeyWrongLastSequenceError
         js = cluster.nats.jetstream()
-        bucket = f"cloverleaf-{key_token(cluster.settings.name)}-sessions"
+        bucket = self._bucket = f"cloverleaf-{key_token(cluster.settings.name)}-sessions"
         try:
             self._kv = await js.key_value(bucket)
         except Exception:
@@ -190,11 +193,13 @@ class SessionDirectory:
         assert kv is not None
         key = kv_key(realm, str(session_id))
         try:
-            await kv.create(key, self._value(details))
+            revision = await kv.create(key, self._value(details))
         except self._clash:
             log.info("session ID %d is taken in realm %s on another node: drawing another", session_id, realm)
             return False
         self._mine.add(key)
+        # WELCOME once every node has the session in its view: the meta API of any node sees it then
+        await self.cluster.barrier(self._bucket, revision)
         return True
 
     def claim_soon(self, realm: str, session_id: int, details: dict[str, Any]) -> None:
@@ -275,6 +280,13 @@ class SessionDirectory:
                                     exc_info=True)  # fmt: skip
 
     def _apply(self, entry: Any) -> None:
+        try:
+            self._apply_entry(entry)
+        finally:
+            if entry.revision is not None:
+                self.cluster.applied(self._bucket, entry.revision)
+
+    def _apply_entry(self, entry: Any) -> None:
         if entry.operation in ("DEL", "PURGE"):
             known = self._entries.pop(entry.key, None)
             if known is not None:
