@@ -264,25 +264,33 @@ class Metered:
     def cpu(self) -> dict[str, float]:
         return {k: proc_cpu_s(p) for k, p in self.pids.items()}
 
-    def syscalls(self) -> dict[str, tuple[int, int]]:
-        """(read, write) system calls of each process so far (/proc/<pid>/io syscr, syscw)."""
+    def syscalls(self) -> dict[str, tuple[int, int, int]]:
+        """(read, write) system calls and context switches of each process so far."""
         return {k: proc_syscalls(p) for k, p in self.pids.items()}
 
 
-def proc_syscalls(pid: int) -> tuple[int, int]:
-    r = w = 0
+def proc_syscalls(pid: int) -> tuple[int, int, int]:
+    """(read, write) system calls (/proc/<pid>/io syscr, syscw) and context switches, voluntary and
+    not, of all its threads (/proc/<pid>/status) so far."""
+    r = w = cs = 0
     with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/io") as f:
         for line in f:
             if line.startswith("syscr:"):
                 r = int(line.split()[1])
             elif line.startswith("syscw:"):
                 w = int(line.split()[1])
-    return r, w
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        cs += int(line.split()[1])
+    return r, w, cs
 
 
 def window(meter: Metered, workers: list[Worker], warmup: float, duration: float) -> tuple[int, int, dict]:
     """GO to the workers; CPU seconds of each metered process over [t0, t1), and under the key
-    ``None`` their read and write system calls over the window, summed."""
+    ``None`` their read and write system calls and context switches over the window, summed."""
     t0 = now_ns() + int(warmup * 1e9)
     t1 = t0 + int(duration * 1e9)
     for w in workers:
@@ -292,14 +300,14 @@ def window(meter: Metered, workers: list[Worker], warmup: float, duration: float
     sleep_until_ns(t1)
     b, sb = meter.cpu(), meter.syscalls()
     delta = {k: b[k] - a[k] for k in a}
-    delta[None] = tuple(sum(sb[k][i] - sa[k][i] for k in sa) for i in (0, 1))
+    delta[None] = tuple(sum(sb[k][i] - sa[k][i] for k in sa) for i in (0, 1, 2))
     return t0, t1, delta
 
 
 def summarize(kind: str, setup: str, meter: Metered, t0: int, t1: int, cpu: dict, results: list[dict],
               extra: dict) -> dict:  # fmt: skip
     ops = sum(r.get("ops", 0) for r in results)
-    reads, writes = cpu.pop(None)
+    reads, writes, switches = cpu.pop(None)
     lat = sorted(x for r in results for x in r.get("lat_ns", []))
     total = sum(cpu.values())
     secs = (t1 - t0) / 1e9
@@ -316,6 +324,7 @@ def summarize(kind: str, setup: str, meter: Metered, t0: int, t1: int, cpu: dict
         "cpu_pct": round(total / secs * 100, 1),
         "read_syscalls_per_op": round(reads / ops, 2) if ops else None,
         "write_syscalls_per_op": round(writes / ops, 2) if ops else None,
+        "context_switches_per_op": round(switches / ops, 2) if ops else None,
         "gen_cpu_pct": round(sum(r.get("cpu_s") or 0 for r in results) / secs * 100, 1),
         "errors": sum(r.get("errors", 0) for r in results),
         "lost_sessions": sum(r.get("lost_sessions", 0) for r in results),
@@ -466,6 +475,8 @@ def regression(cfg) -> dict:
     out = os.path.join(cfg.tmp, "regression.json")
     cmd = [sys.executable, os.path.join(HERE, "run.py"), "--scenarios", "rpc-ws-json,pubsub,fanout", "--quick",
            "--json", out]  # fmt: skip
+    if cfg.src_rev:  # the same sources as the cluster runs
+        cmd += ["--cloverleaf-cmd", f"env PYTHONPATH={cfg.src} {cfg.python} -m cloverleaf start --config {{config}}"]
     log("single-node regression: " + " ".join(cmd[1:]))
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=400)
     if not os.path.exists(out):
@@ -498,12 +509,14 @@ def table(rows: list[dict], baseline: dict[str, dict]) -> str:
         ratio = "-" if base is None or base is r or not base.get("cpu_us_per_op") or not r.get("cpu_us_per_op") \
             else "%.2f" % (r["cpu_us_per_op"] / base["cpu_us_per_op"])  # fmt: skip
         split_ = " / ".join(f"{k} {v:.1f}" for k, v in r["cpu_us_per_op_by_process"].items())
-        sysc = "{} / {}".format(fmt(r["read_syscalls_per_op"], 2), fmt(r["write_syscalls_per_op"], 2))
+        sysc = "{} / {} / {}".format(
+            fmt(r["read_syscalls_per_op"], 2), fmt(r["write_syscalls_per_op"], 2), fmt(r["context_switches_per_op"], 2)
+        )
         out.append([r["scenario"], r["setup"], fmt(r["ops_per_s"], 0), fmt(r["lat_p50_ms"], 2),
                     fmt(r["lat_p99_ms"], 2), fmt(r["cpu_us_per_op"], 1), split_, ratio, sysc,
                     fmt(r["gen_cpu_pct"], 0), r["problems"]])  # fmt: skip
     header = ["scenario", "setup", "ops/s", "p50 ms", "p99 ms", "router CPU µs/op (all metered)", "µs/op by process",
-              "vs one node", "syscalls/op read / write", "gen CPU %", "problems"]  # fmt: skip
+              "vs one node", "per op: reads / writes / context switches", "gen CPU %", "problems"]  # fmt: skip
     return run.md_table(header, out)
 
 
@@ -568,6 +581,7 @@ def main(argv=None) -> int:
     if cfg.src_rev:
         src, sha = export_rev(cfg.src_rev, os.path.join(cfg.tmp, "snapshot"))
         cfg.src_label = f"commit {sha}"
+    cfg.src, cfg.python = src, python
     cfg.cluster_defaults = cluster_defaults(python, src)
     log(f"sources: {src} ({cfg.src_label}); cluster defaults {cfg.cluster_defaults}")
     taken: set[int] = set()
