@@ -645,6 +645,10 @@ def main(argv=None) -> int:
             attempt(scen_pubsub, fan, "3 nodes (publisher A; subscribers " + "/".join(map(str, parts)) + " on A/B/C)",
                     m_cluster, a.ws_url, [(a.ws_url, parts[0]), (b.ws_url, parts[1]), (c.ws_url, parts[2])],
                     cfg.fanout_window)  # fmt: skip
+            # every subscriber on the other node: one copy crosses NATS, B delivers all (where does B's
+            # per-delivery cost stand against the single node's?)
+            attempt(scen_pubsub, fan, "cross-node (publisher A; all subscribers on B)", m_cluster, a.ws_url,
+                    [(b.ws_url, n) for n in parts], cfg.fanout_window)  # fmt: skip
         if "death" in only:
             for sig in (signal.SIGKILL, signal.SIGSTOP):
                 log(f"node death: {cfg.deaths} x {signal.Signals(sig).name} of B ...")
