@@ -113,11 +113,85 @@ def launch_router(
                          ws_port, rs_port, log_path)
 
 
+class RouterCluster:
+    """Router nodes of one cluster (on one nats-server) standing in for one router: every
+    connection address a test reads (``ws_url``, ``rs_port``, ``unix_path``) is the next node's,
+    so the sessions a test opens one after the other land on different nodes."""
+
+    def __init__(self, nodes: list[RouterProcess], nats: Any) -> None:
+        self.nodes = nodes
+        self.nats = nats
+        self._turn = 0
+
+    def _next(self) -> RouterProcess:
+        node = self.nodes[self._turn % len(self.nodes)]
+        self._turn += 1
+        return node
+
+    @property
+    def ws_url(self) -> str:
+        return self._next().ws_url
+
+    @property
+    def ws_port(self) -> int:
+        return self._next().ws_port
+
+    @property
+    def rs_port(self) -> int:
+        return self._next().rs_port
+
+    @property
+    def unix_path(self) -> str:
+        return self._next().unix_path
+
+    @property
+    def rs_url(self) -> str:
+        return self.nodes[0].rs_url
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.nodes[0].process
+
+    def log(self) -> str:
+        return "\n".join(f"--- node {index} ---\n{node.log()}" for index, node in enumerate(self.nodes))
+
+    def stop(self, timeout: float = 10.0) -> int:
+        codes = [node.stop(timeout) for node in self.nodes]
+        self.nats.cleanup()
+        return next((code for code in codes if code != 0), 0)
+
+
+def start_router_cluster(tmp: Path, nodes: int = 2, **extra: Any) -> RouterCluster:
+    """``nodes`` router processes in one cluster on a nats-server of their own."""
+    from tests.cluster.nats import NatsServer
+
+    nats = NatsServer(tmp / "nats", name="n1").start()
+    processes = []
+    for index in range(nodes):
+        folder = tmp / f"node{index}"
+        folder.mkdir()
+        section = {"name": "test", "node": f"node{index}", "nats": {"servers": [nats.url]}}
+        processes.append(launch_router(
+            folder, lambda ws, rs, unix: router_config(ws, rs, unix, cluster=section, **extra)))  # noqa: B023
+    return RouterCluster(processes, nats)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Test modules with ``CLUSTER_READY = True`` run against one router and against a cluster of
+    two router nodes on NATS, their sessions spread over both (docs/cluster.md)."""
+    if "router" in metafunc.fixturenames and getattr(metafunc.module, "CLUSTER_READY", False):
+        metafunc.parametrize("router", ["single", "cluster"], indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def router() -> Iterator[RouterProcess]:
-    """One router subprocess shared by a test module."""
+def router(request: pytest.FixtureRequest) -> Iterator[RouterProcess]:
+    """One router subprocess shared by a test module (or, for a CLUSTER_READY module's "cluster"
+    run, two router nodes of one cluster posing as one)."""
     with tempfile.TemporaryDirectory(prefix="cloverleaf-test-") as tmp:
-        process = start_router(Path(tmp))
+        if getattr(request, "param", "single") == "cluster":
+            process: Any = start_router_cluster(Path(tmp))
+        else:
+            process = start_router(Path(tmp))
         yield process
         code = process.stop()
         assert code == 0, f"router exited with {code}:\n{process.log()}"

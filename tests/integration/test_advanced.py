@@ -37,6 +37,8 @@ from tests.advanced_helpers import (
 )
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
+CLUSTER_READY = True  # also run against two router nodes of a cluster (tests/conftest.py)
+
 KINDS = ["websocket", "rawsocket"]
 _unique = itertools.count(1)
 

@@ -10,6 +10,8 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
+CLUSTER_READY = True  # also run against two router nodes of a cluster (tests/conftest.py)
+
 TRANSPORTS = ["websocket", "rawsocket", "unix"]
 SERIALIZERS = ["json", "msgpack", "cbor"]
 

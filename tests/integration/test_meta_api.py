@@ -17,6 +17,8 @@ from autobahn.wamp.types import SubscribeOptions
 from tests.advanced_helpers import EVENT, GOODBYE, RESULT, Peer, collect, drop, leave, left, peer
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
+CLUSTER_READY = True  # also run against two router nodes of a cluster (tests/conftest.py)
+
 KINDS = ["websocket", "rawsocket"]
 _unique = itertools.count(1)
 #: the spec's keys, plus realm and authextra (as Crossbar's wamp.session.get)

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
-from ..router.broker import Audience
+from ..router.broker import Audience, RetainedEvent
 from ..router.ratelimit import RateLimitedLog
 from ..router.registry import LocalSubscriptionStore, Registration, Subscription
 from . import wire
 from .ids import incarnation_id, scoped_id
 from .keys import key_token, kv_key
+from .retained import RetainedEvents
 from .rpc import ClusterRegistry
 
 if TYPE_CHECKING:
@@ -106,13 +107,47 @@ class RealmLink:
     """One realm's :class:`~cloverleaf.router.interfaces.ClusterRealm`: forwards publications to
     the nodes with matching subscriptions, publishes this node's interest."""
 
-    __slots__ = ("cluster", "interest", "realm")
+    __slots__ = ("cluster", "interest", "realm", "subscribers")
 
     def __init__(self, cluster: NatsCluster, realm: Realm) -> None:
         self.cluster = cluster
         self.realm = realm
-        #: the other nodes' subscriptions: members are :class:`NodeMember` s
-        self.interest: LocalSubscriptionStore[NodeMember] = LocalSubscriptionStore()
+        secret, name = cluster.secret, realm.name
+        #: the other nodes' subscriptions: members are :class:`NodeMember` s; the IDs are the
+        #: cluster-wide ones
+        self.interest: LocalSubscriptionStore[NodeMember] = LocalSubscriptionStore(
+            id_for=lambda topic, match: scoped_id(secret, "subscription", name, match, topic)
+        )
+        #: (subscription ID, incarnation) -> that node's subscriber session IDs
+        self.subscribers: dict[tuple[int, str], list[int]] = {}
+
+    # -- the subscription meta API across nodes ---------------------------------------------------
+
+    def remote_subscriptions(self) -> list[Subscription[Any]]:
+        return self.interest.all()
+
+    def remote_subscription(self, subscription_id: int) -> Subscription[Any] | None:
+        return self.interest.get(subscription_id)
+
+    def remote_lookup(self, topic: str, match: str) -> Subscription[Any] | None:
+        return self.interest.lookup(topic, match)
+
+    def remote_matching(self, topic: str) -> tuple[Subscription[Any], ...]:
+        return self.interest.matching(topic)
+
+    def remote_subscribers(self, subscription_id: int) -> list[int]:
+        """The session IDs subscribed on other nodes to the subscription with this ID."""
+        found = self.interest.get(subscription_id)
+        if found is None:
+            return []
+        return [sid for member in found.subscribers.values()
+                for sid in self.subscribers.get((subscription_id, member.incarnation), ())]  # fmt: skip
+
+    def retained_changed(self, topic: str, events: list[RetainedEvent], then: Callable[[], None] | None = None) -> None:
+        self.cluster.retained.changed(self.realm.name, topic, events, then)
+
+    def subscription_elsewhere(self, topic: str, match: str) -> bool:
+        return self.interest.lookup(topic, match) is not None
 
     def forward_publication(
         self,
@@ -146,8 +181,8 @@ class RealmLink:
     ) -> None:
         self.cluster.rpc.register(self.realm, session, request, procedure, match, invoke, options)
 
-    def callees_changed(self, registration: Registration[Any]) -> None:
-        self.cluster.rpc.callees_changed(self.realm, registration)
+    def callees_changed(self, registration: Registration[Any], then: Callable[[], None] | None = None) -> None:
+        self.cluster.rpc.callees_changed(self.realm, registration, then)
 
     def deliver(self, message: wire.Publication) -> None:
         """A publication another node forwarded: to this node's subscribers."""
@@ -222,8 +257,10 @@ class NatsCluster:
         self.on_node_down: list[Callable[[str], None]] = []
         #: registrations cluster-wide and the RPC traffic
         self.rpc = ClusterRegistry(self)
+        #: retained events cluster-wide
+        self.retained = RetainedEvents()
         #: parts of the back end started after the connection and stopped before it closes, in order
-        self.services: list[ClusterService] = [self.rpc]
+        self.services: list[ClusterService] = [self.rpc, self.retained]
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -406,16 +443,13 @@ class NatsCluster:
                 realm, subscription, waiting = self._interest_dirty.pop(key)
                 sessions = sorted(subscription.subscribers)
                 try:
-                    if sessions:
-                        value = msgpack.packb([realm, subscription.match, subscription.topic, self.incarnation,
-                                               sessions])  # fmt: skip
-                        revision = await kv.put(key, value)
-                        self._interest_entries[key] = _InterestEntry(realm, subscription.match, subscription.topic,
-                                                                     self.incarnation)  # fmt: skip
-                    else:
-                        await kv.delete(key)
-                        revision = None
-                        self._interest_entries.pop(key, None)
+                    # no subscriber left is written too (an empty list, read as no interest): a
+                    # revision that can be waited for, as a deletion's could not
+                    value = msgpack.packb([realm, subscription.match, subscription.topic, self.incarnation,
+                                           sessions, subscription.created])  # fmt: skip
+                    revision = await kv.put(key, value)
+                    self._interest_entries[key] = _InterestEntry(realm, subscription.match, subscription.topic,
+                                                                 self.incarnation)  # fmt: skip
                 except Exception as exc:
                     # retried: the entry is written again when NATS answers
                     limited_log.warning("cluster interest write", "cluster: writing interest %s failed: %s", key, exc)
@@ -424,8 +458,7 @@ class NatsCluster:
                     await asyncio.sleep(0.1)
                     continue
                 if waiting:
-                    if revision is not None:
-                        await self.barrier(self._interest_bucket, revision)
+                    await self.barrier(self._interest_bucket, revision)
                     for then in waiting:
                         try:
                             then()
@@ -470,18 +503,27 @@ class NatsCluster:
                     self._drop_interest(link, known)
             return
         try:
-            realm, match, topic, incarnation, _sessions = msgpack.unpackb(entry.value, raw=False)
+            realm, match, topic, incarnation, sessions, *more = msgpack.unpackb(entry.value, raw=False)
         except Exception:
             limited_log.warning("cluster interest", "cluster: unreadable interest entry %s", entry.key)
             return
         if incarnation == self.incarnation:
             return
-        self._interest_entries[entry.key] = _InterestEntry(realm, match, topic, incarnation)
+        known = _InterestEntry(realm, match, topic, incarnation)
         link = self.links.get(realm)
+        if not sessions:  # no subscriber left on that node
+            self._interest_entries.pop(entry.key, None)
+            if link is not None:
+                self._drop_interest(link, known)
+            return
+        self._interest_entries[entry.key] = known
         if link is None:
             return
         self.expect_peer(incarnation)
-        link.interest.subscribe(topic, match, self._member(incarnation))
+        subscription, _created = link.interest.subscribe(topic, match, self._member(incarnation))
+        link.subscribers[(subscription.id, incarnation)] = list(sessions)
+        if more and not subscription.created:
+            subscription.created = str(more[0])
 
     def expect_peer(self, incarnation: str) -> bool:
         """A KV entry names ``incarnation``: count it as alive until it has been silent for the
@@ -497,6 +539,7 @@ class NatsCluster:
         subscription = link.interest.lookup(entry.topic, entry.match)
         if subscription is not None:
             link.interest.unsubscribe(subscription.id, self._member(entry.incarnation))
+            link.subscribers.pop((subscription.id, entry.incarnation), None)
 
     def _member(self, incarnation: str) -> NodeMember:
         member = self._members.get(incarnation)
@@ -629,6 +672,8 @@ class NatsCluster:
         if member is not None:
             for link in self.links.values():
                 link.interest.remove_member(member)
+                for pair in [pair for pair in link.subscribers if pair[1] == incarnation]:
+                    del link.subscribers[pair]
         stale = [key for key, entry in self._interest_entries.items() if entry.incarnation == incarnation]
         for key in stale:
             del self._interest_entries[key]

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgpack
 
 from ..router.dealer import PendingCall
+from ..router.meta import now_iso
 from ..router.ratelimit import RateLimitedLog
 from ..router.registry import LocalRegistrationStore, Registration
 from ..wamp import errors
@@ -173,7 +175,7 @@ class ClusterRegistry:
         self.callers: dict[tuple[str, int], RemoteCaller] = {}
         self._watcher: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dirty: dict[str, tuple[Realm, Registration[Any]]] = {}
+        self._dirty: dict[str, tuple[Realm, Registration[Any], list[Callable[[], None]]]] = {}
         self._dirty_ready = asyncio.Event()
         self.bucket = ""
         self._writing = False
@@ -254,15 +256,15 @@ class ClusterRegistry:
                 self._set(known.realm, known.match, known.procedure, "single", {}, [])
             return
         try:
-            realm, match, procedure, invoke, options, callees = msgpack.unpackb(entry.value, raw=False)
+            realm, match, procedure, invoke, options, callees, *more = msgpack.unpackb(entry.value, raw=False)
         except Exception:
             limited_log.warning("cluster registry", "cluster: unreadable registry entry %s", entry.key)
             return
         self._known[entry.key] = _Known(realm, match, procedure)
-        self._set(realm, match, procedure, invoke, options, callees)
+        self._set(realm, match, procedure, invoke, options, callees, *more)
 
     def _set(self, realm_name: str, match: str, procedure: str, invoke: str, options: dict[str, Any],
-             callees: list[list[Any]]) -> tuple[Registration[Any] | None, bool]:  # fmt: skip
+             callees: list[list[Any]], created: str = "") -> tuple[Registration[Any] | None, bool]:  # fmt: skip
         """Make the local replica of one registration hold ``callees`` (KV order)."""
         realm = self.cluster.router.realms.get(realm_name)
         if realm is None:
@@ -277,7 +279,10 @@ class ClusterRegistry:
                 members.append(self._callee(realm_name, incarnation, session_id, authid, authrole, features))
         store = realm.dealer.registrations
         assert isinstance(store, LocalRegistrationStore)
-        return store.replace(procedure, match, invoke, options, members)
+        registration, added = store.replace(procedure, match, invoke, options, members)
+        if registration is not None and created and not registration.created:
+            registration.created = str(created)
+        return registration, added
 
     def _callee(self, realm: str, incarnation: str, session_id: int, authid: str | None, authrole: str | None,
                 features: list[str]) -> RemoteCallee:  # fmt: skip
@@ -316,14 +321,14 @@ class ClusterRegistry:
                     entry = None
                 try:
                     if entry is None or entry.value is None:
-                        value = [realm.name, match, procedure, invoke, options, [mine]]
+                        value = [realm.name, match, procedure, invoke, options, [mine], now_iso()]
                         revision = await kv.create(key, msgpack.packb(value))
                         outcome = ("created", value)
                         break
                     current = msgpack.unpackb(entry.value, raw=False)
                     current_invoke, callees = current[3], current[5]
                     if not callees:
-                        value = [realm.name, match, procedure, invoke, options, [mine]]
+                        value = [realm.name, match, procedure, invoke, options, [mine], now_iso()]
                         revision = await kv.update(key, msgpack.packb(value), last=entry.revision)
                         outcome = ("created", value)
                         break
@@ -361,13 +366,19 @@ class ClusterRegistry:
 
     # -- a local callee left -----------------------------------------------------------------------
 
-    def callees_changed(self, realm: Realm, registration: Registration[Any]) -> None:
+    def callees_changed(self, realm: Realm, registration: Registration[Any],
+                        then: Callable[[], None] | None = None) -> None:  # fmt: skip
         key = kv_key(realm.name, registration.match, registration.procedure)
-        self.mark(realm, key, registration.match, registration.procedure)
+        self.mark(realm, key, registration.match, registration.procedure, then)
 
-    def mark(self, realm: Realm, key: str, match: str, procedure: str) -> None:
-        """Schedule writing this node's callees of (match, procedure) to the registry again."""
-        self._dirty[key] = (realm, Registration(0, procedure, match, ""))
+    def mark(self, realm: Realm, key: str, match: str, procedure: str, then: Callable[[], None] | None = None) -> None:
+        """Schedule writing this node's callees of (match, procedure) to the registry again;
+        ``then`` is called once every live node has applied it."""
+        pending = self._dirty.pop(key, None)
+        waiting = pending[2] if pending is not None else []
+        if then is not None:
+            waiting.append(then)
+        self._dirty[key] = (realm, Registration(0, procedure, match, ""), waiting)
         self._dirty_ready.set()
 
     async def _write_changes(self) -> None:
@@ -376,7 +387,7 @@ class ClusterRegistry:
             self._dirty_ready.clear()
             while self._dirty:
                 key = next(iter(self._dirty))
-                realm, _ = self._dirty.pop(key)
+                realm, _, waiting = self._dirty.pop(key)
                 self._writing = True
                 me = self.cluster.incarnation
 
@@ -392,17 +403,28 @@ class ClusterRegistry:
                     return registration is None or session.session_id not in registration.callees
 
                 try:
-                    await self._remove_callees(key, gone)
+                    revision = await self._remove_callees(key, gone)
                 except Exception as exc:
                     limited_log.warning("cluster registry write", "cluster: updating %s failed: %s", key, exc)
-                    self._dirty.setdefault(key, (realm, Registration(0, "", "", "")))
+                    self._dirty.setdefault(key, (realm, Registration(0, "", "", ""), waiting))
                     await asyncio.sleep(0.1)
+                    continue
                 finally:
                     self._writing = False
+                if waiting:
+                    if revision:
+                        await self.cluster.barrier(self.bucket, revision)
+                    for then in waiting:
+                        try:
+                            then()
+                        except Exception:
+                            limited_log.log("cluster registry", logging.ERROR,
+                                            "cluster: answering an UNREGISTER failed", exc_info=True)
 
-    async def _remove_callees(self, key: str, gone: Any) -> None:
+    async def _remove_callees(self, key: str, gone: Any) -> int:
         """Take the callees ``gone(callee)`` selects out of one registry entry (compare-and-set);
-        delete the entry when none is left."""
+        return the revision written (0: nothing to change). An entry left without callees stays,
+        empty (every node reads it as no registration), so that its revision can be waited for."""
         from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 
         kv = self.kv
@@ -411,22 +433,19 @@ class ClusterRegistry:
             try:
                 entry = await kv.get(key)
             except NotFoundError:
-                return
+                return 0
             if entry.value is None:
-                return
+                return 0
             current = msgpack.unpackb(entry.value, raw=False)
             kept = [callee for callee in current[5] if not gone(callee)]
             if len(kept) == len(current[5]):
-                return
+                return 0
+            current[5] = kept
             try:
-                if kept:
-                    current[5] = kept
-                    await kv.update(key, msgpack.packb(current), last=entry.revision)
-                else:
-                    await kv.delete(key, last=entry.revision)
-                return
+                return await kv.update(key, msgpack.packb(current), last=entry.revision)
             except KeyWrongLastSequenceError:
                 continue
+        return 0
 
     # -- traffic -----------------------------------------------------------------------------------
 

@@ -183,6 +183,8 @@ class Broker:
         if existing is not None:
             already = session.session_id in existing.subscribers
         subscription, created = self.subscriptions.subscribe(message.topic, match, session)
+        if created and realm.cluster is not None and realm.cluster.subscription_elsewhere(message.topic, match):
+            created = False  # new on this node only: the subscription exists on another node
         get_retained = options.get("get_retained") is True
         if not already and realm.cluster is not None and len(subscription.subscribers) == 1:
             # this node's first subscriber: SUBSCRIBED once every node knows this node's interest,
@@ -232,10 +234,25 @@ class Broker:
             session.error(Unsubscribe.MESSAGE_TYPE, message.request, errors.NO_SUCH_SUBSCRIPTION,
                           f"session has no subscription {message.subscription}")  # fmt: skip
             return
+        subscription, deleted_here = removed
+        cluster = self.realm.cluster
+        if cluster is not None and deleted_here:
+            # this node's last subscriber: UNSUBSCRIBED once every node has stopped sending here
+            session.hold()
+            deleted = self._deleted_everywhere(subscription, deleted_here)
+
+            def withdrawn_everywhere() -> None:
+                if session.is_open:
+                    session.send(Unsubscribed(message.request))
+                    self.realm.meta.unsubscribed(session, subscription, deleted)
+                session.release()
+
+            cluster.interest_changed(subscription, withdrawn_everywhere)
+            return
         session.send(Unsubscribed(message.request))
-        self.realm.meta.unsubscribed(session, removed[0], removed[1])
-        if self.realm.cluster is not None:
-            self.realm.cluster.interest_changed(removed[0])
+        self.realm.meta.unsubscribed(session, subscription, self._deleted_everywhere(subscription, deleted_here))
+        if cluster is not None:
+            cluster.interest_changed(subscription)
 
     def publish(self, session: RouterSession, message: Publish) -> None:
         realm = self.realm
@@ -277,8 +294,32 @@ class Broker:
             realm.cluster.forward_publication(topic, publication, details, message.args, message.kwargs, audience)
         if options.get("retain") is True:
             self._retain(topic, RetainedEvent(publication, details, message.args, message.kwargs, audience))
+            if realm.cluster is not None:
+                # every node keeps the retained events; an acknowledged PUBLISH is answered once all have it
+                if acknowledge:
+                    session.hold()
+
+                    def retained_everywhere() -> None:
+                        if session.is_open:
+                            session.send(Published(message.request, publication))
+                        session.release()
+
+                    realm.cluster.retained_changed(topic, self.retained.get(topic, []), retained_everywhere)
+                    return
+                realm.cluster.retained_changed(topic, self.retained.get(topic, []))
         if acknowledge:
             session.send(Published(message.request, publication))
+
+    def set_retained(self, topic: str, events: list[RetainedEvent]) -> None:
+        """Replace the retained events of ``topic`` (none: forget them), as a cluster's shared
+        state says, within ``max_retained_topics``."""
+        self.retained.pop(topic, None)
+        if not events:
+            return
+        while len(self.retained) >= self.max_retained_topics and self.retained:
+            del self.retained[next(iter(self.retained))]
+        if self.max_retained_topics > 0:
+            self.retained[topic] = events[-_MAX_RETAINED_PER_TOPIC:]
 
     def _retain(self, topic: str, event: RetainedEvent) -> None:
         # the dict is kept in the order topics were last retained on, so the first is the stalest
@@ -342,14 +383,20 @@ class Broker:
             if reason:
                 details["reason"] = reason
             session.send(Unsubscribed(0, details))
-        self.realm.meta.unsubscribed(session, removed[0], removed[1])
+        self.realm.meta.unsubscribed(session, removed[0], self._deleted_everywhere(*removed))
         if self.realm.cluster is not None:
             self.realm.cluster.interest_changed(removed[0])
+
+    def _deleted_everywhere(self, subscription: Subscription[Subscriber], deleted: bool) -> bool:
+        """Whether a subscription deleted on this node is gone from the whole cluster too."""
+        cluster = self.realm.cluster
+        return deleted and (cluster is None or not cluster.subscription_elsewhere(subscription.topic,
+                                                                                   subscription.match))
 
     def detach(self, session: RouterSession) -> None:
         cluster = self.realm.cluster
         for subscription, deleted in self.subscriptions.remove_member(session):
-            self.realm.meta.unsubscribed(session, subscription, deleted)
+            self.realm.meta.unsubscribed(session, subscription, self._deleted_everywhere(subscription, deleted))
             if cluster is not None:
                 cluster.interest_changed(subscription)
 

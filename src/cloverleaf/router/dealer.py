@@ -203,10 +203,22 @@ class Dealer:
             session.error(Unregister.MESSAGE_TYPE, message.request, errors.NO_SUCH_REGISTRATION,
                           f"session has no registration {message.registration}")  # fmt: skip
             return
+        cluster = self.realm.cluster
+        if cluster is not None:
+            # UNREGISTERED once every node has stopped routing calls to it (docs/cluster.md)
+            session.hold()
+            registration, deleted = removed
+
+            def unregistered_everywhere() -> None:
+                if session.is_open:
+                    session.send(Unregistered(message.request))
+                    self.realm.meta.unregistered(session, registration, deleted)
+                session.release()
+
+            cluster.callees_changed(registration, unregistered_everywhere)
+            return
         session.send(Unregistered(message.request))
         self.realm.meta.unregistered(session, removed[0], removed[1])
-        if self.realm.cluster is not None:
-            self.realm.cluster.callees_changed(removed[0])
 
     def yield_(self, callee: RouterSession, message: Yield) -> None:
         pending = callee.pending_invocations.get(message.request)

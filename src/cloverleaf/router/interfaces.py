@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..wamp.serializers import Serializer
 
 if TYPE_CHECKING:
-    from .broker import Audience
+    from .broker import Audience, RetainedEvent
     from .registry import Registration, Subscription
     from .session import RouterSession
 
@@ -65,6 +65,25 @@ class ClusterRealm(Protocol):
         ``then``, when given, is called once every live node knows (the subscribing session's
         later messages are held until then)."""
 
+    def retained_changed(self, topic: str, events: list[RetainedEvent], then: Callable[[], None] | None = None) -> None:
+        """The retained events of ``topic`` are now ``events`` (this node published one): share
+        them with every node; ``then``, when given, is called once all have them."""
+
+    def subscription_elsewhere(self, topic: str, match: str) -> bool:
+        """Whether another node has subscribers to (topic, match)."""
+
+    def remote_subscriptions(self) -> list[Subscription[Any]]:
+        """The subscriptions other nodes have (their IDs are the cluster-wide ones)."""
+
+    def remote_subscription(self, subscription_id: int) -> Subscription[Any] | None: ...
+
+    def remote_lookup(self, topic: str, match: str) -> Subscription[Any] | None: ...
+
+    def remote_matching(self, topic: str) -> tuple[Subscription[Any], ...]: ...
+
+    def remote_subscribers(self, subscription_id: int) -> list[int]:
+        """Session IDs subscribed on other nodes to this subscription."""
+
     def register(
         self, session: RouterSession, request: int, procedure: str, match: str, invoke: str, options: dict[str, Any]
     ) -> None:
@@ -72,5 +91,6 @@ class ClusterRealm(Protocol):
         validated and authorized; the back end answers it later through ``Dealer.registered`` or
         ``Dealer.refused``, holding the session's later messages until then."""
 
-    def callees_changed(self, registration: Registration[Any]) -> None:
-        """A local callee left ``registration`` (unregistered, revoked or gone)."""
+    def callees_changed(self, registration: Registration[Any], then: Callable[[], None] | None = None) -> None:
+        """A local callee left ``registration`` (unregistered, revoked or gone); ``then``, when
+        given, is called once every live node has stopped routing to it."""

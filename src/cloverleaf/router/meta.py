@@ -394,7 +394,13 @@ class MetaApi:
         return None
 
     def _subscription(self, args: list[Any]) -> Subscription[Any]:
-        subscription = self.realm.broker.subscriptions.get(_arg(args, 0, int, "subscription"))
+        """The subscription with the ID in ``args[0]``: this node's, else (in a cluster) another
+        node's (subscription IDs are the same on every node)."""
+        subscription_id = _arg(args, 0, int, "subscription")
+        subscription = self.realm.broker.subscriptions.get(subscription_id)
+        cluster = self.realm.cluster
+        if subscription is None and cluster is not None:
+            subscription = cluster.remote_subscription(subscription_id)
         if subscription is None:
             raise ApplicationError(errors.NO_SUCH_SUBSCRIPTION, "no subscription with this ID on the realm")
         return subscription
@@ -403,6 +409,11 @@ class MetaApi:
         lists: dict[str, list[int]] = {EXACT: [], PREFIX: [], WILDCARD: []}
         for subscription in self.realm.broker.subscriptions.all():
             lists[subscription.match].append(subscription.id)
+        cluster = self.realm.cluster
+        if cluster is not None:
+            for subscription in cluster.remote_subscriptions():
+                if subscription.id not in lists[subscription.match]:
+                    lists[subscription.match].append(subscription.id)
         return lists
 
     def _subscription_lookup(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -412,11 +423,18 @@ class MetaApi:
         if match not in MATCH_POLICIES:
             raise ApplicationError(errors.INVALID_ARGUMENT, f"match must be one of {', '.join(MATCH_POLICIES)}")
         subscription = self.realm.broker.subscriptions.lookup(topic, match)
+        cluster = self.realm.cluster
+        if subscription is None and cluster is not None:
+            subscription = cluster.remote_lookup(topic, match)
         return NULL if subscription is None else subscription.id
 
     def _subscription_match(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        found = self.realm.broker.subscriptions.matching(_arg(args, 0, str, "topic"))
-        return [s.id for s in found] or NULL
+        topic = _arg(args, 0, str, "topic")
+        ids = [s.id for s in self.realm.broker.subscriptions.matching(topic)]
+        cluster = self.realm.cluster
+        if cluster is not None:
+            ids += [s.id for s in cluster.remote_matching(topic) if s.id not in ids]
+        return ids or NULL
 
     def _subscription_get(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return _subscription_details(self._subscription(args))
@@ -424,8 +442,12 @@ class MetaApi:
     def _subscribers(self, args: list[Any]) -> list[int]:
         """Session IDs of a subscription's subscribers (history recorders are not sessions)."""
         subscription = self._subscription(args)
+        cluster = self.realm.cluster
+        if self.realm.broker.subscriptions.get(subscription.id) is not subscription:  # known on other nodes only
+            return cluster.remote_subscribers(subscription.id) if cluster is not None else []
         recorder = self.realm.broker.history.get(subscription.id)
-        return [sid for sid in subscription.subscribers if recorder is None or sid != recorder.session_id]
+        local = [sid for sid in subscription.subscribers if recorder is None or sid != recorder.session_id]
+        return local + (cluster.remote_subscribers(subscription.id) if cluster is not None else [])
 
     def _subscription_list_subscribers(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return self._subscribers(args)

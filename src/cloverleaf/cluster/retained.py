@@ -1,0 +1,165 @@
+"""Retained events cluster-wide: a JetStream KV bucket holds each topic's retained events, every
+node watches it into its broker, so a subscriber asking for the retained event gets it on any node,
+also on a node started after the publication (docs/cluster.md).
+
+The node that retains an event writes the topic's whole list (the broker keeps at most 16 per
+topic); the last write wins, and every node, the writer included, applies what the bucket says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ..router.broker import Audience, RetainedEvent
+from ..router.ratelimit import RateLimitedLog
+from .keys import key_token, kv_key
+
+if TYPE_CHECKING:
+    import nats.js.kv
+
+    from .backend import NatsCluster
+
+log = logging.getLogger("cloverleaf.cluster")
+limited_log = RateLimitedLog(log)
+
+
+def _lists(audience: Audience) -> list[Any]:
+    return [None if x is None else sorted(x) for x in (
+        audience.exclude, audience.eligible, audience.exclude_authid, audience.exclude_authrole,
+        audience.eligible_authid, audience.eligible_authrole)]  # fmt: skip
+
+
+def _encode(realm: str, topic: str, events: list[RetainedEvent]) -> bytes:
+    packed: bytes = msgpack.packb([realm, topic, [
+        [e.publication, e.details, e.args, e.kwargs, e.audience.publisher, e.audience.exclude_me, _lists(e.audience)]
+        for e in events
+    ]])
+    return packed
+
+
+def _decode(value: bytes) -> tuple[str, str, list[RetainedEvent]]:
+    realm, topic, raw = msgpack.unpackb(value, raw=False)
+    events = []
+    for publication, details, args, kwargs, publisher, exclude_me, lists in raw:
+        frozen = [None if x is None else frozenset(x) for x in lists]
+        events.append(RetainedEvent(publication, details, args, kwargs, Audience(publisher, exclude_me, *frozen)))
+    return realm, topic, events
+
+
+class RetainedEvents:
+    """The cluster's retained events (a :class:`~cloverleaf.cluster.backend.ClusterService`)."""
+
+    def __init__(self) -> None:
+        self.cluster: NatsCluster | None = None
+        self.kv: nats.js.kv.KeyValue | None = None
+        self.bucket = ""
+        self._watcher: Any = None
+        self._dirty: dict[str, tuple[str, str, list[RetainedEvent], list[Callable[[], None]]]] = {}
+        self._ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: KV key -> (realm, topic), to apply deletions
+        self._known: dict[str, tuple[str, str]] = {}
+
+    async def start(self, cluster: NatsCluster) -> None:
+        from nats.js.api import KeyValueConfig
+
+        self.cluster = cluster
+        js = cluster.nats.jetstream()
+        self.bucket = bucket = f"cloverleaf-{key_token(cluster.settings.name)}-retained"
+        try:
+            self.kv = await js.key_value(bucket)
+        except Exception:
+            self.kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1,
+                                                               replicas=cluster.settings.replicas))  # fmt: skip
+        self._watcher = watcher = await self.kv.watchall()
+        while True:
+            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+            if entry is None:
+                break
+            self._apply(entry)
+        loop = asyncio.get_running_loop()
+        for work in (self._follow(), self._write()):
+            task = loop.create_task(work)
+            self._tasks.add(task)
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while self._dirty and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._watcher.stop(), 1.0)
+
+    def changed(self, realm: str, topic: str, events: list[RetainedEvent], then: Callable[[], None] | None) -> None:
+        """Schedule writing ``topic``'s retained events; ``then`` once every node has them."""
+        key = kv_key(realm, topic)
+        pending = self._dirty.pop(key, None)
+        waiting = pending[3] if pending is not None else []
+        if then is not None:
+            waiting.append(then)
+        self._dirty[key] = (realm, topic, list(events), waiting)
+        self._ready.set()
+
+    async def _write(self) -> None:
+        assert self.kv is not None and self.cluster is not None
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._dirty:
+                key = next(iter(self._dirty))
+                realm, topic, events, waiting = self._dirty.pop(key)
+                try:
+                    revision = await self.kv.put(key, _encode(realm, topic, events))
+                except Exception as exc:
+                    limited_log.warning("cluster retained", "cluster: sharing the retained events of %s failed: %s",
+                                        topic, exc)  # fmt: skip
+                    revision = 0
+                if revision:
+                    await self.cluster.barrier(self.bucket, revision)
+                for then in waiting:
+                    try:
+                        then()
+                    except Exception:
+                        limited_log.log("cluster retained", logging.ERROR, "cluster: answering a PUBLISH failed",
+                                        exc_info=True)  # fmt: skip
+
+    async def _follow(self) -> None:
+        async for entry in self._watcher:
+            if entry is not None:
+                self._apply(entry)
+
+    def _apply(self, entry: Any) -> None:
+        assert self.cluster is not None
+        try:
+            if entry.operation in ("DEL", "PURGE"):
+                known = self._known.pop(entry.key, None)
+                if known is not None:
+                    self._set(known[0], known[1], [])
+                return
+            realm, topic, events = _decode(entry.value)
+            self._known[entry.key] = (realm, topic)
+            self._set(realm, topic, events)
+        except Exception:
+            limited_log.warning("cluster retained", "cluster: unreadable retained entry %s", entry.key)
+        finally:
+            if entry.revision is not None:
+                self.cluster.applied(self.bucket, entry.revision)
+
+    def _set(self, realm_name: str, topic: str, events: list[RetainedEvent]) -> None:
+        assert self.cluster is not None
+        realm = self.cluster.router.realms.get(realm_name)
+        if realm is not None:
+            realm.broker.set_retained(topic, events)
