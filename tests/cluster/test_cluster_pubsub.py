@@ -15,10 +15,12 @@ from tests.cluster.nats import NatsServer
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, launch_router, router_config
 
 
-def cluster_router(tmp: Path, nats_url: str, node: str, **cluster: Any) -> RouterProcess:
+def cluster_router(tmp: Path, nats_url: str, node: str, config: dict[str, Any] | None = None,
+                   **cluster: Any) -> RouterProcess:
+    """`cloverleaf start` as node ``node`` of cluster "test" (``config``: more top-level keys)."""
     tmp.mkdir(parents=True, exist_ok=True)
     section = {"name": "test", "node": node, "nats": {"servers": [nats_url]}, **cluster}
-    return launch_router(tmp, lambda ws, rs, unix: router_config(ws, rs, unix, cluster=section))
+    return launch_router(tmp, lambda ws, rs, unix: router_config(ws, rs, unix, cluster=section, **(config or {})))
 
 
 @pytest.fixture
@@ -138,3 +140,36 @@ async def test_unsubscribed_node_gets_nothing_more(two_nodes: tuple[RouterProces
     await asyncio.sleep(0.3)
     assert got == []
     assert "dropped" not in a.log()
+
+
+async def test_event_history_from_any_node(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Every node records the history of the configured topics, whichever node they were published on."""
+    from cloverleaf.client import PublishOptions as ClientPublishOptions
+    from cloverleaf.client import connect
+
+    history = {"realms": [{"name": "realm1", "event_history": [{"uri": "com.x.log.", "match": "prefix", "limit": 10}],
+                           "event_store": {"type": "memory"}}]}
+    a = cluster_router(tmp_path / "a", nats_server.url, "a", history)
+    b = cluster_router(tmp_path / "b", nats_server.url, "b", history)
+    try:
+        on_a = await connect(a.ws_url, "realm1")
+        on_b = await connect(b.ws_url, "realm1")
+        subscription = await on_b.call("wamp.subscription.lookup", "com.x.log.", {"match": "prefix"})
+        assert subscription == await on_a.call("wamp.subscription.lookup", "com.x.log.", {"match": "prefix"})
+        # the recorder of node b subscribed before node a started: its interest is in the registry
+        published = [await on_a.publish(f"com.x.log.{i}", i, options=ClientPublishOptions(acknowledge=True))
+                     for i in range(3)]
+        deadline = time.monotonic() + 5
+        while True:
+            events = await on_b.call("wamp.subscription.get_events", subscription)
+            if len(events) == 3 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert [e["args"] for e in events] == [[0], [1], [2]]
+        assert [e["publication"] for e in events] == [p.id for p in published if p is not None]
+        # the recorder is no subscriber in the meta API, on either node
+        assert await on_a.call("wamp.subscription.count_subscribers", subscription) == 0
+        await on_a.leave()
+        await on_b.leave()
+    finally:
+        assert a.stop() == 0 and b.stop() == 0, f"{a.log()}\n{b.log()}"

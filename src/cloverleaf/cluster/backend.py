@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgpack
 
 from ..router.broker import Audience, RetainedEvent
+from ..router.history import HistoryRecorder
 from ..router.ratelimit import RateLimitedLog
 from ..router.registry import LocalSubscriptionStore, Registration, Subscription
 from . import wire
@@ -311,6 +312,18 @@ class NatsCluster:
         self._last_own_heartbeat = loop.time()
         for work in (self._send_outbox(), self._write_interest(), self._heartbeats(), self._watch_peers()):
             self._tasks.append(loop.create_task(work))
+        if self._interest_dirty:
+            # the node's own subscriptions (event history) are known everywhere before it is ready
+            written: asyncio.Future[None] = loop.create_future()
+            last = next(reversed(self._interest_dirty))
+
+            def done() -> None:
+                if not written.done():
+                    written.set_result(None)
+
+            self._interest_dirty[last][2].append(done)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(written, 3.0)
         log.info("cluster %s: node %s joined as incarnation %s via %s", settings.name, settings.node,
                  self.incarnation, nc.connected_url.netloc if nc.connected_url else "?")  # fmt: skip
 
@@ -320,9 +333,21 @@ class NatsCluster:
         self.links[realm.name] = link
         realm.cluster = link
         secret, name = self.secret, realm.name
-        realm.broker.subscriptions = LocalSubscriptionStore(
+        broker = realm.broker
+        earlier = broker.subscriptions.all()  # the node's own: event history recorders
+        broker.subscriptions = LocalSubscriptionStore(
             id_for=lambda topic, match: scoped_id(secret, "subscription", name, match, topic)
         )
+        for subscription in earlier:
+            for member in subscription.subscribers.values():
+                moved, _ = broker.subscriptions.subscribe(subscription.topic, subscription.match, member)
+                if broker.history.get(subscription.id) is member:
+                    del broker.history[subscription.id]
+                    broker.history[moved.id] = member
+            # so that other nodes send this node the events its history keeps
+            kept = broker.subscriptions.lookup(subscription.topic, subscription.match)
+            if kept is not None:
+                self.publish_interest(name, kept, None)
         self.rpc.attach(realm)
 
     async def stop(self) -> None:
@@ -441,12 +466,14 @@ class NatsCluster:
             while self._interest_dirty:
                 key = next(iter(self._interest_dirty))
                 realm, subscription, waiting = self._interest_dirty.pop(key)
-                sessions = sorted(subscription.subscribers)
+                members = subscription.subscribers
+                # the meta API's subscribers are sessions; a history recorder still makes the node interested
+                sessions = sorted(sid for sid, member in members.items() if not isinstance(member, HistoryRecorder))
                 try:
                     # no subscriber left is written too (an empty list, read as no interest): a
                     # revision that can be waited for, as a deletion's could not
                     value = msgpack.packb([realm, subscription.match, subscription.topic, self.incarnation,
-                                           sessions, subscription.created])  # fmt: skip
+                                           sessions, subscription.created, bool(members)])  # fmt: skip
                     revision = await kv.put(key, value)
                     self._interest_entries[key] = _InterestEntry(realm, subscription.match, subscription.topic,
                                                                  self.incarnation)  # fmt: skip
@@ -511,7 +538,8 @@ class NatsCluster:
             return
         known = _InterestEntry(realm, match, topic, incarnation)
         link = self.links.get(realm)
-        if not sessions:  # no subscriber left on that node
+        interested = bool(more[1]) if len(more) > 1 else bool(sessions)
+        if not interested:  # no subscriber left on that node
             self._interest_entries.pop(entry.key, None)
             if link is not None:
                 self._drop_interest(link, known)
