@@ -173,3 +173,49 @@ async def test_event_history_from_any_node(tmp_path: Path, nats_server: NatsServ
         await on_b.leave()
     finally:
         assert a.stop() == 0 and b.stop() == 0, f"{a.log()}\n{b.log()}"
+
+
+async def test_metrics_show_the_cluster(tmp_path: Path, nats_server: NatsServer) -> None:
+    """/metrics of a cluster node: its cluster and incarnation, nodes seen, NATS connection, traffic."""
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    web_port = free_port()
+
+    def config(ws: int, rs: int, unix: str) -> dict[str, Any]:
+        section = {"name": "test", "node": "a", "nats": {"servers": [nats_server.url]}}
+        made = router_config(ws, rs, unix, cluster=section)
+        made["transports"].append({"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": web_port},
+                                   "paths": {"/metrics": {"type": "metrics"}}})
+        return made
+
+    (tmp_path / "a").mkdir()
+    a = launch_router(tmp_path / "a", config, wait_ports=[web_port])
+    b = cluster_router(tmp_path / "b", nats_server.url, "b")
+    try:
+        def scrape() -> dict[str, str]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            return {line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines()
+                    if line.startswith("cloverleaf_cluster")}
+
+        deadline = time.monotonic() + 5
+        while (metrics := scrape()).get("cloverleaf_cluster_nodes") != "2.0":
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.1)
+        assert metrics["cloverleaf_cluster_nats_connected"] == "1.0"
+        assert any(key.startswith('cloverleaf_cluster_info{') and 'cluster="test"' in key and 'node="a"' in key
+                   and 'incarnation="' in key for key in metrics), metrics
+        assert float(metrics["cloverleaf_cluster_messages_sent_total"]) >= 0
+        assert metrics["cloverleaf_cluster_fenced_total"] == "0.0"
+        b.stop()
+        deadline = time.monotonic() + 5
+        while (metrics := scrape()).get("cloverleaf_cluster_nodes") != "1.0":
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.1)
+        assert metrics["cloverleaf_cluster_nodes_lost_total"] == "1.0"
+        assert "node b" in a.log() and "left" in a.log()
+    finally:
+        assert a.stop() == 0, a.log()
+        b.stop()

@@ -33,6 +33,7 @@ from .ids import incarnation_id, scoped_id
 from .keys import key_token, kv_key
 from .retained import RetainedEvents
 from .rpc import ClusterRegistry
+from .stats import ClusterStats
 
 if TYPE_CHECKING:
     import nats.aio.client
@@ -69,18 +70,6 @@ class ClusterSettings:
     failure_timeout: float = 1.5
     #: JetStream replicas of the cluster's KV buckets (3 in production: survives a NATS server)
     replicas: int = 1
-
-
-@dataclass(slots=True)
-class ClusterStats:
-    """Counters for logs and /metrics."""
-
-    sent: int = 0
-    received: int = 0
-    dropped: int = 0
-    undecodable: int = 0
-    nodes_seen: int = 0
-    nodes_lost: int = 0
 
 
 class NodeMember:
@@ -737,6 +726,11 @@ class NatsCluster:
         nc = self._nc
         url = nc.connected_url.netloc if nc is not None and nc.connected_url else "?"
         log.info("cluster %s: reconnected to NATS at %s", self.settings.name, url)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the node is connected to a NATS server now."""
+        return bool(self._nc is not None and self._nc.is_connected)
 
     def status(self) -> dict[str, Any]:
         """What /metrics and the logs show of the cluster."""

@@ -6,7 +6,8 @@ collector turns them into Prometheus families only when ``/metrics`` is asked fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -14,6 +15,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..router.router import Router
 from ..wamp.messages import MESSAGE_CLASSES
+
+if TYPE_CHECKING:
+    from ..cluster.backend import NatsCluster
 
 
 class RouterCollector:
@@ -55,9 +59,44 @@ class RouterCollector:
         yield from (sessions, joins, received, sent, calls, events, errors, aborts, drops, connections)
 
 
-def metrics_renderer(router: Router) -> tuple[CollectorRegistry, str]:
+class ClusterCollector:
+    """The node's view of its cluster: nodes seen, the NATS connection, traffic to and from other nodes."""
+
+    def __init__(self, cluster: Callable[[], NatsCluster | None]) -> None:
+        self._cluster = cluster  # (a fenced node's back end is replaced: always ask for the current one)
+
+    def collect(self) -> Iterator[Metric]:
+        cluster = self._cluster()
+        if cluster is None:
+            return
+        stats = cluster.stats
+        info = GaugeMetricFamily("cloverleaf_cluster_info", "This node in its cluster (value 1)",
+                                 labels=["cluster", "node", "incarnation"])  # fmt: skip
+        info.add_metric([cluster.settings.name, cluster.settings.node, cluster.incarnation], 1)
+        nodes = GaugeMetricFamily("cloverleaf_cluster_nodes", "Live nodes seen by this node, itself included")
+        nodes.add_metric([], len(cluster.peers) + 1)
+        connected = GaugeMetricFamily("cloverleaf_cluster_nats_connected", "1 while the node is connected to NATS")
+        connected.add_metric([], 1 if cluster.connected else 0)
+        sent = CounterMetricFamily("cloverleaf_cluster_messages_sent", "Messages sent to other nodes")
+        sent.add_metric([], stats.sent)
+        received = CounterMetricFamily("cloverleaf_cluster_messages_received", "Messages received from other nodes")
+        received.add_metric([], stats.received)
+        dropped = CounterMetricFamily("cloverleaf_cluster_messages_dropped",
+                                      "Messages to other nodes dropped (outbox full, NATS refused)")  # fmt: skip
+        dropped.add_metric([], stats.dropped)
+        lost = CounterMetricFamily("cloverleaf_cluster_nodes_lost", "Other nodes found dead or gone")
+        lost.add_metric([], stats.nodes_lost)
+        fenced = CounterMetricFamily("cloverleaf_cluster_fenced", "Times this node fenced itself")
+        fenced.add_metric([], stats.fenced)
+        yield from (info, nodes, connected, sent, received, dropped, lost, fenced)
+
+
+def metrics_renderer(router: Router, cluster: Callable[[], NatsCluster | None] | None = None,
+                     ) -> tuple[CollectorRegistry, str]:  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RouterCollector(router))
+    if cluster is not None:
+        registry.register(ClusterCollector(cluster))
     return registry, CONTENT_TYPE_LATEST
 
 

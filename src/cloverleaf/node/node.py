@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cluster.stats import ClusterStats
 from ..router.auth import (
     Action,
     AnonymousAuthenticator,
@@ -223,6 +224,8 @@ class Node:
         #: the link to the other nodes of the cluster, when the config has a cluster section
         self.cluster: NatsCluster | None = None
         self._fencing: asyncio.Task[None] | None = None
+        #: counters kept across the node's incarnations (a fenced node rejoins as a new one)
+        self.cluster_stats = ClusterStats()
         if config.components:  # the component, long-poll and console modules load only when configured
             from .components import Components
 
@@ -261,7 +264,7 @@ class Node:
             cluster.nats.token, credentials, tls, cluster.heartbeat_interval, cluster.failure_timeout,
             cluster.replicas,
         )  # fmt: skip
-        self.cluster = NatsCluster(settings, self.router)
+        self.cluster = NatsCluster(settings, self.router, stats=self.cluster_stats)
         from ..cluster.sessions import SessionDirectory
 
         self.cluster.services.append(SessionDirectory(self.router))
@@ -285,6 +288,7 @@ class Node:
         """Close every session with a reason saying why (clients reconnect, to a healthy node if
         they know one), then rejoin the cluster as a new incarnation."""
         sessions = self.router.sessions
+        self.cluster_stats.fenced += 1
         log.error("cluster: fencing this node (%s): closing its %d sessions, then rejoining as a new incarnation",
                   reason, len(sessions))  # fmt: skip
         for session in list(sessions):
@@ -407,7 +411,7 @@ class Node:
     def _metrics(self) -> Callable[[], tuple[bytes, str]]:
         from .metrics import metrics_renderer, render  # prometheus-client only when metrics are served
 
-        registry, content_type = metrics_renderer(self.router)
+        registry, content_type = metrics_renderer(self.router, (lambda: self.cluster) if self.config.cluster else None)
         return lambda: (render(registry), content_type)
 
     async def _start_web(self, transport: WebTransport) -> None:
