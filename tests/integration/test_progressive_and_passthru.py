@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from tests.conftest import RouterProcess
+from tests.rawclient import RawClient
 
 CLUSTER_READY = True  # also run against two router nodes of a cluster (tests/conftest.py)
-from tests.rawclient import RawClient
 
 CALL, INVOCATION, YIELD, RESULT, ERROR, REGISTER, PUBLISH, SUBSCRIBE, EVENT = 48, 68, 70, 50, 8, 64, 16, 32, 36
 

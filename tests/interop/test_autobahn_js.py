@@ -25,11 +25,11 @@ from typing import Any
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallResult, RegisterOptions, SubscribeOptions
 from tests.conftest import JS_DIR, AutobahnSessions, RouterProcess, autobahn_transport
+from tests.interop.matrix import FEATURES, ClientInfo, InteropResults, expect_runs
 
 #: also run against two router nodes of a cluster (tests/conftest.py): the JS and Python sessions land on
 #: different nodes
 CLUSTER_READY = True
-from tests.interop.matrix import FEATURES, ClientInfo, InteropResults, expect_runs
 
 SERIALIZERS = ["json", "msgpack", "cbor"]
 JS_CHECKS = ["join", "call_args_kwargs", "no_such_procedure", "application_error", "progressive_results",

@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -557,7 +558,7 @@ class NatsTlsConfig(_Strict):
 class NatsConfig(_Strict):
     """How a node reaches NATS: every server it may use, and the credentials they want."""
 
-    servers: Annotated[list[Annotated[str, Field(pattern=r"^(nats|tls)://[^\s/]+$")]], Field(min_length=1)]
+    servers: Annotated[list[str], Field(min_length=1)]
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -565,21 +566,39 @@ class NatsConfig(_Strict):
     credentials: str | None = None
     tls: NatsTlsConfig | None = None
 
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, servers: list[str]) -> list[str]:
+        for index, url in enumerate(servers):
+            if not re.fullmatch(r"(nats|tls)://[^\s/]+", url):
+                raise ValueError(f"a NATS server URL such as nats://127.0.0.1:4222 (nats:// or tls://, host and "
+                                 f"port) as servers[{index}], got {url!r}")  # fmt: skip
+        return servers
+
 
 class ClusterConfig(_Strict):
     """The cluster this node belongs to (docs/cluster.md); without it the node is on its own."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-    node: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    name: str
+    node: str
     nats: NatsConfig
     heartbeat_interval: Annotated[float, Field(gt=0, le=10)] = 0.25
     failure_timeout: Annotated[float, Field(gt=0, le=60)] = 1.5
     replicas: Annotated[int, Field(ge=1, le=5)] = 1
 
+    @field_validator("name", "node")
+    @classmethod
+    def _names(cls, value: str, info: ValidationInfo) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError(f"1 to 64 letters, digits, '_' or '-' (the {info.field_name} is part of NATS subject "
+                             f"and bucket names)")  # fmt: skip
+        return value
+
     @model_validator(mode="after")
     def _timeouts(self) -> ClusterConfig:
         if self.failure_timeout < 3 * self.heartbeat_interval:
-            raise ValueError(f"failure_timeout: at least 3 heartbeat intervals ({3 * self.heartbeat_interval:g} s), "
+            minimum = 3 * self.heartbeat_interval
+            raise ValueError(f"a failure_timeout of at least 3 heartbeat intervals ({minimum:g} s), "
                              f"got {self.failure_timeout:g}")  # fmt: skip
         return self
 
