@@ -289,6 +289,8 @@ class Node:
         they know one), then rejoin the cluster as a new incarnation."""
         sessions = self.router.sessions
         self.cluster_stats.fenced += 1
+        # until it is back in the cluster, a session it welcomed would be routed on this node only
+        self.router.refusing_joins = (CLOSE_NODE_FENCED, "this router node is rejoining its cluster; reconnect")
         log.error("cluster: fencing this node (%s): closing its %d sessions, then rejoining as a new incarnation",
                   reason, len(sessions))  # fmt: skip
         for session in list(sessions):
@@ -303,6 +305,10 @@ class Node:
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), 3.0)
+            # a stop cut short leaves the old connection open: its subscriptions would go on
+            # acting for the old incarnation
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.nats.close(), 1.0)
         assert self.config.cluster is not None
         delay = 0.1
         while True:
@@ -313,6 +319,7 @@ class Node:
                 log.warning("cluster: rejoining failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self.router.refusing_joins = None
         self._fencing = None
 
     async def start(self) -> None:

@@ -158,6 +158,9 @@ class Router:
         self._join_tasks: set[asyncio.Task[None]] = set()
         #: session IDs claimed cluster-wide before WELCOME (None: a single node, joins never wait for it)
         self.cluster_sessions: ClusterSessions | None = None
+        #: while set, every HELLO is answered ABORT (reason, message): a cluster node rejoining its
+        #: cluster must not welcome sessions it could only route on its own
+        self.refusing_joins: tuple[str, str] | None = None
         #: seconds a (dynamic) authenticator may take before the join is refused
         self.auth_timeout = 10.0
         self.failures = FailureDelays()
@@ -233,6 +236,9 @@ class Router:
             return
         if not is_valid_uri(message.realm):
             session.abort(errors.INVALID_URI, f"invalid realm URI {message.realm!r:.100}")
+            return
+        if self.refusing_joins is not None:
+            session.abort(*self.refusing_joins)
             return
         realm = self.realms.get(message.realm)
         if realm is None:
