@@ -18,7 +18,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,6 +49,8 @@ limited_log = RateLimitedLog(log)
 #: messages queued for other nodes at most; past it new ones are dropped and counted (a node that
 #: cannot reach NATS for long fences itself anyway)
 MAX_OUTBOX = 100_000
+#: dead incarnations remembered (each is ignored if it speaks again)
+MAX_DEAD = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,23 @@ class RealmLink:
     def callees_changed(self, registration: Registration[Any], then: Callable[[], None] | None = None) -> None:
         self.cluster.rpc.callees_changed(self.realm, registration, then)
 
+    def subscribers_gone(self, removed: list[tuple[Subscription[NodeMember], bool]],
+                         sessions: dict[int, list[int]]) -> None:  # fmt: skip
+        """A dead node's subscriptions left this realm's view (``removed``: each with whether no
+        other node has it left; ``sessions``: its subscriber session IDs per subscription): tell
+        this node's subscribers, as a single router tells of each leaving session's subscriptions
+        (each survivor tells its own, so each subscriber hears it once)."""
+        meta = self.realm.meta
+        local = self.realm.broker.subscriptions
+        for subscription, deleted in removed:
+            ids = sessions.get(subscription.id, [])
+            if subscription.topic.startswith("wamp.") or not ids:
+                continue  # (no meta events about the router's own topics, as on one node)
+            for session_id in ids:
+                meta.publish_local("wamp.subscription.on_unsubscribe", session_id, subscription.id)
+            if deleted and local.lookup(subscription.topic, subscription.match) is None:
+                meta.publish_local("wamp.subscription.on_delete", ids[-1], subscription.id)
+
     def deliver(self, message: wire.Publication) -> None:
         """A publication another node forwarded: to this node's subscribers."""
         audience = Audience(message.publisher, message.exclude_me, *(_frozen(x) for x in message.lists))
@@ -245,6 +264,11 @@ class NatsCluster:
         self.handlers: dict[int, Callable[[Any], None]] = {wire.Publication.KIND: self._on_publication}
         #: called with the incarnation of each node found dead, after its interest is dropped
         self.on_node_down: list[Callable[[str], None]] = []
+        #: incarnations found dead or gone (a dead incarnation never comes back: what a thawed one
+        #: still says is ignored), the latest at most MAX_DEAD
+        self.dead: dict[str, None] = {}
+        #: while the on_node_down callbacks run: the node dropped and whether its departure is told
+        self._dropping: tuple[str, bool] | None = None
         #: registrations cluster-wide and the RPC traffic
         self.rpc = ClusterRegistry(self)
         #: retained events cluster-wide
@@ -379,7 +403,10 @@ class NatsCluster:
     # -- sending ---------------------------------------------------------------------------------
 
     def send(self, incarnation: str, payload: bytes) -> None:
-        """Queue one message for another node (never blocks)."""
+        """Queue one message for another node (never blocks); nothing once this node is fenced
+        (the others have dropped it: what its closing sessions publish must not reach them)."""
+        if self.fenced:
+            return
         if len(self._outbox) >= MAX_OUTBOX:
             self.stats.dropped += 1
             limited_log.warning("cluster outbox full", "cluster outbox full (%d messages): message to %s dropped",
@@ -523,7 +550,7 @@ class NatsCluster:
         except Exception:
             limited_log.warning("cluster interest", "cluster: unreadable interest entry %s", entry.key)
             return
-        if incarnation == self.incarnation:
+        if incarnation == self.incarnation or incarnation in self.dead:
             return
         known = _InterestEntry(realm, match, topic, incarnation)
         link = self.links.get(realm)
@@ -545,8 +572,9 @@ class NatsCluster:
     def expect_peer(self, incarnation: str) -> bool:
         """A KV entry names ``incarnation``: count it as alive until it has been silent for the
         failure timeout (entries can arrive before a node's first heartbeat; one of a node that
-        died earlier is then cleaned up like any dead node's). False for this node itself."""
-        if incarnation == self.incarnation:
+        died earlier is then cleaned up like any dead node's). False for this node itself and for
+        a node found dead already (its entries are being cleaned up)."""
+        if incarnation == self.incarnation or incarnation in self.dead:
             return False
         if incarnation not in self.peers:
             self.peers[incarnation] = _Peer("?", asyncio.get_running_loop().time())
@@ -642,6 +670,8 @@ class NatsCluster:
         if beat.incarnation == self.incarnation:
             self._last_own_heartbeat = now
             return
+        if beat.incarnation in self.dead:
+            return  # a frozen node thawed: it fences itself and comes back as a new incarnation
         peer = self.peers.get(beat.incarnation)
         if peer is None or peer.node == "?":
             if peer is None:
@@ -685,27 +715,64 @@ class NatsCluster:
         else:
             log.warning("cluster %s: node %s (%s) is gone (silent for %.1f s): dropping its state",
                         self.settings.name, peer.node, incarnation, silent)  # fmt: skip
+        self.dead[incarnation] = None
+        while len(self.dead) > MAX_DEAD:
+            del self.dead[next(iter(self.dead))]
+        # a node that said it leaves: its sessions told their leaving themselves; one never heard
+        # from (its entries outlived it): this node's subscribers never heard of its sessions
+        announce = not leaving and peer.node != "?"
         member = self._members.pop(incarnation, None)
         if member is not None:
             for link in self.links.values():
-                link.interest.remove_member(member)
+                sessions: dict[int, list[int]] = {}
                 for pair in [pair for pair in link.subscribers if pair[1] == incarnation]:
-                    del link.subscribers[pair]
+                    sessions[pair[0]] = link.subscribers.pop(pair)
+                removed = link.interest.remove_member(member)
+                if announce:
+                    try:
+                        link.subscribers_gone(removed, sessions)
+                    except Exception:
+                        limited_log.log("cluster node down", logging.ERROR, "cluster: meta events about %s failed",
+                                        incarnation, exc_info=True)  # fmt: skip
         stale = [key for key, entry in self._interest_entries.items() if entry.incarnation == incarnation]
         for key in stale:
             del self._interest_entries[key]
         if stale and self.is_janitor():
-            asyncio.get_running_loop().create_task(self._purge(stale))
-        for callback in self.on_node_down:
-            try:
-                callback(incarnation)
-            except Exception:
-                limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
-                                incarnation, exc_info=True)  # fmt: skip
+            self.later(self._purge(stale))
+        self._dropping = (incarnation, announce)
+        try:
+            for callback in self.on_node_down:
+                try:
+                    callback(incarnation)
+                except Exception:
+                    limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
+                                    incarnation, exc_info=True)  # fmt: skip
+        finally:
+            self._dropping = None
+
+    def tells_departure(self, incarnation: str) -> bool:
+        """In an ``on_node_down`` callback: whether this node's subscribers are told about the
+        dropped node's sessions (meta events for their subscriptions, registrations, leaving).
+        Not for a node that said it leaves (its sessions told it as they left) nor for one never
+        heard from (its entries outlived it: nobody here heard of its sessions)."""
+        return self._dropping == (incarnation, True)
 
     def is_janitor(self) -> bool:
         """The live node with the smallest incarnation cleans up after dead ones."""
         return all(self.incarnation < other for other in self.peers)
+
+    def later(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        """Run the janitor's ``cleanup`` of a dead node's KV entries a failure timeout from now:
+        every survivor has found the node dead by then (and told its own subscribers about its
+        state); one whose watcher saw the entries vanish first would drop that state silently."""
+        loop = asyncio.get_running_loop()
+
+        def start() -> None:
+            task = loop.create_task(cleanup)
+            self._sync_tasks.add(task)
+            task.add_done_callback(self._sync_tasks.discard)
+
+        loop.call_later(self.settings.failure_timeout, start)
 
     async def _purge(self, keys: list[str]) -> None:
         kv = self._subscriptions_kv

@@ -326,7 +326,9 @@ class ClusterRegistry:
                         outcome = ("created", value)
                         break
                     current = msgpack.unpackb(entry.value, raw=False)
-                    current_invoke, callees = current[3], current[5]
+                    # (callees of a node found dead are not counted: the janitor removes them soon)
+                    dead = self.cluster.dead
+                    current_invoke, callees = current[3], [c for c in current[5] if c[0] not in dead]
                     if not callees:
                         value = [realm.name, match, procedure, invoke, options, [mine], now_iso()]
                         revision = await kv.update(key, msgpack.packb(value), last=entry.revision)
@@ -508,6 +510,7 @@ class ClusterRegistry:
     # -- a node is gone ----------------------------------------------------------------------------
 
     def _node_down(self, incarnation: str) -> None:
+        announce = self.cluster.tells_departure(incarnation)
         for (owner, _session), callee in list(self.callees.items()):
             if owner != incarnation:
                 continue
@@ -516,7 +519,16 @@ class ClusterRegistry:
             realm = self.cluster.router.realms.get(callee.realm_name)
             if realm is None:
                 continue
-            realm.dealer.registrations.remove_member(callee)  # type: ignore[arg-type]
+            removed = realm.dealer.registrations.remove_member(callee)  # type: ignore[arg-type]
+            if announce:
+                # to this node's subscribers only (each survivor tells its own), as a single router
+                # tells of a leaving callee's registrations; on_delete: no callee left on any node
+                for registration, deleted in removed:
+                    if registration.procedure.startswith("wamp."):
+                        continue
+                    realm.meta.publish_local("wamp.registration.on_unregister", callee.session_id, registration.id)
+                    if deleted:
+                        realm.meta.publish_local("wamp.registration.on_delete", callee.session_id, registration.id)
             for pending in list(callee.pending_invocations.values()):
                 pending.stop_timer()
                 caller = pending.caller
@@ -533,9 +545,7 @@ class ClusterRegistry:
             if realm is not None:
                 realm.dealer.detach(remote_caller)  # type: ignore[arg-type]
         if self.cluster.is_janitor():
-            task = asyncio.get_running_loop().create_task(self._purge(incarnation))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.cluster.later(self._purge(incarnation))
 
     async def _purge(self, incarnation: str) -> None:
         for key in list(self._known):

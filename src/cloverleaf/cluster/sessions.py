@@ -14,6 +14,12 @@ When a node dies, every survivor drops its sessions from its view and tells its 
 hears it once); the janitor deletes the dead node's entries, a ``failure_timeout`` later so that
 every survivor has noticed the death first (an entry deleted before a survivor noticed would leave
 that survivor's subscribers without their ``on_leave``).
+
+Testaments: a session's node keeps a copy of its testaments in its entry (the value's fourth item:
+scope -> ``[topic, args, kwargs, publish options]`` in order), rewritten with compare-and-set on
+each ``add_testament`` and ``flush_testaments`` (which answer once it is stored). A session that
+leaves has its testaments published by its own node, as on a single router; when a node dies, the
+janitor (alone) publishes its sessions' testaments cluster-wide, before their ``on_leave``.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from ..router.meta import Testament
 from ..router.ratelimit import RateLimitedLog
 from . import wire
 from .keys import key_token, kv_key
 from .session_wire import KillSessions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import nats.js.kv
 
     from ..router.realm import Realm
@@ -53,6 +62,22 @@ class RemoteSession:
     incarnation: str
     node: str
     key: str
+    #: its testaments, as its node stored them: scope -> [topic, args, kwargs, publish options]
+    testaments: dict[str, list[Any]] | None = None
+
+    def decoded_testaments(self) -> dict[str, list[Testament]]:
+        found: dict[str, list[Testament]] = {}
+        for scope, items in (self.testaments or {}).items():
+            if type(scope) is not str or type(items) is not list:
+                continue
+            for item in items:
+                if type(item) is list and len(item) == 4 and type(item[0]) is str:
+                    topic, args, kwargs, options = item
+                    found.setdefault(scope, []).append(Testament(
+                        topic, args if type(args) is list else None, kwargs if type(kwargs) is dict else None,
+                        options if type(options) is dict else {},
+                    ))  # fmt: skip
+        return found
 
 
 class RealmSessions:
@@ -89,6 +114,12 @@ class RealmSessions:
     def left(self, session_id: int) -> None:
         self.directory.release(self.realm.name, session_id)
 
+    def testaments_changed(self, session_id: int, testaments: dict[str, list[Testament]],
+                           then: Callable[[], None]) -> None:  # fmt: skip
+        stored = {scope: [[t.topic, t.args, t.kwargs, t.options] for t in items]
+                  for scope, items in testaments.items() if items}  # fmt: skip
+        self.directory.store_testaments(kv_key(self.realm.name, str(session_id)), stored, then)
+
 
 class SessionDirectory:
     """Session IDs claimed cluster-wide and the view of every node's sessions
@@ -111,6 +142,9 @@ class SessionDirectory:
         self._claiming: set[str] = set()
         self._deletes: deque[str] = deque()
         self._deletes_ready = asyncio.Event()
+        #: key of this node's session -> the testaments to store in its entry, and who waits for it
+        self._testaments: dict[str, tuple[dict[str, list[Any]], list[Callable[[], None]]]] = {}
+        self._testaments_ready = asyncio.Event()
         #: incarnations found dead: entries of theirs seen later are stale
         self._dead: set[str] = set()
         #: incarnations with entries but no heartbeat yet -> since when (loop time)
@@ -146,7 +180,7 @@ class SessionDirectory:
         cluster.on_node_down.append(self._on_node_down)
         await self._load()
         self.router.cluster_sessions = self
-        for work in (self._write_deletes(), self._sweep()):
+        for work in (self._write_deletes(), self._write_testaments(), self._sweep()):
             self._spawn(work)
 
     async def stop(self) -> None:
@@ -156,6 +190,10 @@ class SessionDirectory:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
+        for _testaments, waiting in self._testaments.values():
+            for then in waiting:
+                then()
+        self._testaments.clear()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
@@ -187,6 +225,73 @@ class SessionDirectory:
     def _value(self, details: dict[str, Any]) -> bytes:
         cluster = self.cluster
         return msgpack.packb([details, cluster.incarnation, cluster.settings.node], use_bin_type=True)  # type: ignore[no-any-return]
+
+    # -- testaments --------------------------------------------------------------------------------
+
+    def store_testaments(self, key: str, testaments: dict[str, list[Any]], then: Callable[[], None]) -> None:
+        """Schedule writing a session's testaments into its entry (the latest wins); ``then`` once done."""
+        pending = self._testaments.pop(key, None)
+        waiting = pending[1] if pending is not None else []
+        waiting.append(then)
+        self._testaments[key] = (testaments, waiting)
+        self._testaments_ready.set()
+
+    async def _write_testaments(self) -> None:
+        pending = self._testaments
+        while True:
+            await self._testaments_ready.wait()
+            self._testaments_ready.clear()
+            while pending:
+                key = next(iter(pending))
+                testaments, waiting = pending.pop(key)
+                try:
+                    await self._put_testaments(key, testaments)
+                except Exception as exc:
+                    limited_log.warning("session testaments", "cluster: storing the testaments of %s failed: %s",
+                                        key, exc)  # fmt: skip
+                for then in waiting:
+                    try:
+                        then()
+                    except Exception:
+                        limited_log.log("session testaments", logging.ERROR, "cluster: answering a testament call "
+                                        "failed", exc_info=True)  # fmt: skip
+
+    async def _put_testaments(self, key: str, testaments: dict[str, list[Any]]) -> None:
+        """Rewrite this node's session entry ``key`` with ``testaments`` (compare-and-set: an entry
+        deleted meanwhile, its session gone, is not written again). Bounded: about 2 s."""
+        from nats.js.errors import NotFoundError
+
+        kv = self._kv
+        assert kv is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while loop.time() < deadline:
+            if key in self._claiming:  # an in-memory session's claim is on its way
+                await asyncio.sleep(0.01)
+                continue
+            if key not in self._mine:
+                return  # the session has left (its node publishes its testaments itself)
+            try:
+                entry = await kv.get(key)
+            except NotFoundError:
+                return
+            except Exception as exc:  # NATS is reconnecting: again
+                limited_log.warning("session testaments", "cluster: reading %s failed: %s", key, exc)
+                await asyncio.sleep(0.1)
+                continue
+            if entry.value is None:
+                return
+            details, incarnation, node, *_more = msgpack.unpackb(entry.value, raw=False)
+            value = msgpack.packb([details, incarnation, node, testaments], use_bin_type=True)
+            try:
+                await kv.update(key, value, last=entry.revision)
+                return
+            except self._clash:
+                continue  # written (or deleted) meanwhile: read again
+            except Exception as exc:
+                limited_log.warning("session testaments", "cluster: writing %s failed: %s", key, exc)
+                await asyncio.sleep(0.1)
+        raise TimeoutError("the sessions bucket did not take the write in time")
 
     async def claim(self, realm: str, session_id: int, details: dict[str, Any]) -> bool:
         kv = self._kv
@@ -229,6 +334,10 @@ class SessionDirectory:
 
     def release(self, realm: str, session_id: int) -> None:
         key = kv_key(realm, str(session_id))
+        pending = self._testaments.pop(key, None)
+        if pending is not None:  # no need to store them now: this node publishes them
+            for then in pending[1]:
+                then()
         if key in self._mine:
             self._mine.discard(key)
             self._delete_soon([key])
@@ -293,7 +402,8 @@ class SessionDirectory:
                 self._forget(known)
             return
         try:
-            details, incarnation, node = msgpack.unpackb(entry.value, raw=False)
+            details, incarnation, node, *more = msgpack.unpackb(entry.value, raw=False)
+            testaments = more[0] if more and type(more[0]) is dict else None
             realm, session_id = details["realm"], details["session"]
             if not (type(realm) is str and type(session_id) is int and type(incarnation) is str):
                 raise TypeError("realm, session or incarnation of the wrong type")
@@ -307,7 +417,7 @@ class SessionDirectory:
             if cluster.is_janitor():
                 self._delete_soon([entry.key])
             return
-        remote = RemoteSession(realm, session_id, details, incarnation, str(node), entry.key)
+        remote = RemoteSession(realm, session_id, details, incarnation, str(node), entry.key, testaments)
         previous = self._entries.get(entry.key)
         if previous is not None:
             self._forget(previous)
@@ -339,6 +449,10 @@ class SessionDirectory:
         self._dead.add(incarnation)
         self._unknown_since.pop(incarnation, None)
         keys: list[str] = []
+        cluster = self.cluster
+        # the janitor alone publishes the testaments, cluster-wide (is_janitor: the same answer on
+        # every survivor, the dead node being out of their peers)
+        janitor = cluster.is_janitor()
         for key, remote in list(self._entries.items()):
             if remote.incarnation != incarnation:
                 continue
@@ -347,12 +461,13 @@ class SessionDirectory:
             if self._forget(remote) and announce:
                 realm = self.router.realms.get(remote.realm)
                 if realm is not None:
+                    if janitor and remote.testaments:
+                        realm.meta.publish_testaments(remote.session_id, remote.decoded_testaments())
                     details = remote.details
                     realm.meta.publish_local("wamp.session.on_leave", remote.session_id, details.get("authid"),
                                              details.get("authrole"))  # fmt: skip
-        cluster = self.cluster
         log.info("cluster: node %s gone with %d sessions", incarnation, len(keys))
-        if keys and cluster.is_janitor():
+        if keys and janitor:
             # later, so that every survivor has found the node dead (and told its subscribers) first
             asyncio.get_running_loop().call_later(cluster.settings.failure_timeout, self._delete_soon, keys)
 

@@ -107,13 +107,13 @@ class Audience:
         return self.eligible_authrole is None or authrole in self.eligible_authrole
 
 
-def _audience(session: RouterSession, options: dict[str, Any]) -> Audience:
+def _audience(publisher: int, options: dict[str, Any]) -> Audience:
     """Read and type-check the publish options that restrict delivery; raise ValueError if malformed."""
     exclude_me = options.get("exclude_me", True)
     if type(exclude_me) is not bool:
         raise ValueError("option 'exclude_me' must be a boolean")
     if _FILTER_KEYS.isdisjoint(options):  # the common case: no black or white list
-        return Audience(session.session_id, exclude_me)
+        return Audience(publisher, exclude_me)
     lists: dict[str, frozenset[Any]] = {}
     for key in _ID_LISTS:
         value = options.get(key)
@@ -129,7 +129,7 @@ def _audience(session: RouterSession, options: dict[str, Any]) -> Audience:
             if type(value) is not list or any(type(item) is not str for item in value):
                 raise ValueError(f"option {key!r} must be a list of strings")
             lists[key] = frozenset(value)
-    return Audience(session.session_id, exclude_me, **lists)
+    return Audience(publisher, exclude_me, **lists)
 
 
 @dataclass(slots=True)
@@ -273,7 +273,7 @@ class Broker:
         try:
             if type(acknowledge) is not bool:
                 raise ValueError("option 'acknowledge' must be a boolean")
-            audience = _audience(session, options)
+            audience = _audience(session.session_id, options)
         except ValueError as exc:
             session.error(Publish.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, str(exc))
             return

@@ -28,7 +28,7 @@ from ..wamp.messages import (
     Yield,
 )
 from .auth import Action
-from .meta import result_args
+from .meta import Later, result_args
 from .patterns import EXACT, MATCH_POLICIES, passthru_keys
 from .registry import AlreadyRegistered, LocalRegistrationStore, Registration, RegistrationStore
 
@@ -471,6 +471,17 @@ class Dealer:
         except ApplicationError as exc:
             caller.send(Error(Call.MESSAGE_TYPE, message.request, {}, exc.error, list(exc.args) or None,
                               exc.kwargs or None))  # fmt: skip
+            return
+        if isinstance(value, Later):  # answered once the meta procedure's work is done (its later messages wait)
+            caller.hold()
+            request = message.request
+
+            def answer(value: Later = value) -> None:
+                if caller.is_open:
+                    caller.send(Result(request, {}, result_args(value.value)))
+                caller.release()
+
+            value.start(answer)
             return
         caller.send(Result(message.request, {}, result_args(value)))
 

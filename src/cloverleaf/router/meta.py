@@ -52,6 +52,12 @@ class ClusterSessions(Protocol):
     def left(self, session_id: int) -> None:
         """A session of this node left the realm."""
 
+    def testaments_changed(self, session_id: int, testaments: dict[str, list[Testament]],
+                           then: Callable[[], None]) -> None:  # fmt: skip
+        """A session of this node added or flushed testaments (``testaments``: all it has now, by
+        scope): keep a copy where the cluster publishes them should this node die; ``then`` is
+        called once the copy is stored (or storing it failed)."""
+
 
 #: meta events come from the router itself: no publisher to exclude, no black or white list
 _ROUTER_AUDIENCE = Audience(0, False)
@@ -73,6 +79,15 @@ class _Null:
 
 
 NULL = _Null()
+
+
+@dataclass(slots=True)
+class Later:
+    """What a meta procedure returns when its answer must wait: the dealer holds the caller's later
+    messages, calls ``start`` with a function to call when done, then sends RESULT ``value``."""
+
+    start: Callable[[Callable[[], None]], None]
+    value: Any = None
 
 
 def result_args(value: Any) -> list[Any] | None:
@@ -155,10 +170,9 @@ class MetaApi:
 
     def left(self, session: RouterSession) -> None:
         identity = session.identity
-        for scope in ("detached", "destroyed"):  # no session resumption: both happen now
-            for testament in self.testaments.get(session.session_id, {}).get(scope, []):
-                self._publish_testament(session, testament)
-        self.testaments.pop(session.session_id, None)
+        testaments = self.testaments.pop(session.session_id, None)
+        if testaments:
+            self.publish_testaments(session.session_id, testaments)
         self.publish(
             "wamp.session.on_leave", session.session_id, identity.authid if identity else None,
             identity.authrole if identity else None,
@@ -166,11 +180,18 @@ class MetaApi:
         if self.cluster is not None:
             self.cluster.left(session.session_id)
 
-    def _publish_testament(self, session: RouterSession, testament: Testament) -> None:
+    def publish_testaments(self, session_id: int, testaments: dict[str, list[Testament]]) -> None:
+        """Publish the testaments of a session that is gone (on every node of a cluster): those of
+        its own node when it leaves, or, when its node died, on the node cleaning up after it."""
+        for scope in ("detached", "destroyed"):  # no session resumption: both happen now
+            for testament in testaments.get(scope, []):
+                self._publish_testament(session_id, testament)
+
+    def _publish_testament(self, session_id: int, testament: Testament) -> None:
         from .broker import _audience  # the broker's option parsing, shared
 
         try:
-            audience = _audience(session, testament.options)
+            audience = _audience(session_id, testament.options)
         except ValueError:
             audience = None
         publication = fast_random_id()
@@ -326,14 +347,25 @@ class MetaApi:
         if len(bucket) >= 100:  # bounded: a session cannot grow the router's memory without end
             raise ApplicationError(errors.INVALID_ARGUMENT, "at most 100 testaments per scope")
         bucket.append(Testament(topic, event_args, event_kwargs, options))
-        return None
+        return self._testaments_changed(caller.session_id)
+
+    def _testaments_changed(self, session_id: int) -> Any:
+        """None, or in a cluster: RESULT once the cluster has the session's testaments (so they are
+        published even if this node dies right after)."""
+        cluster = self.cluster
+        if cluster is None:
+            return None
+        testaments = self.testaments.get(session_id, {})
+        return Later(lambda then: cluster.testaments_changed(session_id, testaments, then))
 
     def _flush_testaments(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         scope = kwargs.get("scope", "destroyed")
         if scope not in SCOPES:
             raise ApplicationError(errors.INVALID_ARGUMENT, f"scope must be one of {', '.join(SCOPES)}")
-        self.testaments.get(caller.session_id, {}).pop(scope, None)
-        return None  # spec: "does not return a value"
+        mine = self.testaments.get(caller.session_id, {})
+        if mine.pop(scope, None) is None:
+            return None  # spec: "does not return a value"
+        return self._testaments_changed(caller.session_id)
 
     # -- registrations ------------------------------------------------------------------------
 
