@@ -47,8 +47,16 @@ async def test_frozen_node_fences_itself_and_rejoins(tmp_path: Path, nats_server
         details = await asyncio.wait_for(left, 5)
         assert details.reason == "cloverleaf.close.node_fenced", details
         assert "fencing this node" in b.log()
-        # ... and it rejoined as a new incarnation: a new callee there is reachable from node a
-        fresh = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+        # ... and it rejoined as a new incarnation (refusing joins until then): a new callee there is
+        # reachable from node a
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                fresh = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+                break
+            except ConnectionError:
+                assert time.monotonic() < deadline, "node b did not take sessions again after fencing"
+                await asyncio.sleep(0.1)
         await fresh.register(lambda: "b again", "com.fence.proc")
         assert await call_when_there(caller, "com.fence.proc") == "b again"
     finally:

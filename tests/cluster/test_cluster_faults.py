@@ -100,11 +100,6 @@ async def register_when_possible(session_on: Callable[[], Awaitable[Any]], fn: A
 # -- 1. a partition of the NATS cluster -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the heal, a registration made on one side is not seen by the other within 10 s (seen both "
-    "ways: the KV registry watchers do not recover from the partition); see the issue 12 fault-tests report",
-)
 async def test_partition_each_side_drops_the_other_and_the_cluster_converges_after_heal(
     tmp_path: Path, freezable_proxy: Callable[[int], FreezableProxy], autobahn: AutobahnSessions
 ) -> None:
@@ -157,16 +152,17 @@ async def test_partition_each_side_drops_the_other_and_the_cluster_converges_aft
         async def a_dropped_b() -> bool:
             return await on_a.call("wamp.registration.lookup", "com.part.b") is None
 
-        async def b_dropped_a() -> bool:
-            return await on_b.call("wamp.registration.lookup", "com.part.a") is None
-
         await measure(a_dropped_b, FAILURE_TIMEOUT + 3, "node a dropping node b's registration")
         a_drop = time.monotonic() - frozen
-        await measure(b_dropped_a, FAILURE_TIMEOUT + 3, "node b dropping node a's registration")
-        b_drop = time.monotonic() - frozen
-        with pytest.raises(ApplicationError) as info:
+        # the minority node finds the others silent, asks JetStream, gets no answer: it fences itself
+        # (GOODBYE cloverleaf.close.node_fenced to its sessions) instead of routing on its own view
+        details = await asyncio.wait_for(b_left, 10 + 2 * FAILURE_TIMEOUT + 3)  # (backend.STANDING_TIMEOUT)
+        assert details.reason == "cloverleaf.close.node_fenced", details
+        b_fenced_after = time.monotonic() - frozen
+        # its REGISTER in flight ended (refused, or cut short by the fence), never hung
+        with pytest.raises(Exception) as raised:
             await asyncio.wait_for(register_b, 15)
-        assert info.value.error == "cloverleaf.error.cluster_unavailable", info.value
+        assert not isinstance(raised.value, TimeoutError), raised.value
         register_failed = time.monotonic() - frozen
         # the majority side tries to take b's `single` procedure over meanwhile (b's callee is gone
         # from its view; the registry entry is purged only if the janitor's write lands)
@@ -195,28 +191,32 @@ async def test_partition_each_side_drops_the_other_and_the_cluster_converges_aft
         assert await call_when_there(await fresh_on_b(), "com.part.after_a", timeout=10) == "a after"
         assert await call_when_there(on_a, "com.part.after_b", timeout=10) == "b after"
         converged = time.monotonic() - healed
-        # never two `single` callees of com.part.b: both nodes route it to the same one callee
-        owner, expected = (on_a._session_id, "a took it") if taken_over else (on_b._session_id, "b")
-        assert await call_when_there(await fresh_on_b(), "com.part.b") == expected
-        assert await on_a.call("com.part.b") == expected
-        with pytest.raises(ApplicationError) as info:
-            await (await fresh_on_b()).register(lambda: "b again", "com.part.b")
-        assert info.value.error == "wamp.error.procedure_already_exists"
-        registration = await on_a.call("wamp.registration.lookup", "com.part.b")
-        assert await on_a.call("wamp.registration.list_callees", registration) == [owner]
-        assert await (await fresh_on_b()).call("wamp.registration.list_callees", registration) == [owner]
-        assert "fencing this node" not in a.log(), a.log()
-        # KNOWN DEFECT (reported, not fixed here): node b, which stayed connected to its minority
-        # nats-server, does not fence itself; the state each side dropped during the partition
-        # (b: a's registration com.part.a, unchanged in the registry) is not reloaded after the heal
-        try:
-            stale = await asyncio.wait_for((await fresh_on_b()).call("com.part.a"), 2) != "a"
-        except ApplicationError:
-            stale = True
-        report("partition", call_a_to_b_failed=call_failed, a_drops_b=a_drop, b_drops_a=b_drop,
-               minority_register_failed=register_failed, converged_after_heal=converged)  # fmt: skip
+        # never two `single` callees of com.part.b: node b fenced itself, which closed its callee; so
+        # the procedure is node a's if it took it over, else nobody's, and both nodes agree
+        if taken_over:
+            assert await call_when_there(await fresh_on_b(), "com.part.b") == "a took it"
+            registration = await on_a.call("wamp.registration.lookup", "com.part.b")
+            assert await on_a.call("wamp.registration.list_callees", registration) == [on_a._session_id]
+            assert await (await fresh_on_b()).call("wamp.registration.list_callees", registration) == [
+                on_a._session_id]
+            with pytest.raises(ApplicationError) as info:
+                await (await fresh_on_b()).register(lambda: "b again", "com.part.b")
+            assert info.value.error == "wamp.error.procedure_already_exists"
+        else:
+            for session in (on_a, await fresh_on_b()):
+                with pytest.raises(ApplicationError) as info:
+                    await session.call("com.part.b")
+                assert info.value.error == "wamp.error.no_such_procedure"
+        assert "fencing this node" in b.log() and b_fenced
+        report("partition", call_a_to_b_failed=call_failed, a_drops_b=a_drop, b_fences=b_fenced_after,
+               minority_register_ended=register_failed, converged_after_heal=converged)  # fmt: skip
         print(f"  majority took b's single procedure over: {taken_over}")
-        print(f"  minority node fenced: {b_fenced}; pre-partition registration of a missing on b after heal: {stale}")
+        # KNOWN DEFECT (docs/cluster.md, "Known gaps"): a's registration from before the partition,
+        # unchanged since, is gone from the registry after the heal on both nodes (found here, cause
+        # not found yet); the test reports it as an expected failure until it is fixed
+        if await on_a.call("wamp.registration.lookup", "com.part.a") is None:
+            pytest.xfail("a registration made before the partition is lost from the registry after the heal")
+        assert await call_when_there(await fresh_on_b(), "com.part.a") == "a"
     finally:
         p1.thaw()
         p2.thaw()

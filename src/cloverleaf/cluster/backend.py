@@ -49,6 +49,12 @@ limited_log = RateLimitedLog(log)
 #: messages queued for other nodes at most; past it new ones are dropped and counted (a node that
 #: cannot reach NATS for long fences itself anyway)
 MAX_OUTBOX = 100_000
+#: seconds a node whose peers went silent waits at most for JetStream to take a write before it
+#: fences itself (the majority side of a partition may need seconds to elect new leaders)
+STANDING_TIMEOUT = 10.0
+#: seconds a node waits at most for the others to apply a registry change before it answers the
+#: client anyway (their watches lag while JetStream elects a new leader: seconds)
+SYNC_TIMEOUT = 10.0
 #: dead incarnations remembered (each is ignored if it speaks again)
 MAX_DEAD = 10_000
 
@@ -255,6 +261,8 @@ class NatsCluster:
         self._members: dict[str, NodeMember] = {}
         #: this node fenced itself: it routes nothing more through the cluster until replaced
         self.fenced = False
+        self._standing: asyncio.Task[None] | None = None
+        self._nodes_kv: nats.js.kv.KeyValue | None = None
         #: bucket -> the highest revision this node's watcher of it has applied
         self._applied: dict[str, int] = {}
         self._sync_waiters: list[tuple[str, int, asyncio.Future[None]]] = []
@@ -315,6 +323,13 @@ class NatsCluster:
             )
         for realm in self.router.realms.values():
             self.attach(realm)
+        nodes_bucket = f"cloverleaf-{key_token(settings.name)}-nodes"
+        try:
+            self._nodes_kv = await js.key_value(nodes_bucket)
+        except Exception:
+            self._nodes_kv = await js.create_key_value(
+                KeyValueConfig(bucket=nodes_bucket, history=1, replicas=settings.replicas, ttl=3600)
+            )
         for service in self.services:
             await service.start(self)
         await nc.subscribe(self.inbox, cb=self._on_inbox)
@@ -608,18 +623,32 @@ class NatsCluster:
                 still.append((wanted_bucket, wanted, future))
         self._sync_waiters = still
 
-    async def barrier(self, bucket: str, revision: int, timeout: float = 1.0) -> None:
-        """Return once every live node has applied ``bucket`` up to ``revision`` (at most
-        ``timeout``: a node that does not answer in time is about to be found dead anyway). So a
-        SUBSCRIBED or REGISTERED is sent when a publication or call on any node would see it."""
+    async def barrier(self, bucket: str, revision: int, timeout: float = SYNC_TIMEOUT) -> None:
+        """Return once every live node has applied ``bucket`` up to ``revision``, so that a
+        SUBSCRIBED or REGISTERED is sent when a publication or call on any node would see it. A
+        node that stops being live meanwhile (found dead, gone, no responders) is not waited for;
+        a live node whose watch lags (JetStream electing a new leader) is, up to ``timeout``."""
         if not self.peers:
             return
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeout
+
         payload = msgpack.packb([bucket, revision])
         nc = self.nats
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
 
         async def one(incarnation: str) -> None:
-            with contextlib.suppress(Exception):
-                await nc.request(f"{self.inbox_of(incarnation)}.sync", payload, timeout=timeout)
+            while incarnation in self.peers and loop.time() < deadline:
+                try:
+                    await nc.request(f"{self.inbox_of(incarnation)}.sync", payload, timeout=0.5)
+                    return
+                except (NatsTimeout, TimeoutError):
+                    continue  # still live? ask again
+                except NoRespondersError:
+                    return  # its inbox is gone: it is dead or leaving
+                except Exception:
+                    return
 
         await asyncio.gather(*(one(incarnation) for incarnation in list(self.peers)))
 
@@ -634,8 +663,10 @@ class NatsCluster:
             if self._applied.get(bucket, 0) < revision:
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._sync_waiters.append((bucket, revision, future))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, 1.0)
+                try:
+                    await asyncio.wait_for(future, 0.45)
+                except TimeoutError:
+                    return  # not there yet: the asking node asks again while this node is live
             await msg.respond(b"")
         except Exception:
             limited_log.debug("cluster sync", "cluster: answering a sync request failed")
@@ -703,9 +734,41 @@ class NatsCluster:
                     self.fenced = True
                     self.on_fence(f"its own heartbeat did not come back for {own_silence:.1f} s")
                 continue
+            lost = False
             for incarnation, peer in list(self.peers.items()):
                 if now - peer.last_seen > timeout:
                     self._node_down(incarnation, peer, now - peer.last_seen)
+                    lost = True
+            if lost and self._standing is None:
+                self._standing = loop.create_task(self._confirm_standing())
+
+    async def _confirm_standing(self) -> None:
+        """Other nodes went silent: either they are gone, or this node is on the wrong side of a
+        partition (its NATS server still echoes its heartbeats, but JetStream has no majority
+        here). Write to the cluster's replicated ``nodes`` bucket until it takes a write: a node
+        whose writes fail for ``STANDING_TIMEOUT`` (long enough for the majority side to elect
+        new JetStream leaders) fences itself, so the two sides of a partition never both keep
+        routing on their own views."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(STANDING_TIMEOUT, 3 * self.settings.failure_timeout)
+        problem: object = None
+        try:
+            kv = self._nodes_kv
+            assert kv is not None
+            while loop.time() < deadline and not self.fenced:
+                try:
+                    await asyncio.wait_for(kv.put(self.incarnation, self.settings.node.encode()), 1.0)
+                    return
+                except Exception as exc:
+                    problem = exc or type(exc).__name__
+                    await asyncio.sleep(0.2)
+            if self.on_fence is not None and not self.fenced:
+                self.fenced = True
+                self.on_fence(f"other nodes went silent and JetStream took no write here for "
+                              f"{max(STANDING_TIMEOUT, 3 * self.settings.failure_timeout):g} s ({problem}): this "
+                              f"node is cut off from the cluster's majority")  # fmt: skip
+        finally:
+            self._standing = None
 
     def _node_down(self, incarnation: str, peer: _Peer, silent: float, leaving: bool = False) -> None:
         del self.peers[incarnation]
@@ -775,11 +838,20 @@ class NatsCluster:
         loop.call_later(self.settings.failure_timeout, start)
 
     async def _purge(self, keys: list[str]) -> None:
+        """The janitor deletes a dead node's interest entries, retrying while JetStream is busy
+        (a new leader being elected), for a minute at most, and never once this node is fenced
+        (a fenced node's view of who is dead is not to be trusted)."""
         kv = self._subscriptions_kv
         assert kv is not None
-        for key in keys:
-            with contextlib.suppress(Exception):
-                await kv.delete(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0
+        pending = list(keys)
+        while pending and not self.fenced and loop.time() < deadline:
+            try:
+                await kv.delete(pending[0])
+                pending.pop(0)
+            except Exception:
+                await asyncio.sleep(0.5)
 
     # -- NATS connection events --------------------------------------------------------------------
 

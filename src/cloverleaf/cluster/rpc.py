@@ -548,6 +548,14 @@ class ClusterRegistry:
             self.cluster.later(self._purge(incarnation))
 
     async def _purge(self, incarnation: str) -> None:
-        for key in list(self._known):
-            with contextlib.suppress(Exception):
-                await self._remove_callees(key, lambda callee: callee[0] == incarnation)
+        """The janitor takes a dead node's callees out of the registry, retrying while JetStream
+        is busy, for a minute at most, never once this node is fenced."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0
+        pending = list(self._known)
+        while pending and not self.cluster.fenced and loop.time() < deadline:
+            try:
+                await self._remove_callees(pending[0], lambda callee: callee[0] == incarnation)
+                pending.pop(0)
+            except Exception:
+                await asyncio.sleep(0.5)
