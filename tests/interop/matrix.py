@@ -161,8 +161,16 @@ def render_markdown(records: list[RunRecord]) -> str:
         info = clients[name]
         runs = [r for r in records if r.client.name == name]
         combos = sorted({(r.serializer, r.transport) for r in runs}, key=_combo_order)
-        passed = sum(1 for r in runs for o in r.outcomes.values() if o == PASS)
-        failed = sum(1 for r in runs for o in r.outcomes.values() if o == FAIL)
+        # per (serializer, transport, feature), as in the client's table: a run repeated (against a
+        # single router and a cluster, say) counts once, and a failure anywhere counts as failed
+        cells: dict[tuple[str, str, str], str] = {}
+        for r in runs:
+            for feature, outcome in r.outcomes.items():
+                key = (r.serializer, r.transport, feature)
+                if cells.get(key) != FAIL:
+                    cells[key] = FAIL if outcome == FAIL else PASS if PASS in (outcome, cells.get(key)) else outcome
+        passed = sum(1 for o in cells.values() if o == PASS)
+        failed = sum(1 for o in cells.values() if o == FAIL)
         verdict = f"{passed}" + (f", **{failed} failed**" if failed else "")
         lines.append(f"| {_cell(name)} | {info.package} | {info.version} | {info.runtime} | "
                      f"{', '.join(f'{s}/{t}' for s, t in combos)} | {verdict} |")

@@ -224,6 +224,25 @@ class ClusterService(Protocol):
     async def stop(self) -> None: ...
 
 
+def _batches(payloads: list[bytes], limit: int) -> list[bytes]:
+    """``payloads`` (for one node, in order) as NATS message bodies: one alone as it is, several
+    in :class:`~cloverleaf.cluster.wire.Batch` es of at most about ``limit`` bytes."""
+    if len(payloads) == 1:
+        return payloads
+    bodies: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for payload in payloads:
+        if chunk and size + len(payload) > limit:
+            bodies.append(chunk[0] if len(chunk) == 1 else wire.encode(wire.Batch(chunk)))
+            chunk, size = [], 0
+        chunk.append(payload)
+        size += len(payload) + 8
+    if chunk:
+        bodies.append(chunk[0] if len(chunk) == 1 else wire.encode(wire.Batch(chunk)))
+    return bodies
+
+
 @dataclass(slots=True)
 class _Peer:
     node: str
@@ -261,7 +280,7 @@ class NatsCluster:
         self._members: dict[str, NodeMember] = {}
         #: this node fenced itself: it routes nothing more through the cluster until replaced
         self.fenced = False
-        self._standing: asyncio.Task[None] | None = None
+        self._standing: asyncio.Task[bool] | None = None
         self._nodes_kv: nats.js.kv.KeyValue | None = None
         #: bucket -> the highest revision this node's watcher of it has applied
         self._applied: dict[str, int] = {}
@@ -340,6 +359,9 @@ class NatsCluster:
         self._last_own_heartbeat = loop.time()
         for work in (self._send_outbox(), self._write_interest(), self._heartbeats(), self._watch_peers()):
             self._tasks.append(loop.create_task(work))
+        # every live node beats every heartbeat_interval: after a bit more than one, this node knows
+        # them all, so its first sessions' changes wait for every node (read your writes)
+        await asyncio.sleep(self.settings.heartbeat_interval * 1.5)
         if self._interest_dirty:
             # the node's own subscriptions (event history) are known everywhere before it is ready
             written: asyncio.Future[None] = loop.create_future()
@@ -434,17 +456,26 @@ class NatsCluster:
         nc = self._nc
         assert nc is not None
         outbox = self._outbox
+        limit = max(4096, (nc.max_payload or 1024 * 1024) // 2)
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             while outbox:
-                subject, payload = outbox.popleft()
-                try:
-                    await nc.publish(subject, payload)
-                    self.stats.sent += 1
-                except Exception as exc:
-                    self.stats.dropped += 1
-                    limited_log.warning("cluster send failed", "cluster: sending to %s failed: %s", subject, exc)
+                # everything queued for one node since the last pass goes in as few NATS messages
+                # as fit (order kept per node; nodes are independent)
+                by_subject: dict[str, list[bytes]] = {}
+                while outbox:
+                    subject, payload = outbox.popleft()
+                    by_subject.setdefault(subject, []).append(payload)
+                for subject, payloads in by_subject.items():
+                    for data in _batches(payloads, limit):
+                        try:
+                            await nc.publish(subject, data)
+                            self.stats.sent += 1
+                        except Exception as exc:
+                            self.stats.dropped += 1
+                            limited_log.warning("cluster send failed", "cluster: sending to %s failed: %s",
+                                                subject, exc)  # fmt: skip
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -458,6 +489,23 @@ class NatsCluster:
             return
         if message is None:
             return  # a kind from a newer node
+        if isinstance(message, wire.Batch):
+            for inner in message.messages:
+                self._handle(inner, msg.subject)
+            return
+        self._dispatch(message)
+
+    def _handle(self, data: bytes, subject: str) -> None:
+        try:
+            message = wire.decode(data)
+        except wire.WireError as exc:
+            self.stats.undecodable += 1
+            limited_log.warning("cluster bad message", "cluster: unreadable message on %s: %s", subject, exc)
+            return
+        if message is not None and not isinstance(message, wire.Batch):
+            self._dispatch(message)
+
+    def _dispatch(self, message: Any) -> None:
         handler = self.handlers.get(message.KIND)
         if handler is None:
             return
@@ -742,7 +790,16 @@ class NatsCluster:
             if lost and self._standing is None:
                 self._standing = loop.create_task(self._confirm_standing())
 
-    async def _confirm_standing(self) -> None:
+    async def standing(self) -> bool:
+        """Whether JetStream takes this node's writes (a check runs now if none is running): a
+        node on the minority side of a partition must not clean up after nodes it merely cannot
+        hear (its writes could land after the heal and delete live state)."""
+        task = self._standing
+        if task is None:
+            task = self._standing = asyncio.get_running_loop().create_task(self._confirm_standing())
+        return await asyncio.shield(task)
+
+    async def _confirm_standing(self) -> bool:
         """Other nodes went silent: either they are gone, or this node is on the wrong side of a
         partition (its NATS server still echoes its heartbeats, but JetStream has no majority
         here). Write to the cluster's replicated ``nodes`` bucket until it takes a write: a node
@@ -758,7 +815,7 @@ class NatsCluster:
             while loop.time() < deadline and not self.fenced:
                 try:
                     await asyncio.wait_for(kv.put(self.incarnation, self.settings.node.encode()), 1.0)
-                    return
+                    return True
                 except Exception as exc:
                     problem = exc or type(exc).__name__
                     await asyncio.sleep(0.2)
@@ -767,6 +824,7 @@ class NatsCluster:
                 self.on_fence(f"other nodes went silent and JetStream took no write here for "
                               f"{max(STANDING_TIMEOUT, 3 * self.settings.failure_timeout):g} s ({problem}): this "
                               f"node is cut off from the cluster's majority")  # fmt: skip
+            return False
         finally:
             self._standing = None
 
@@ -830,8 +888,14 @@ class NatsCluster:
         state); one whose watcher saw the entries vanish first would drop that state silently."""
         loop = asyncio.get_running_loop()
 
+        async def if_standing() -> None:
+            if not self.fenced and await self.standing():
+                await cleanup
+            else:
+                cleanup.close()  # the minority side of a partition cleans up nothing
+
         def start() -> None:
-            task = loop.create_task(cleanup)
+            task = loop.create_task(if_standing())
             self._sync_tasks.add(task)
             task.add_done_callback(self._sync_tasks.discard)
 

@@ -344,6 +344,10 @@ class SessionDirectory:
         else:
             self._claiming.discard(key)  # the background claim deletes it once it lands
 
+    async def _delete_later(self, keys: list[str]) -> None:
+        """(the janitor's cleanup, run by ``cluster.later``: only where JetStream takes writes)"""
+        self._delete_soon(keys)
+
     def _delete_soon(self, keys: list[str]) -> None:
         self._deletes.extend(keys)
         self._deletes_ready.set()
@@ -469,7 +473,7 @@ class SessionDirectory:
         log.info("cluster: node %s gone with %d sessions", incarnation, len(keys))
         if keys and janitor:
             # later, so that every survivor has found the node dead (and told its subscribers) first
-            asyncio.get_running_loop().call_later(cluster.settings.failure_timeout, self._delete_soon, keys)
+            cluster.later(self._delete_later(keys))
 
     async def _sweep(self) -> None:
         """Entries of a node never heard from (dead before this node started) are dropped."""
