@@ -211,11 +211,9 @@ async def test_partition_each_side_drops_the_other_and_the_cluster_converges_aft
         report("partition", call_a_to_b_failed=call_failed, a_drops_b=a_drop, b_fences=b_fenced_after,
                minority_register_ended=register_failed, converged_after_heal=converged)  # fmt: skip
         print(f"  majority took b's single procedure over: {taken_over}")
-        # KNOWN DEFECT (docs/cluster.md, "Known gaps"): a's registration from before the partition,
-        # unchanged since, is gone from the registry after the heal on both nodes (found here, cause
-        # not found yet); the test reports it as an expected failure until it is fixed
-        if await on_a.call("wamp.registration.lookup", "com.part.a") is None:
-            pytest.xfail("a registration made before the partition is lost from the registry after the heal")
+        # a's registration from before the partition is intact on both nodes (node b had called it:
+        # dropping node b's caller side on a must not take a's callee out of its registration)
+        assert await on_a.call("com.part.a") == "a"
         assert await call_when_there(await fresh_on_b(), "com.part.a") == "a"
     finally:
         p1.thaw()

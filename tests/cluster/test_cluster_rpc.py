@@ -217,3 +217,32 @@ async def test_callee_node_killed_mid_call(two_nodes: tuple[RouterProcess, Route
     with pytest.raises(ApplicationError) as info:
         await caller.call(procedure)
     assert info.value.error == "wamp.error.no_such_procedure"
+
+
+async def test_callee_keeps_its_registration_when_a_caller_node_dies(two_nodes: tuple[RouterProcess, RouterProcess],
+                                                                     autobahn: AutobahnSessions) -> None:
+    """Node b called a callee on node a, then dies: node a drops b's caller side and its calls, and
+    nothing else (regression: the callee was taken out of its registration, cluster-wide)."""
+    a, b = two_nodes
+    callee = await autobahn.open(autobahn_transport(a, "websocket", "json"))
+    local_caller = await autobahn.open(autobahn_transport(a, "rawsocket", "json"))
+    caller = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+    procedure, slow = uri("kept"), uri("slow")
+
+    async def sleepy() -> str:
+        await asyncio.sleep(30)
+        return "late"
+
+    await callee.register(lambda: "still here", procedure)
+    await callee.register(sleepy, slow)
+    assert await call_when_there(caller, procedure) == "still here"
+    in_flight = asyncio.ensure_future(call_when_there(caller, slow))
+    await asyncio.sleep(0.3)
+    b.process.kill()
+    await asyncio.sleep(2.5)  # past the failure timeout: node a has dropped node b
+    in_flight.cancel()
+    assert "is gone" in a.log()
+    registration = await local_caller.call("wamp.registration.lookup", procedure)
+    assert registration is not None
+    assert await local_caller.call("wamp.registration.list_callees", registration) == [callee._session_id]
+    assert await local_caller.call(procedure) == "still here"

@@ -543,7 +543,9 @@ class ClusterRegistry:
             del self.callers[(owner, _session)]
             realm = self.cluster.router.realms.get(remote_caller.realm_name)
             if realm is not None:
-                realm.dealer.detach(remote_caller)  # type: ignore[arg-type]
+                # only its calls: it is no member of any registration (its session_id is the local
+                # callee's, so Dealer.detach would take that callee out of its registrations)
+                realm.dealer.abandon_calls(remote_caller)
         if self.cluster.is_janitor():
             self.cluster.later(self._purge(incarnation))
 

@@ -585,11 +585,17 @@ class Dealer:
                 caller.send(Error(Call.MESSAGE_TYPE, pending.call_request, {}, errors.CANCELED,
                                   ["callee disconnected from in-flight request"]))  # fmt: skip
         session.pending_invocations.clear()
-        for pending in session.pending_calls.values():
+        self.abandon_calls(session)
+
+    @staticmethod
+    def abandon_calls(caller: Any) -> None:
+        """The caller is gone (a session, or another node's caller side): its calls in flight end,
+        and callees that can be interrupted are."""
+        for pending in caller.pending_calls.values():
             pending.stop_timer()
             callee = pending.callee
             if callee.pending_invocations.pop(pending.invocation_request, None) is None:
                 continue
             if callee.is_open and callee.supports_canceling:
                 callee.send(Interrupt(pending.invocation_request, {"mode": "killnowait", "reason": errors.CANCELED}))
-        session.pending_calls.clear()
+        caller.pending_calls.clear()
