@@ -27,8 +27,9 @@ from autobahn.wamp.types import (
     RegisterOptions,
     SubscribeOptions,
 )
-from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, free_port, start_router
+from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, start_router
 from tests.interop.matrix import ClientInfo, InteropResults, expect_runs
+from tests.interop.relay import Relay
 
 CLIENT = ClientInfo("Autobahn|Python", "PyPI autobahn[asyncio]", importlib.metadata.version("autobahn"),
                     f"Python {sys.version_info.major}.{sys.version_info.minor}")
@@ -355,41 +356,6 @@ async def test_autobahn_python_features(router: RouterProcess, autobahn: Autobah
     assert not failures, failures
 
 
-class Relay:
-    """A TCP relay in front of a router port that can cut every connection it carries."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port, self.port = target_port, free_port()
-        self.transports: list[asyncio.BaseTransport] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.transports += [writer.transport, up_writer.transport]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for transport in self.transports:
-            transport.abort()
-        self.transports.clear()
-
-    def close(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
-
-
 @pytest.mark.parametrize("kind", ["websocket", "rawsocket"])
 async def test_autobahn_python_reconnects(tmp_path: Path, autobahn: AutobahnSessions,
                                           interop_results: InteropResults, kind: str) -> None:
@@ -436,5 +402,5 @@ async def test_autobahn_python_reconnects(tmp_path: Path, autobahn: AutobahnSess
             await asyncio.wait_for(component.stop(), 5)
         if not done.done():
             done.cancel()
-        relay.close()
+        await relay.stop()
         assert router.stop() == 0

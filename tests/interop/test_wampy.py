@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 from autobahn.wamp.types import CallResult, PublishOptions, RegisterOptions, SubscribeOptions
-from tests.conftest import JS_DIR, AutobahnSessions, RouterProcess, autobahn_transport, free_port, start_router
+from tests.conftest import JS_DIR, AutobahnSessions, RouterProcess, autobahn_transport, start_router
 from tests.interop.matrix import ClientInfo, InteropResults, expect_runs
+from tests.interop.relay import Relay
 
 SERIALIZERS = ["json", "msgpack", "cbor"]
 expect_runs("wampy", SERIALIZERS, ["WebSocket"])
@@ -38,42 +39,6 @@ NODE_TIMEOUT = 30.0
 def wampy_client() -> ClientInfo:
     version = json.loads((JS_DIR / "node_modules" / "wampy" / "package.json").read_text())["version"]
     return ClientInfo("wampy", "npm wampy", version, "Node 20")
-
-
-class Relay:
-    """A TCP relay to the router that can cut every connection it carries."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers += [writer, up_writer]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for writer in self.writers:
-            writer.transport.abort()
-        self.writers.clear()
-
-    async def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 async def _line(process: asyncio.subprocess.Process, stage: str) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 from autobahn.wamp.exception import ApplicationError as AutobahnError
 from autobahn.wamp.types import CallResult, PublishOptions, RegisterOptions
-from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, free_port, start_router
+from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, start_router
 from tests.interop.matrix import ClientInfo, InteropResults, expect_runs
+from tests.interop.relay import Relay
 from wampproto.serializers import CBORSerializer, JSONSerializer, MsgPackSerializer, Serializer
 from xconn import AsyncClient, Client, types
 from xconn.exception import ApplicationError
@@ -431,42 +432,6 @@ async def echo(tag: str) -> Result:
 async def on_topic(tag: str) -> None:
     await app.session.publish("com.xconn.reco.reply", ["got", tag])
 '''
-
-
-class Relay:
-    """A TCP relay to the router that can cut every connection it carries (as in test_wampy.py)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers += [writer, up_writer]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for writer in self.writers:
-            writer.transport.abort()
-        self.writers.clear()
-
-    async def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 async def _callee_session(session: Any) -> int:
