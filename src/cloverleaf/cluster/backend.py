@@ -38,6 +38,7 @@ from .stats import ClusterStats
 if TYPE_CHECKING:
     import nats.aio.client
     import nats.js.kv
+    from nats.js.kv import KeyValue
 
     from ..router.realm import Realm
     from ..router.router import Router
@@ -312,6 +313,46 @@ class NatsCluster:
             raise RuntimeError("the cluster back end is not started")
         return self._nc
 
+    def bucket_name(self, kind: str) -> str:
+        """The name of the cluster's KV bucket for ``kind`` (sessions, registrations, ...)."""
+        return f"cloverleaf-{key_token(self.settings.name)}-{kind}"
+
+    async def open_bucket(self, kind: str, ttl: float = 0) -> KeyValue:
+        """The cluster's KV bucket for ``kind``, created (with the configured replicas) by the
+        first node that needs it."""
+        from nats.js.api import KeyValueConfig
+
+        js = self.nats.jetstream()
+        name = self.bucket_name(kind)
+        try:
+            return await js.key_value(name)
+        except Exception:
+            return await js.create_key_value(KeyValueConfig(bucket=name, history=1, replicas=self.settings.replicas,
+                                                            ttl=ttl or None))  # fmt: skip
+
+    async def watch_bucket(self, kv: KeyValue, apply: Callable[[Any], None],
+                           what: str) -> tuple[Any, Coroutine[Any, Any, None]]:  # fmt: skip
+        """Watch ``kv``: every entry already there goes through ``apply`` before this returns; then
+        the returned coroutine (for the caller to run as a task) follows every later change. An
+        ``apply`` that fails is logged (``what``: what an entry is, for the log) and the watch goes on."""
+        watcher = await kv.watchall()
+        while True:
+            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+            if entry is None:  # the end of what was there before
+                break
+            apply(entry)
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is not None:
+                    try:
+                        apply(entry)
+                    except Exception:
+                        limited_log.log(f"cluster {what}", logging.ERROR, "cluster: applying %s failed", what,
+                                        exc_info=True)  # fmt: skip
+
+        return watcher, follow()
+
     @property
     def inbox(self) -> str:
         return f"{self.prefix}.node.{self.incarnation}"
@@ -322,7 +363,6 @@ class NatsCluster:
     async def start(self) -> None:
         """Connect, attach every realm of the router, and load the cluster's view."""
         import nats
-        from nats.js.api import KeyValueConfig
 
         settings = self.settings
         self._nc = nc = await nats.connect(
@@ -332,23 +372,11 @@ class NatsCluster:
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=5,
             error_cb=self._nats_error, disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
         )  # fmt: skip
-        js = nc.jetstream()
-        bucket = self._interest_bucket = f"cloverleaf-{key_token(settings.name)}-subscriptions"
-        try:
-            self._subscriptions_kv = await js.key_value(bucket)
-        except Exception:
-            self._subscriptions_kv = await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=1, replicas=settings.replicas)
-            )
+        self._interest_bucket = self.bucket_name("subscriptions")
+        self._subscriptions_kv = await self.open_bucket("subscriptions")
         for realm in self.router.realms.values():
             self.attach(realm)
-        nodes_bucket = f"cloverleaf-{key_token(settings.name)}-nodes"
-        try:
-            self._nodes_kv = await js.key_value(nodes_bucket)
-        except Exception:
-            self._nodes_kv = await js.create_key_value(
-                KeyValueConfig(bucket=nodes_bucket, history=1, replicas=settings.replicas, ttl=3600)
-            )
+        self._nodes_kv = await self.open_bucket("nodes", ttl=3600)
         for service in self.services:
             await service.start(self)
         await nc.subscribe(self.inbox, cb=self._on_inbox)
@@ -576,22 +604,8 @@ class NatsCluster:
         """Start watching the interest bucket; return once the entries already there are loaded."""
         kv = self._subscriptions_kv
         assert kv is not None
-        self._watcher = watcher = await kv.watchall()
-        while True:
-            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
-            if entry is None:  # the end of what was there before
-                break
-            self._apply_interest(entry)
-        self._tasks.append(asyncio.get_running_loop().create_task(self._follow_interest()))
-
-    async def _follow_interest(self) -> None:
-        async for entry in self._watcher:
-            if entry is not None:
-                try:
-                    self._apply_interest(entry)
-                except Exception:
-                    limited_log.log("cluster interest", logging.ERROR, "cluster: applying an interest entry failed",
-                                    exc_info=True)
+        self._watcher, follow = await self.watch_bucket(kv, self._apply_interest, "an interest entry")
+        self._tasks.append(asyncio.get_running_loop().create_task(follow))
 
     def _apply_interest(self, entry: Any) -> None:
         try:

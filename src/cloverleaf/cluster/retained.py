@@ -18,7 +18,7 @@ import msgpack
 
 from ..router.broker import Audience, RetainedEvent
 from ..router.ratelimit import RateLimitedLog
-from .keys import key_token, kv_key
+from .keys import kv_key
 
 if TYPE_CHECKING:
     import nats.js.kv
@@ -67,24 +67,12 @@ class RetainedEvents:
         self._known: dict[str, tuple[str, str]] = {}
 
     async def start(self, cluster: NatsCluster) -> None:
-        from nats.js.api import KeyValueConfig
-
         self.cluster = cluster
-        js = cluster.nats.jetstream()
-        self.bucket = bucket = f"cloverleaf-{key_token(cluster.settings.name)}-retained"
-        try:
-            self.kv = await js.key_value(bucket)
-        except Exception:
-            self.kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1,
-                                                               replicas=cluster.settings.replicas))  # fmt: skip
-        self._watcher = watcher = await self.kv.watchall()
-        while True:
-            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
-            if entry is None:
-                break
-            self._apply(entry)
+        self.bucket = cluster.bucket_name("retained")
+        self.kv = await cluster.open_bucket("retained")
+        self._watcher, follow = await cluster.watch_bucket(self.kv, self._apply, "a retained entry")
         loop = asyncio.get_running_loop()
-        for work in (self._follow(), self._write()):
+        for work in (follow, self._write()):
             task = loop.create_task(work)
             self._tasks.add(task)
 
@@ -135,11 +123,6 @@ class RetainedEvents:
                     except Exception:
                         limited_log.log("cluster retained", logging.ERROR, "cluster: answering a PUBLISH failed",
                                         exc_info=True)  # fmt: skip
-
-    async def _follow(self) -> None:
-        async for entry in self._watcher:
-            if entry is not None:
-                self._apply(entry)
 
     def _apply(self, entry: Any) -> None:
         assert self.cluster is not None

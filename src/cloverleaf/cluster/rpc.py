@@ -44,7 +44,7 @@ from ..wamp.messages import (
 from ..wamp.serializers import SERIALIZERS
 from . import wire
 from .ids import scoped_id
-from .keys import key_token, kv_key
+from .keys import kv_key
 
 if TYPE_CHECKING:
     import nats.js.kv
@@ -189,28 +189,14 @@ class ClusterRegistry:
         )
 
     async def start(self, cluster: NatsCluster) -> None:
-        from nats.js.api import KeyValueConfig
-
-        nc = cluster.nats
-        self.max_payload = nc.max_payload or self.max_payload
-        js = nc.jetstream()
-        bucket = self.bucket = f"cloverleaf-{key_token(cluster.settings.name)}-registrations"
-        try:
-            self.kv = await js.key_value(bucket)
-        except Exception:
-            self.kv = await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=1, replicas=cluster.settings.replicas)
-            )
+        self.max_payload = cluster.nats.max_payload or self.max_payload
+        self.bucket = cluster.bucket_name("registrations")
+        self.kv = await cluster.open_bucket("registrations")
         cluster.handlers[RpcMessage.KIND] = self._on_message
         cluster.on_node_down.append(self._node_down)
-        self._watcher = watcher = await self.kv.watchall()
-        while True:
-            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
-            if entry is None:  # the end of what was there before
-                break
-            self._apply(entry)
+        self._watcher, follow = await cluster.watch_bucket(self.kv, self._apply, "a registry entry")
         loop = asyncio.get_running_loop()
-        for work in (self._follow(), self._write_changes()):
+        for work in (follow, self._write_changes()):
             task = loop.create_task(work)
             self._tasks.add(task)
 
@@ -232,15 +218,6 @@ class ClusterRegistry:
                 await asyncio.wait_for(self._watcher.stop(), 1.0)
 
     # -- the replica -------------------------------------------------------------------------------
-
-    async def _follow(self) -> None:
-        async for entry in self._watcher:
-            if entry is not None:
-                try:
-                    self._apply(entry)
-                except Exception:
-                    limited_log.log("cluster registry", logging.ERROR, "cluster: applying a registry entry failed",
-                                    exc_info=True)  # fmt: skip
 
     def _apply(self, entry: Any) -> None:
         try:

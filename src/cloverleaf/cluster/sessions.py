@@ -36,7 +36,7 @@ import msgpack
 from ..router.meta import Testament
 from ..router.ratelimit import RateLimitedLog
 from . import wire
-from .keys import key_token, kv_key
+from .keys import kv_key
 from .session_wire import KillSessions
 
 if TYPE_CHECKING:
@@ -160,19 +160,12 @@ class SessionDirectory:
     # -- life cycle ------------------------------------------------------------------------------
 
     async def start(self, cluster: NatsCluster) -> None:
-        from nats.js.api import KeyValueConfig
         from nats.js.errors import KeyWrongLastSequenceError
 
         self._cluster = cluster
         self._clash = KeyWrongLastSequenceError
-        js = cluster.nats.jetstream()
-        bucket = self._bucket = f"cloverleaf-{key_token(cluster.settings.name)}-sessions"
-        try:
-            self._kv = await js.key_value(bucket)
-        except Exception:
-            self._kv = await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=1, replicas=cluster.settings.replicas)
-            )
+        self._bucket = cluster.bucket_name("sessions")
+        self._kv = await cluster.open_bucket("sessions")
         for realm in self.router.realms.values():
             view = self.realms[realm.name] = RealmSessions(self, realm)
             realm.meta.cluster = view
@@ -375,22 +368,8 @@ class SessionDirectory:
         """Watch the bucket; return once the entries already there are in the view."""
         kv = self._kv
         assert kv is not None
-        self._watcher = watcher = await kv.watchall()
-        while True:
-            entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
-            if entry is None:  # the end of what was there before
-                break
-            self._apply(entry)
-        self._spawn(self._follow())
-
-    async def _follow(self) -> None:
-        async for entry in self._watcher:
-            if entry is not None:
-                try:
-                    self._apply(entry)
-                except Exception:
-                    limited_log.log("session entry", logging.ERROR, "cluster: applying a session entry failed",
-                                    exc_info=True)  # fmt: skip
+        self._watcher, follow = await self.cluster.watch_bucket(kv, self._apply, "a session entry")
+        self._spawn(follow)
 
     def _apply(self, entry: Any) -> None:
         try:
