@@ -353,6 +353,26 @@ class NatsCluster:
 
         return watcher, follow()
 
+    @staticmethod
+    async def wind_down(busy: Callable[[], bool], flush: float, tasks: set[asyncio.Task[None]],
+                        watcher: Any) -> None:  # fmt: skip
+        """A service's stop: give its writer up to ``flush`` seconds to finish what ``busy`` says
+        is left (a node that cannot finish is cleaned up by the others as a dead one), then cancel
+        its ``tasks`` and stop its ``watcher``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + flush
+        while busy() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        for task in list(tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        tasks.clear()
+        if watcher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watcher.stop(), 1.0)
+
     @property
     def inbox(self) -> str:
         return f"{self.prefix}.node.{self.incarnation}"

@@ -9,7 +9,6 @@ topic); the last write wins, and every node, the writer included, applies what t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -77,19 +76,9 @@ class RetainedEvents:
             self._tasks.add(task)
 
     async def stop(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 1.0
-        while self._dirty and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        for task in self._tasks:
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._watcher.stop(), 1.0)
+        from .backend import NatsCluster
+
+        await NatsCluster.wind_down(lambda: bool(self._dirty), 1.0, self._tasks, self._watcher)
 
     def changed(self, realm: str, topic: str, events: list[RetainedEvent], then: Callable[[], None] | None) -> None:
         """Schedule writing ``topic``'s retained events; ``then`` once every node has them."""

@@ -202,20 +202,7 @@ class ClusterRegistry:
 
     async def stop(self) -> None:
         # the sessions are gone: let the writer take their registrations out of the registry
-        # (bounded: a node that cannot finish is cleaned up by the others as a dead one)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 2.0
-        while (self._dirty or self._writing) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        for task in self._tasks:
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._watcher.stop(), 1.0)
+        await self.cluster.wind_down(lambda: bool(self._dirty or self._writing), 2.0, self._tasks, self._watcher)
 
     # -- the replica -------------------------------------------------------------------------------
 
