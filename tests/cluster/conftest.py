@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from tests.cluster.nats import FreezableProxy, NatsCluster, NatsServer
+from tests.cluster.nodes import cluster_router
+from tests.conftest import RouterProcess
 
 
 @pytest.fixture
@@ -54,3 +56,18 @@ def freezable_proxy() -> Iterator[Callable[[int], FreezableProxy]]:
     finally:
         for proxy in proxies:
             proxy.close()
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, nats_server: NatsServer) -> Iterator[tuple[RouterProcess, RouterProcess]]:
+    """Router nodes a and b of one cluster on ``nats_server``; each one still running at the end
+    (a test may kill one) must stop cleanly, and neither may have logged a traceback."""
+    a = cluster_router(tmp_path / "a", nats_server.url, "a")
+    b = cluster_router(tmp_path / "b", nats_server.url, "b")
+    try:
+        yield a, b
+    finally:
+        for node in (a, b):
+            if node.process.poll() is None:
+                assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()

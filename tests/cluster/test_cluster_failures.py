@@ -11,7 +11,7 @@ from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
 from tests.cluster.nats import NatsCluster, NatsServer
-from tests.cluster.test_cluster_pubsub import cluster_router
+from tests.cluster.nodes import cluster_router
 from tests.cluster.test_cluster_rpc import call_when_there
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 

@@ -21,7 +21,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions
 from tests.cluster.nats import FreezableProxy, NatsServer, create_kv_when_ready
-from tests.cluster.test_cluster_pubsub import cluster_router
+from tests.cluster.nodes import cluster_router
 from tests.cluster.test_cluster_rpc import call_when_there
 from tests.conftest import (
     AutobahnSessions,

@@ -5,44 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from tests.cluster.nats import NatsServer
+from tests.cluster.nodes import cluster_router, until
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport, launch_router, router_config
-
-
-def cluster_router(tmp: Path, nats_url: str, node: str, config: dict[str, Any] | None = None,
-                   **cluster: Any) -> RouterProcess:
-    """`cloverleaf start` as node ``node`` of cluster "test" (``config``: more top-level keys)."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    section = {"name": "test", "node": node, "nats": {"servers": [nats_url]}, **cluster}
-    return launch_router(tmp, lambda ws, rs, unix: router_config(ws, rs, unix, cluster=section, **(config or {})))
-
-
-@pytest.fixture
-def two_nodes(tmp_path: Path, nats_server: NatsServer) -> Iterator[tuple[RouterProcess, RouterProcess]]:
-    a = cluster_router(tmp_path / "a", nats_server.url, "a")
-    b = cluster_router(tmp_path / "b", nats_server.url, "b")
-    try:
-        yield a, b
-    finally:
-        codes = (a.stop(), b.stop())
-        assert codes == (0, 0), f"{a.log()}\n{b.log()}"
-        for node in (a, b):
-            assert "Traceback" not in node.log(), node.log()
-
-
-async def until(condition: Any, timeout: float = 5.0) -> None:
-    """Wait for ``await condition()`` to be true (interest reaches other nodes asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_events_cross_nodes_exact_and_pattern(two_nodes: tuple[RouterProcess, RouterProcess],

@@ -6,15 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, CallOptions, RegisterOptions
-from tests.cluster.nats import NatsServer
-from tests.cluster.test_cluster_pubsub import cluster_router
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
 _ids = itertools.count(1)
@@ -22,19 +18,6 @@ _ids = itertools.count(1)
 
 def uri(name: str) -> str:
     return f"com.rpc{next(_ids)}.{name}"
-
-
-@pytest.fixture
-def two_nodes(tmp_path: Path, nats_server: NatsServer) -> Iterator[tuple[RouterProcess, RouterProcess]]:
-    a = cluster_router(tmp_path / "a", nats_server.url, "a")
-    b = cluster_router(tmp_path / "b", nats_server.url, "b")
-    try:
-        yield a, b
-    finally:
-        for node in (a, b):
-            if node.process.poll() is None:  # (a test may have killed one)
-                assert node.stop() == 0, node.log()
-            assert "Traceback" not in node.log(), node.log()
 
 
 async def call_when_there(caller: Any, procedure: str, *args: Any, timeout: float = 5.0, **kwargs: Any) -> Any:

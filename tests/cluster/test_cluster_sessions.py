@@ -14,7 +14,7 @@ import pytest
 from autobahn.wamp.exception import ApplicationError
 from tests.advanced_helpers import left
 from tests.cluster.nats import NatsServer
-from tests.cluster.test_cluster_pubsub import cluster_router, until
+from tests.cluster.nodes import cluster_router, until
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
 
 Nodes = Callable[[int], list[RouterProcess]]
