@@ -5,8 +5,11 @@ other nodes' subscription interest (a JetStream KV bucket, watched), forwards pu
 nodes that need them and hands the publications other nodes forward to the local broker. Each realm
 gets a :class:`RealmLink`, the :class:`~cloverleaf.router.interfaces.ClusterRealm` the broker calls.
 
-Everything sent to other nodes goes through one bounded queue drained by one task, so the broker
-never waits for NATS and a node's messages to another node keep their order.
+Everything sent to other nodes, and the heartbeats, go through the data plane
+(:mod:`cloverleaf.cluster.dataplane`): one lean NATS connection whose messages are handled as they
+are read, and whose sends to one node in one event-loop pass leave as one NATS message. The broker
+never waits for NATS, and a node's messages to another node keep their order. nats-py's connection
+carries the JetStream KV buckets and the read-your-writes requests.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import hashlib
 import logging
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +31,7 @@ from ..router.history import HistoryRecorder
 from ..router.ratelimit import RateLimitedLog
 from ..router.registry import LocalSubscriptionStore, Registration, Subscription
 from . import wire
+from .dataplane import DataPlane
 from .ids import incarnation_id, scoped_id
 from .keys import key_token, kv_key
 from .retained import RetainedEvents
@@ -167,8 +170,19 @@ class RealmLink:
             _listed(audience.exclude), _listed(audience.eligible), _listed(audience.exclude_authid),
             _listed(audience.exclude_authrole), _listed(audience.eligible_authid), _listed(audience.eligible_authrole),
         ]  # fmt: skip
-        payload = wire.encode(wire.Publication(self.realm.name, topic, publication, details, args, kwargs,
-                                               audience.publisher, audience.exclude_me, lists or [None] * 6))
+        payload = wire.encode(
+            wire.Publication(
+                self.realm.name,
+                topic,
+                publication,
+                details,
+                args,
+                kwargs,
+                audience.publisher,
+                audience.exclude_me,
+                lists or [None] * 6,
+            )
+        )
         for incarnation in targets:
             self.cluster.send(incarnation, payload)
 
@@ -268,8 +282,11 @@ class NatsCluster:
         self.secret = hashlib.blake2b(f"cloverleaf cluster {self.settings.name}".encode(), digest_size=32).digest()
         self._nc: nats.aio.client.Client | None = None
         self._subscriptions_kv: nats.js.kv.KeyValue | None = None
-        self._outbox: deque[tuple[str, bytes]] = deque()
-        self._outbox_ready = asyncio.Event()
+        self._dataplane: DataPlane | None = None
+        #: inbox subject -> what this event-loop pass sends to that node, in order
+        self._outbox: dict[str, list[bytes]] = {}
+        self._outbox_count = 0
+        self._outbox_scheduled = False
         self._interest_dirty: dict[str, tuple[str, Subscription[Any], list[Callable[[], None]]]] = {}
         self._interest_ready = asyncio.Event()
         #: KV key -> what it says, for every interest entry seen (so a deletion can be undone locally)
@@ -312,6 +329,11 @@ class NatsCluster:
         if self._nc is None:
             raise RuntimeError("the cluster back end is not started")
         return self._nc
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the NATS server takes, in bytes."""
+        return self._dataplane.max_payload if self._dataplane is not None else 1024 * 1024
 
     def bucket_name(self, kind: str) -> str:
         """The name of the cluster's KV bucket for ``kind`` (sessions, registrations, ...)."""
@@ -392,6 +414,13 @@ class NatsCluster:
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=5,
             error_cb=self._nats_error, disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
         )  # fmt: skip
+        self._dataplane = DataPlane(
+            settings.servers, {self.inbox: self._on_inbox, f"{self.prefix}.heartbeat": self._on_heartbeat},
+            name=f"cloverleaf {settings.node} {self.incarnation} data", user=settings.user,
+            password=settings.password, token=settings.token, credentials=settings.credentials, tls=settings.tls,
+            ping_interval=max(0.5, settings.failure_timeout / 2),
+        )  # fmt: skip
+        await self._dataplane.start()
         self._interest_bucket = self.bucket_name("subscriptions")
         self._subscriptions_kv = await self.open_bucket("subscriptions")
         for realm in self.router.realms.values():
@@ -399,13 +428,11 @@ class NatsCluster:
         self._nodes_kv = await self.open_bucket("nodes", ttl=3600)
         for service in self.services:
             await service.start(self)
-        await nc.subscribe(self.inbox, cb=self._on_inbox)
         await nc.subscribe(f"{self.inbox}.sync", cb=self._on_sync)
-        await nc.subscribe(f"{self.prefix}.heartbeat", cb=self._on_heartbeat)
         await self._load_interest()
         loop = asyncio.get_running_loop()
         self._last_own_heartbeat = loop.time()
-        for work in (self._send_outbox(), self._write_interest(), self._heartbeats(), self._watch_peers()):
+        for work in (self._write_interest(), self._heartbeats(), self._watch_peers()):
             self._tasks.append(loop.create_task(work))
         # every live node beats every heartbeat_interval: after a bit more than one, this node knows
         # them all, so its first sessions' changes wait for every node (read your writes)
@@ -473,11 +500,14 @@ class NatsCluster:
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._watcher.stop(), 1.0)
+        if self._dataplane is not None:
+            self._flush_outbox()
+            # after everything this node sent (one connection: the others read it in this order)
+            self._dataplane.publish(
+                f"{self.prefix}.heartbeat", wire.encode(wire.NodeLeaving(self.incarnation, self.settings.node))
+            )
+            await self._dataplane.close(1.0)
         if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.publish(f"{self.prefix}.heartbeat",
-                                       wire.encode(wire.NodeLeaving(self.incarnation, self.settings.node)))
-                await asyncio.wait_for(self._nc.flush(), 1.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), 2.0)
         for realm_name, link in self.links.items():
@@ -489,66 +519,67 @@ class NatsCluster:
 
     def send(self, incarnation: str, payload: bytes) -> None:
         """Queue one message for another node (never blocks); nothing once this node is fenced
-        (the others have dropped it: what its closing sessions publish must not reach them)."""
+        (the others have dropped it: what its closing sessions publish must not reach them).
+        Everything queued for one node in one event-loop pass leaves as one NATS message."""
         if self.fenced:
             return
-        if len(self._outbox) >= MAX_OUTBOX:
+        if self._outbox_count >= MAX_OUTBOX:
             self.stats.dropped += 1
             limited_log.warning("cluster outbox full", "cluster outbox full (%d messages): message to %s dropped",
                                 MAX_OUTBOX, incarnation)  # fmt: skip
             return
-        self._outbox.append((self.inbox_of(incarnation), payload))
-        self._outbox_ready.set()
+        subject = self.inbox_of(incarnation)
+        queued = self._outbox.get(subject)
+        if queued is None:
+            self._outbox[subject] = [payload]
+        else:
+            queued.append(payload)
+        self._outbox_count += 1
+        if not self._outbox_scheduled:
+            self._outbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
 
-    async def _send_outbox(self) -> None:
-        nc = self._nc
-        assert nc is not None
-        outbox = self._outbox
-        limit = max(4096, (nc.max_payload or 1024 * 1024) // 2)
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            while outbox:
-                # everything queued for one node since the last pass goes in as few NATS messages
-                # as fit (order kept per node; nodes are independent)
-                by_subject: dict[str, list[bytes]] = {}
-                while outbox:
-                    subject, payload = outbox.popleft()
-                    by_subject.setdefault(subject, []).append(payload)
-                for subject, payloads in by_subject.items():
-                    for data in _batches(payloads, limit):
-                        try:
-                            await nc.publish(subject, data)
-                            self.stats.sent += 1
-                        except Exception as exc:
-                            self.stats.dropped += 1
-                            limited_log.warning("cluster send failed", "cluster: sending to %s failed: %s",
-                                                subject, exc)  # fmt: skip
+    def _flush_outbox(self) -> None:
+        self._outbox_scheduled = False
+        plane = self._dataplane
+        outbox, self._outbox = self._outbox, {}
+        self._outbox_count = 0
+        if plane is None:
+            return
+        limit = max(4096, plane.max_payload // 2)
+        for subject, payloads in outbox.items():
+            for data in _batches(payloads, limit):
+                if plane.publish(subject, data):
+                    self.stats.sent += 1
+                else:
+                    self.stats.dropped += 1
+                    limited_log.warning("cluster send failed", "cluster: NATS buffer full: a message to %s dropped",
+                                        subject)  # fmt: skip
 
     # -- receiving -------------------------------------------------------------------------------
 
-    async def _on_inbox(self, msg: Any) -> None:
+    def _on_inbox(self, data: bytes) -> None:
         self.stats.received += 1
         try:
-            message = wire.decode(msg.data)
+            message = wire.decode(data)
         except wire.WireError as exc:
             self.stats.undecodable += 1
-            limited_log.warning("cluster bad message", "cluster: unreadable message on %s: %s", msg.subject, exc)
+            limited_log.warning("cluster bad message", "cluster: unreadable message in the inbox: %s", exc)
             return
         if message is None:
             return  # a kind from a newer node
         if isinstance(message, wire.Batch):
             for inner in message.messages:
-                self._handle(inner, msg.subject)
+                self._handle(inner)
             return
         self._dispatch(message)
 
-    def _handle(self, data: bytes, subject: str) -> None:
+    def _handle(self, data: bytes) -> None:
         try:
             message = wire.decode(data)
         except wire.WireError as exc:
             self.stats.undecodable += 1
-            limited_log.warning("cluster bad message", "cluster: unreadable message on %s: %s", subject, exc)
+            limited_log.warning("cluster bad message", "cluster: unreadable message in the inbox: %s", exc)
             return
         if message is not None and not isinstance(message, wire.Batch):
             self._dispatch(message)
@@ -756,19 +787,19 @@ class NatsCluster:
     # -- membership ------------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
-        nc = self._nc
-        assert nc is not None
+        plane = self._dataplane
+        assert plane is not None
         sequence = 0
         subject = f"{self.prefix}.heartbeat"
         while True:
             sequence += 1
-            with contextlib.suppress(Exception):
-                await nc.publish(subject, wire.encode(wire.Heartbeat(self.incarnation, self.settings.node, sequence)))
+            # on the data plane: a node is alive for the others exactly while its traffic flows
+            plane.publish(subject, wire.encode(wire.Heartbeat(self.incarnation, self.settings.node, sequence)))
             await asyncio.sleep(self.settings.heartbeat_interval)
 
-    async def _on_heartbeat(self, msg: Any) -> None:
+    def _on_heartbeat(self, data: bytes) -> None:
         try:
-            beat = wire.decode(msg.data)
+            beat = wire.decode(data)
         except wire.WireError:
             self.stats.undecodable += 1
             return
@@ -966,15 +997,15 @@ class NatsCluster:
 
     @property
     def connected(self) -> bool:
-        """Whether the node is connected to a NATS server now."""
-        return bool(self._nc is not None and self._nc.is_connected)
+        """Whether the node is connected to NATS now (both connections)."""
+        plane = self._dataplane
+        return bool(self._nc is not None and self._nc.is_connected and plane is not None and plane.is_connected)
 
     def status(self) -> dict[str, Any]:
         """What /metrics and the logs show of the cluster."""
-        nc = self._nc
         return {
             "cluster": self.settings.name, "node": self.settings.node, "incarnation": self.incarnation,
-            "nats_connected": bool(nc is not None and nc.is_connected), "nodes": len(self.peers) + 1,
+            "nats_connected": self.connected, "nodes": len(self.peers) + 1,
             "sent": self.stats.sent, "received": self.stats.received, "dropped": self.stats.dropped,
             "seen_at": time.time(),
         }  # fmt: skip

@@ -189,7 +189,7 @@ class ClusterRegistry:
         )
 
     async def start(self, cluster: NatsCluster) -> None:
-        self.max_payload = cluster.nats.max_payload or self.max_payload
+        self.max_payload = cluster.max_payload
         self.bucket = cluster.bucket_name("registrations")
         self.kv = await cluster.open_bucket("registrations")
         cluster.handlers[RpcMessage.KIND] = self._on_message
