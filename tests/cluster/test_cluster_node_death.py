@@ -7,12 +7,14 @@ processes on one nats-server, Autobahn|Python as the client."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from typing import Any
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
+from tests.cluster.nats import NatsServer
 from tests.cluster.test_cluster_pubsub import until
 from tests.cluster.test_cluster_rpc import call_when_there
 from tests.cluster.test_cluster_sessions import Nodes, ab, nodes, wait_for_interest  # noqa: F401
@@ -178,3 +180,68 @@ async def test_frozen_node_meta_events_and_testaments(nodes: Nodes, autobahn: Au
     finally:
         if b.process.poll() is None:
             b.process.send_signal(signal.SIGCONT)
+
+
+async def test_janitor_dying_too_the_next_one_cleans_up(
+    nodes: Nodes, autobahn: AutobahnSessions, nats_server: NatsServer  # noqa: F811
+) -> None:
+    """Two nodes die 0.3 s apart, the second being the janitor of the first (the smallest live
+    incarnation): it died before it found the first dead, so the last node does its work: the
+    testaments of both dead nodes' sessions are published once, and their KV entries deleted."""
+    import nats
+
+    started = nodes(3)
+    incarnations = {}
+    for node in started:
+        found = re.search(r"joined as incarnation ([0-9a-f]+)", node.log())
+        assert found, node.log()
+        incarnations[found.group(1)] = node
+    janitor, first, survivor = (incarnations[key] for key in sorted(incarnations))
+    loop = asyncio.get_running_loop()
+    monitor = Monitor()
+    watcher = await autobahn.open(ab(survivor, "msgpack"))
+    await monitor.subscribe(watcher)
+    doomed: dict[str, int] = {}
+    for name, node in (("first", first), ("janitor", janitor)):
+        await wait_for_interest(monitor, node, autobahn)  # type: ignore[arg-type]
+        session = await autobahn.open(ab(node, "json"))
+        await session.call("wamp.session.add_testament", TESTAMENT, [session._session_id])
+        await session.subscribe(lambda *_: None, "com.death.topic")
+        doomed[name] = session._session_id
+
+    first.process.kill()
+    first.process.wait()
+    await asyncio.sleep(0.3)
+    janitor.process.kill()
+    janitor.process.wait()
+    killed_at = loop.time()
+
+    async def both_testaments() -> bool:
+        return sorted(args[0] for args in monitor.received(TESTAMENT)) == sorted(doomed.values())
+
+    try:
+        await until(both_testaments, timeout=5)
+    except AssertionError:
+        raise AssertionError(f"testaments: {monitor.received(TESTAMENT)}, sessions {doomed}") from None
+    print(f"\nboth testaments {max(t for n, _, t in monitor.events if n == TESTAMENT) - killed_at:.3f} s "
+          "after the second kill")  # fmt: skip
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        dead = {key for key, node in incarnations.items() if node is not survivor}
+
+        async def kv_clean() -> bool:
+            for bucket in ("sessions", "subscriptions"):
+                kv = await js.key_value(f"cloverleaf-test-{bucket}")
+                for key in await kv.keys():
+                    entry = await kv.get(key)
+                    if any(incarnation in key or incarnation.encode() in (entry.value or b"") for incarnation in dead):
+                        return False
+            return True
+
+        await until(kv_clean, timeout=8)
+    finally:
+        await nc.close()
+    await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
+    assert sorted(args[0] for args in monitor.received(TESTAMENT)) == sorted(doomed.values())

@@ -29,8 +29,22 @@ def test_batches_keep_order_and_size() -> None:
     assert _batches(payloads[:1], 1000) == payloads[:1]  # one message goes as it is
     bodies = _batches(payloads, 200)
     assert len(bodies) > 1 and all(len(body) < 400 for body in bodies)
-    unpacked: list[bytes] = []
+    unpacked: list[object] = []
     for body in bodies:
         message = wire.decode(body)
-        unpacked += message.messages if isinstance(message, wire.Batch) else [body]
-    assert unpacked == payloads
+        if isinstance(message, wire.Batch):  # each element decoded already, in order
+            unpacked += [wire.from_value(value) for value in message.messages]
+        else:
+            unpacked.append(message)
+    assert unpacked == [wire.Heartbeat("i", "n", n) for n in range(100)]
+    many = wire.decode(wire.encode_batch(payloads * 200)).messages  # 20,000: a 32-bit array header
+    assert len(many) == 20_000 and wire.from_value(many[-1]) == wire.Heartbeat("i", "n", 99)
+
+
+def test_a_message_with_an_encoded_tail_reads_as_one() -> None:
+    wamp = [68, 12, 34, {}, [b"\x00", 1]]
+    data = wire.encode_with_tail(10, ("realm1", "incarnation", 77), msgpack.packb(wamp))
+    assert msgpack.unpackb(data) == [10, "realm1", "incarnation", 77, wamp]
+    for length in (0, 15, 16, 65535, 65536):
+        header = wire.array_header(length)
+        assert msgpack.unpackb(header + msgpack.packb(None) * length) == [None] * length

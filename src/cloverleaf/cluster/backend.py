@@ -249,12 +249,12 @@ def _batches(payloads: list[bytes], limit: int) -> list[bytes]:
     size = 0
     for payload in payloads:
         if chunk and size + len(payload) > limit:
-            bodies.append(chunk[0] if len(chunk) == 1 else wire.encode(wire.Batch(chunk)))
+            bodies.append(chunk[0] if len(chunk) == 1 else wire.encode_batch(chunk))
             chunk, size = [], 0
         chunk.append(payload)
         size += len(payload) + 8
     if chunk:
-        bodies.append(chunk[0] if len(chunk) == 1 else wire.encode(wire.Batch(chunk)))
+        bodies.append(chunk[0] if len(chunk) == 1 else wire.encode_batch(chunk))
     return bodies
 
 
@@ -263,6 +263,15 @@ class _Peer:
     node: str
     last_seen: float
     sequence: int = 0
+
+
+@dataclass(slots=True)
+class _Duty:
+    """A dead node's janitor work that another survivor was to do (kept in case it dies too)."""
+
+    found_at: float
+    janitor: str
+    works: list[Callable[[bool], None]]
 
 
 @dataclass
@@ -312,6 +321,8 @@ class NatsCluster:
         #: incarnations found dead or gone (a dead incarnation never comes back: what a thawed one
         #: still says is ignored), the latest at most MAX_DEAD
         self.dead: dict[str, None] = {}
+        #: dead incarnation -> the janitor work another survivor was to do for it, for a while
+        self._duties: dict[str, _Duty] = {}
         #: while the on_node_down callbacks run: the node dropped and whether its departure is told
         self._dropping: tuple[str, bool] | None = None
         #: registrations cluster-wide and the RPC traffic
@@ -574,9 +585,9 @@ class NatsCluster:
             return
         self._dispatch(message)
 
-    def _handle(self, data: bytes) -> None:
+    def _handle(self, value: list[Any]) -> None:
         try:
-            message = wire.decode(data)
+            message = wire.from_value(value)
         except wire.WireError as exc:
             self.stats.undecodable += 1
             limited_log.warning("cluster bad message", "cluster: unreadable message in the inbox: %s", exc)
@@ -923,8 +934,8 @@ class NatsCluster:
         stale = [key for key, entry in self._interest_entries.items() if entry.incarnation == incarnation]
         for key in stale:
             del self._interest_entries[key]
-        if stale and self.is_janitor():
-            self.later(self._purge(stale))
+        if stale:
+            self.janitor_work(incarnation, lambda _at_once: self.later(self._purge(stale)))
         self._dropping = (incarnation, announce)
         try:
             for callback in self.on_node_down:
@@ -935,6 +946,7 @@ class NatsCluster:
                                     incarnation, exc_info=True)  # fmt: skip
         finally:
             self._dropping = None
+        self._take_over(incarnation, peer)
 
     def tells_departure(self, incarnation: str) -> bool:
         """In an ``on_node_down`` callback: whether this node's subscribers are told about the
@@ -946,6 +958,46 @@ class NatsCluster:
     def is_janitor(self) -> bool:
         """The live node with the smallest incarnation cleans up after dead ones."""
         return all(self.incarnation < other for other in self.peers)
+
+    def janitor_work(self, incarnation: str, work: Callable[[bool], None]) -> None:
+        """In an ``on_node_down`` callback: run ``work`` now if this node is the janitor; else keep
+        it for three failure timeouts, and run it if the janitor dies meanwhile (two nodes dying
+        at the same moment: the janitor may have died before it found the other dead). ``work``
+        gets ``at_once``: True when run now, or when the dead janitor never found the node dead
+        (its last heartbeat came before this node found it dead), so that what a janitor does at
+        once (publishing testaments) is done once; False when the dead janitor may have done that
+        part (only the idempotent KV cleanup is left to do)."""
+        if self.is_janitor():
+            work(True)
+            return
+        loop = asyncio.get_running_loop()
+        duty = self._duties.get(incarnation)
+        if duty is None:
+            duty = self._duties[incarnation] = _Duty(loop.time(), min(self.peers), [])
+        duty.works.append(work)
+
+    def _take_over(self, incarnation: str, peer: _Peer) -> None:
+        """``incarnation`` (last heard at ``peer.last_seen``) died: the duties it had as janitor
+        pass to the next one, this node's if it is that one now."""
+        now = asyncio.get_running_loop().time()
+        horizon = now - 3 * self.settings.failure_timeout - self.settings.failure_timeout
+        for dead, duty in list(self._duties.items()):
+            if duty.found_at < horizon:
+                del self._duties[dead]  # long done by its janitor
+            elif duty.janitor == incarnation:
+                if not self.is_janitor():
+                    duty.janitor = min(self.peers)
+                    continue
+                del self._duties[dead]
+                at_once = peer.last_seen < duty.found_at
+                log.info("cluster %s: janitor %s died too: cleaning up after %s here", self.settings.name,
+                         incarnation, dead)  # fmt: skip
+                for work in duty.works:
+                    try:
+                        work(at_once)
+                    except Exception:
+                        limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
+                                        dead, exc_info=True)  # fmt: skip
 
     def later(self, cleanup: Coroutine[Any, Any, None]) -> None:
         """Run the janitor's ``cleanup`` of a dead node's KV entries a failure timeout from now:

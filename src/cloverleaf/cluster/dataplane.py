@@ -137,6 +137,7 @@ class DataPlane:
         self.reconnects = 0
         #: the address of the server connected to ("" while disconnected)
         self.connected_url = ""
+        self._current_url = ""
         self._connection: _Connection | None = None
         self._ready = False
         self._closing = False
@@ -309,6 +310,7 @@ class DataPlane:
                 self._connection = None
             raise
         self._ready = True
+        self._current_url = url
         self.connected_url = f"{host}:{port}"
         self._keepalives_unanswered = 0
         self.schedule_flush()
@@ -352,8 +354,12 @@ class DataPlane:
 
     async def _reconnect(self) -> None:
         round_number = 0
+        lost = self._current_url
         while not self._closing:
             candidates = list(dict.fromkeys(self.servers + self._discovered))
+            if lost in candidates:  # the server just lost last (it may be frozen: a handshake would time out)
+                at = candidates.index(lost)
+                candidates = candidates[at + 1 :] + candidates[: at + 1]
             for url in candidates:
                 if self._closing:
                     return

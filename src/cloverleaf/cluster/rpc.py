@@ -69,20 +69,22 @@ _ENVELOPE = 1024
 
 
 @wire.message(10)
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class RpcMessage:
     """A WAMP message between the dealers of two nodes: INVOCATION and INTERRUPT to the callee's
-    node, RESULT and ERROR back to the caller's. ``session`` is the callee's session ID."""
+    node, RESULT and ERROR back to the caller's. ``session`` is the callee's session ID;
+    ``message`` the WAMP message as a list (sent as the dealer encoded it for the other node:
+    :func:`~cloverleaf.cluster.wire.encode_with_tail`)."""
 
     KIND: ClassVar[int]
     realm: str
     sender: str
     session: int
-    payload: bytes
+    message: list[Any]
 
     def check(self) -> None:
         wire.require(wire.is_str(self.realm) and wire.is_str(self.sender), "string realm and sender")
-        wire.require(wire.is_int(self.session) and type(self.payload) is bytes, "integer session, bytes payload")
+        wire.require(wire.is_int(self.session) and type(self.message) is list, "integer session, a WAMP message")
 
 
 class _Peer:
@@ -99,6 +101,8 @@ class _Peer:
         self.pending_calls: dict[int, PendingCall] = {}
         self.pending_invocations: dict[int, PendingCall] = {}
         self.open = True
+        #: what precedes each WAMP message this end ships (the same for all of them)
+        self._head = rpc.envelope_head(realm, session_id)
 
     @property
     def is_open(self) -> bool:
@@ -112,7 +116,7 @@ class _Peer:
 
     def send_payload(self, payload: bytes, message_type: int, droppable: bool) -> None:
         if self.open:
-            self._rpc.ship(self.incarnation, self.realm_name, self.session_id, payload)
+            self._rpc.cluster.send(self.incarnation, self._head + payload)
 
 
 class RemoteCallee(_Peer):
@@ -415,15 +419,16 @@ class ClusterRegistry:
 
     # -- traffic -----------------------------------------------------------------------------------
 
-    def ship(self, incarnation: str, realm: str, session_id: int, payload: bytes) -> None:
-        self.cluster.send(incarnation, wire.encode(RpcMessage(realm, self.cluster.incarnation, session_id, payload)))
+    def envelope_head(self, realm: str, session_id: int) -> bytes:
+        """The bytes of an :class:`RpcMessage` from this node before its WAMP message."""
+        return wire.encode_with_tail(RpcMessage.KIND, (realm, self.cluster.incarnation, session_id), b"")
 
     def _on_message(self, envelope: RpcMessage) -> None:
         realm = self.cluster.router.realms.get(envelope.realm)
         if realm is None:
             return
         try:
-            message = parse_message(WIRE_SERIALIZER.decode(envelope.payload))
+            message = parse_message(envelope.message)
         except (ProtocolError, ValueError) as exc:
             limited_log.warning("cluster rpc", "cluster: unreadable RPC message from %s: %s", envelope.sender, exc)
             return
@@ -510,8 +515,7 @@ class ClusterRegistry:
                 # only its calls: it is no member of any registration (its session_id is the local
                 # callee's, so Dealer.detach would take that callee out of its registrations)
                 realm.dealer.abandon_calls(remote_caller)
-        if self.cluster.is_janitor():
-            self.cluster.later(self._purge(incarnation))
+        self.cluster.janitor_work(incarnation, lambda _at_once: self.cluster.later(self._purge(incarnation)))
 
     async def _purge(self, incarnation: str) -> None:
         """The janitor takes a dead node's callees out of the registry, retrying while JetStream

@@ -9,7 +9,7 @@ from .wire import is_int, is_str, message, require
 
 
 @message(20)
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class KillSessions:
     """Close these sessions of the receiving node (``wamp.session.kill`` and its kin called on
     another node): each gets GOODBYE ``reason`` with ``message``, as a local kill does."""

@@ -434,8 +434,10 @@ class SessionDirectory:
         keys: list[str] = []
         cluster = self.cluster
         # the janitor alone publishes the testaments, cluster-wide (is_janitor: the same answer on
-        # every survivor, the dead node being out of their peers)
+        # every survivor, the dead node being out of their peers); the others keep them in case
+        # the janitor died too before it found this node dead
         janitor = cluster.is_janitor()
+        testaments: list[RemoteSession] = []
         for key, remote in list(self._entries.items()):
             if remote.incarnation != incarnation:
                 continue
@@ -446,13 +448,24 @@ class SessionDirectory:
                 if realm is not None:
                     if janitor and remote.testaments:
                         realm.meta.publish_testaments(remote.session_id, remote.decoded_testaments())
+                    elif remote.testaments:
+                        testaments.append(remote)
                     details = remote.details
                     realm.meta.publish_local("wamp.session.on_leave", remote.session_id, details.get("authid"),
                                              details.get("authrole"))  # fmt: skip
         log.info("cluster: node %s gone with %d sessions", incarnation, len(keys))
-        if keys and janitor:
-            # later, so that every survivor has found the node dead (and told its subscribers) first
-            cluster.later(self._delete_later(keys))
+
+        def clean_up(at_once: bool) -> None:
+            for remote in testaments if at_once else ():
+                realm = self.router.realms.get(remote.realm)
+                if realm is not None:
+                    realm.meta.publish_testaments(remote.session_id, remote.decoded_testaments())
+            if keys:
+                # later, so that every survivor has found the node dead (and told its subscribers) first
+                cluster.later(self._delete_later(keys))
+
+        if keys:
+            cluster.janitor_work(incarnation, clean_up)
 
     async def _sweep(self) -> None:
         """Entries of a node never heard from (dead before this node started) are dropped."""

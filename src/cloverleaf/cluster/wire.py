@@ -61,6 +61,29 @@ def encode(value: Any) -> bytes:
     return _packer.pack([cls.KIND, *(getattr(value, name) for name in fields)])  # type: ignore[no-any-return]
 
 
+def array_header(length: int) -> bytes:
+    """The MessagePack header of an array of ``length`` elements (the elements follow, encoded)."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 0x10000:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
+
+
+def encode_with_tail(kind: int, fields: tuple[Any, ...], tail: bytes) -> bytes:
+    """The bytes of ``[kind, *fields, <tail>]`` where ``tail`` is one value already encoded in
+    MessagePack (a WAMP message encoded for another node is carried as it is: no second encoding,
+    and the receiver decodes the whole in one pass)."""
+    packed: bytes = _packer.pack(kind) + b"".join(_packer.pack(f) for f in fields)
+    return array_header(len(fields) + 2) + packed + tail
+
+
+def encode_batch(payloads: list[bytes]) -> bytes:
+    """One :class:`Batch` of messages already encoded with :func:`encode` (kept in order)."""
+    head: bytes = _BATCH_HEAD
+    return head + array_header(len(payloads)) + b"".join(payloads)
+
+
 def decode(data: bytes) -> Any:
     """The message in ``data``; None for a kind this node does not know. Raises :class:`WireError`
     for bytes that are not a node-to-node message."""
@@ -68,6 +91,11 @@ def decode(data: bytes) -> Any:
         value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise WireError(f"not a MessagePack message: {exc}") from None
+    return from_value(value)
+
+
+def from_value(value: Any) -> Any:
+    """The message a decoded ``[kind, field, ...]`` list is (as :func:`decode`)."""
     if type(value) is not list or not value or type(value[0]) is not int:
         raise WireError("a node-to-node message is a list starting with its kind")
     cls = _KINDS.get(value[0])
@@ -107,7 +135,7 @@ def optional_dict(value: Any) -> bool:
 
 
 @message(1)
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Heartbeat:
     """A node is alive: sent on the cluster's heartbeat subject every ``heartbeat_interval``."""
 
@@ -122,7 +150,7 @@ class Heartbeat:
 
 
 @message(3)
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class NodeLeaving:
     """A node stops cleanly: the others drop its state at once instead of after the failure timeout."""
 
@@ -135,23 +163,28 @@ class NodeLeaving:
 
 
 @message(4)
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Batch:
     """Several messages for one node, queued in the same event-loop pass, in one NATS message
-    (in order): fewer NATS messages, wake-ups and system calls on both nodes under load."""
+    (in order): fewer NATS messages, wake-ups and system calls on both nodes under load. Each
+    element is a message's ``[kind, field, ...]`` list (:func:`from_value` reads it), built by
+    :func:`encode_batch` from the messages' bytes, so the receiver decodes everything at once."""
 
     KIND: ClassVar[int]
-    messages: list[bytes]
+    messages: list[list[Any]]
 
     def check(self) -> None:
-        require(type(self.messages) is list and all(type(m) is bytes for m in self.messages), "a list of bytes")
+        require(type(self.messages) is list, "a list of messages")
+
+
+_BATCH_HEAD = b"\x92" + _packer.pack(Batch.KIND)
 
 
 # -- PubSub ---------------------------------------------------------------------------------------
 
 
 @message(2)
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Publication:
     """A publication forwarded to a node with a matching subscription, for its local subscribers.
 
