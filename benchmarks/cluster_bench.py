@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -53,7 +54,9 @@ BENCH_DIR = run.BENCH_DIR
 PROC = "com.bench.echo"
 TOPIC = "com.bench.topic"
 #: --setups: key -> how the setup's label starts
-SETUPS = {"single": "one node", "local-cluster": "one node with cluster:", "cross": "cross-node", "3nodes": "3 nodes"}
+SETUPS = {"single": "one node", "local-cluster": "one node with cluster:", "cross": "cross-node", "3nodes": "3 nodes",
+          "crossbar-single": "Crossbar one node", "crossbar-rlinks": "Crossbar rlinks",
+          "crossbar-3nodes": "Crossbar 3 nodes"}
 
 
 # ----------------------------------------------------------------------------------------
@@ -161,6 +164,113 @@ class Node(run.CloverleafRouter):
     def wait_ready(self, timeout: float = 60) -> None:
         asyncio.run(loadgen.wait_for_welcome(self.ws_url, self.realm, "json", deadline_s=timeout,
                                              give_up=lambda: not self.alive()))  # fmt: skip
+
+
+class CrossbarNode(run.CrossbarRouter):
+    """A Crossbar.io router node joined to ``peers`` by router-to-router links ("rlinks", Crossbar's
+    own way of spreading a realm over several routers): each node links to every other one and
+    forwards its *local* registrations and events only (``forward_remote_*: false``, so a mesh
+    has no loops). An rlink joins the other node over RawSocket/CBOR with WAMP-cryptosign and the
+    node key, so each node's RawSocket transport authorizes the other nodes' keys. Crossbar's
+    rlinks refuse to forward a call without the caller's identity, so the roles disclose callers
+    and publishers (the single Crossbar node of the comparison does not: its config is run.py's)."""
+
+    def __init__(self, workdir, taken, realm, venv: str, name: str):
+        super().__init__(os.path.join(workdir, f"crossbar-{name}"), taken, realm, venv)
+        self.name = f"crossbar-{name}"
+        self.node = name
+        self.cbdir = os.path.join(self.dir, "node", ".crossbar")
+        self.peers: list[CrossbarNode] = []
+        self.public_key = self._node_key()
+
+    def _node_key(self) -> str:
+        """Crossbar's node key (made with Crossbar's own code, as its first start would)."""
+        os.makedirs(self.cbdir, exist_ok=True)
+        code = "import sys; from crossbar.common.key import _maybe_generate_node_key as g; g(sys.argv[1])"
+        subprocess.run([os.path.join(self.venv, "bin", "python"), "-c", code, self.cbdir], check=True,
+                       capture_output=True)  # fmt: skip
+        with open(os.path.join(self.cbdir, "key.pub")) as f:
+            for line in f:
+                if line.startswith("public-key-ed25519:"):
+                    return line.split(":", 1)[1].strip()
+        raise RuntimeError(f"no public key in {self.cbdir}/key.pub")
+
+    def command(self):
+        allow = {"call": True, "register": True, "publish": True, "subscribe": True}
+
+        def role(name: str) -> dict:
+            return {"name": name, "permissions": [{"uri": "", "match": "prefix", "allow": allow,
+                                                   "disclose": {"caller": True, "publisher": True}, "cache": True}]}
+
+        rlinks = [{
+            "id": f"to-{peer.node}", "realm": self.realm, "authid": f"rlink-{self.node}",
+            "transport": {"type": "rawsocket", "serializer": "cbor", "url": f"rs://127.0.0.1:{peer.rs_port}",
+                          "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": peer.rs_port}},
+            "forward_local_invocations": True, "forward_remote_invocations": False,
+            "forward_local_events": True, "forward_remote_events": False,
+        } for peer in self.peers]  # fmt: skip
+        principals = {f"rlink-{peer.node}": {"realm": self.realm, "role": "rlink", "authorized_keys": [peer.public_key]}
+                      for peer in self.peers}  # fmt: skip
+        config = {"version": 2, "controller": {}, "workers": [{
+            "type": "router",
+            "realms": [{"name": self.realm, "roles": [role("anonymous"), role("rlink")], "rlinks": rlinks}],
+            "transports": [
+                {"type": "websocket", "serializers": ["json", "msgpack", "cbor"],
+                 "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": self.ws_port, "backlog": 4096}},
+                {"type": "rawsocket", "serializers": ["cbor", "msgpack", "json"],
+                 "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": self.rs_port, "backlog": 4096},
+                 "auth": {"cryptosign": {"type": "static", "principals": principals},
+                          "anonymous": {"type": "static", "role": "anonymous"}}},
+            ],
+        }]}  # fmt: skip
+        with open(os.path.join(self.cbdir, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        cmd = [os.path.join(self.venv, "bin", "crossbar"), "start", "--cbdir", self.cbdir, "--loglevel", "warn"]
+        return cmd, os.path.join(self.dir, "node"), dict(os.environ)
+
+
+def crossbar_part(cfg, attempt: Any, only: set[str], single_label: str, cross_label: str, three_label: str) -> None:
+    """The same scenarios on Crossbar.io: one node (run.py's config) against two or three nodes
+    joined by rlinks (caller/publisher on XA, callee/subscriber on XB, fan-out over XA/XB/XC)."""
+    venv = run.ensure_crossbar_venv(os.path.join(BENCH_DIR, "crossbar-venv"))
+    taken: set[int] = set()
+    single = run.CrossbarRouter(os.path.join(cfg.tmp, "crossbar-single"), taken, cfg.realm, venv)
+    linked = [CrossbarNode(cfg.tmp, taken, cfg.realm, venv, name) for name in ("xa", "xb", "xc")]
+    for node in linked:
+        node.peers = [peer for peer in linked if peer is not node]
+    routers: list[run.Router] = [single, *linked]
+    try:
+        for r in routers:
+            r.spawn()
+        for r in routers:
+            asyncio.run(loadgen.wait_for_welcome(r.ws_url, cfg.realm, "json", deadline_s=90,
+                                                 give_up=lambda r=r: not r.alive()))  # fmt: skip
+        time.sleep(2.0)  # the rlinks connect after the transports listen
+        xa, xb, xc = linked
+        m_single = Metered("crossbar one node", {"crossbar": single.metered_pids()[0]})
+        m_linked = Metered("XA+XB+XC", {n.node.upper(): n.metered_pids()[0] for n in linked})
+        seq, pipe = "RPC sequential (1x1)", f"RPC pipelined ({cfg.rpc_sessions}x{cfg.rpc_inflight})"
+        if "rpc" in only:
+            for kind, s, k in ((seq, 1, 1), (pipe, cfg.rpc_sessions, cfg.rpc_inflight)):
+                attempt(scen_rpc, kind, single_label, m_single, single.ws_url, single.ws_url, s, k)
+                attempt(scen_rpc, kind, cross_label + " (caller XA, callee XB)", m_linked, xa.ws_url, xb.ws_url, s, k)
+        light, busy = "pub/sub 1->1, one at a time", f"pub/sub 1->1, {cfg.pub_window} undelivered"
+        if "pubsub" in only:
+            for kind, win in ((light, 1), (busy, cfg.pub_window)):
+                attempt(scen_pubsub, kind, single_label, m_single, single.ws_url, [(single.ws_url, 1)], win)
+                attempt(scen_pubsub, kind, cross_label + " (publisher XA, subscriber XB)", m_linked, xa.ws_url,
+                        [(xb.ws_url, 1)], win)  # fmt: skip
+        fan = f"fan-out 1->{cfg.fanout} (per delivery)"
+        if "fanout" in only:
+            parts = split(cfg.fanout, 3)
+            attempt(scen_pubsub, fan, single_label, m_single, single.ws_url, [(single.ws_url, n) for n in parts],
+                    cfg.fanout_window)  # fmt: skip
+            attempt(scen_pubsub, fan, three_label + " (publisher XA; subscribers " + "/".join(map(str, parts)) +
+                    " on XA/XB/XC)", m_linked, xa.ws_url, [(xa.ws_url, parts[0]), (xb.ws_url, parts[1]),
+                                                         (xc.ws_url, parts[2])], cfg.fanout_window)  # fmt: skip
+    finally:
+        for r in routers:
+            r.stop()
 
 
 def export_rev(rev: str, dest: str) -> tuple[str, str]:
@@ -505,18 +615,22 @@ def table(rows: list[dict], baseline: dict[str, dict]) -> str:
         if "error" in r:
             out.append([r["scenario"], r["setup"], "error: " + r["error"][:80]] + [""] * 8)
             continue
-        base = baseline.get(r["scenario"])
+        base = baseline.get(("Crossbar " if r["setup"].startswith("Crossbar") else "") + r["scenario"])
         ratio = "-" if base is None or base is r or not base.get("cpu_us_per_op") or not r.get("cpu_us_per_op") \
             else "%.2f" % (r["cpu_us_per_op"] / base["cpu_us_per_op"])  # fmt: skip
         split_ = " / ".join(f"{k} {v:.1f}" for k, v in r["cpu_us_per_op_by_process"].items())
         sysc = "{} / {} / {}".format(
             fmt(r["read_syscalls_per_op"], 2), fmt(r["write_syscalls_per_op"], 2), fmt(r["context_switches_per_op"], 2)
         )
+        if not r["read_syscalls_per_op"] and not r["write_syscalls_per_op"]:
+            # Twisted (Crossbar) uses recv/send, which /proc/<pid>/io does not count
+            sysc = "n/a / n/a / " + fmt(r["context_switches_per_op"], 2)
         out.append([r["scenario"], r["setup"], fmt(r["ops_per_s"], 0), fmt(r["lat_p50_ms"], 2),
                     fmt(r["lat_p99_ms"], 2), fmt(r["cpu_us_per_op"], 1), split_, ratio, sysc,
                     fmt(r["gen_cpu_pct"], 0), r["problems"]])  # fmt: skip
     header = ["scenario", "setup", "ops/s", "p50 ms", "p99 ms", "router CPU µs/op (all metered)", "µs/op by process",
-              "vs one node", "per op: reads / writes / context switches", "gen CPU %", "problems"]  # fmt: skip
+              "vs one node (of its router)", "per op: reads / writes / context switches", "gen CPU %",
+              "problems"]  # fmt: skip
     return run.md_table(header, out)
 
 
@@ -551,6 +665,9 @@ def main(argv=None) -> int:
                    help="measure this git revision (e.g. HEAD: `git archive` of src/ into the temp dir, so edits "
                    "in the working tree during the run do not matter); default: the working tree")  # fmt: skip
     p.add_argument("--nats-gomaxprocs", type=int, default=None, help="GOMAXPROCS for nats-server (default: Go's)")
+    p.add_argument("--crossbar", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the scenarios on Crossbar.io, one node against nodes joined by rlinks (default: on "
+                   "unless --quick)")  # fmt: skip
     p.add_argument("--realm", default="realm1")
     p.add_argument("--json", default=None, help="raw results (default: .bench/results/cluster-bench-<time>.json)")
     p.add_argument("--keep-tmp", action="store_true")
@@ -559,6 +676,8 @@ def main(argv=None) -> int:
         cfg.duration, cfg.warmup, cfg.deaths = 1.5, 0.5, 5
     if cfg.regression is None:
         cfg.regression = not cfg.quick
+    if cfg.crossbar is None:
+        cfg.crossbar = not cfg.quick
     only = set(cfg.only.split(","))
     setups = [k for k in cfg.setups.split(",") if k]
     for k in setups:
@@ -669,6 +788,17 @@ def main(argv=None) -> int:
                     os.kill(n.proc.pid, signal.SIGCONT)
             n.stop()
         nats.stop()
+    crossbar_setups = {"crossbar-single", "crossbar-rlinks", "crossbar-3nodes"}
+    if cfg.crossbar and not failed and (not setups or crossbar_setups & set(setups)) and only - {"death"}:
+        log("Crossbar.io: one node, and three nodes joined by rlinks ...")
+        try:
+            crossbar_part(cfg, attempt, only, SETUPS["crossbar-single"], SETUPS["crossbar-rlinks"],
+                          SETUPS["crossbar-3nodes"] + " rlinks")  # fmt: skip
+        except KeyboardInterrupt:
+            failed = True
+        except Exception as e:
+            failed = True
+            log(f"  Crossbar part FAILED: {type(e).__name__}: {e}")
     if cfg.regression and not failed:
         try:
             reg = regression(cfg)
@@ -676,6 +806,8 @@ def main(argv=None) -> int:
             reg = {"error": f"{type(e).__name__}: {e}"}
 
     baseline = {r["scenario"]: r for r in rows if r.get("setup") == "one node" and "error" not in r}
+    baseline.update({"Crossbar " + r["scenario"]: r for r in rows
+                     if r.get("setup") == SETUPS["crossbar-single"] and "error" not in r})  # fmt: skip
     elapsed = time.monotonic() - t_begin
     print()
     print(f"Cluster benchmark: {cfg.duration:.1f} s windows (+{cfg.warmup:.1f} s warm-up), "
@@ -723,6 +855,22 @@ def main(argv=None) -> int:
                 r_ <= 1.5,
             )
         )
+    versus = []
+    for kind in (seq, pipe, light, busy, fan):
+        ours = by.get((kind, "3 nodes" if kind == fan else "cross-node"))
+        theirs = by.get((kind, SETUPS["crossbar-3nodes"] + " rlinks" if kind == fan else SETUPS["crossbar-rlinks"]))
+        if ours and theirs and theirs["cpu_us_per_op"]:
+            versus.append([kind, fmt(theirs["cpu_us_per_op"]), fmt(ours["cpu_us_per_op"]),
+                           fmt(ours["cpu_us_per_op"] / theirs["cpu_us_per_op"], 2),
+                           f"{fmt(theirs['lat_p50_ms'], 2)} / {fmt(ours['lat_p50_ms'], 2)}",
+                           f"{theirs['problems']} / {ours['problems']}"])  # fmt: skip
+    if versus:
+        print("Across routers: Cloverleaf nodes on NATS against Crossbar.io nodes joined by rlinks "
+              "(same load, same run):")
+        print()
+        print(run.md_table(["scenario", "Crossbar rlinks µs/op", "Cloverleaf cluster µs/op", "ratio",
+                            "p50 ms Crossbar / Cloverleaf", "problems Crossbar / Cloverleaf"], versus))  # fmt: skip
+        print()
     if checks:
         print(run.md_table(["target", "measured", "met"], [[a_, b_, "yes" if c_ else "**no**"]
                                                             for a_, b_, c_ in checks]))  # fmt: skip
