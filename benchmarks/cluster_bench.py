@@ -441,7 +441,7 @@ def summarize(kind: str, setup: str, meter: Metered, t0: int, t1: int, cpu: dict
     }
     row.update(extra)
     row["problems"] = sum(row.get(k) or 0 for k in ("errors", "lost_sessions", "bad_results", "undrained",
-                                                    "undelivered"))  # fmt: skip
+                                                    "undelivered", "skipped"))  # fmt: skip
     return row
 
 
@@ -452,7 +452,9 @@ def base_spec(url: str, cfg) -> dict:
 # ----------------------------------------------------------------------------------------
 # Scenarios
 def scen_rpc(cfg, kind: str, setup: str, meter: Metered, caller_url: str, callee_url: str, sessions: int,
-             inflight: int) -> dict:  # fmt: skip
+             inflight: int, rate: float | None = None) -> dict:  # fmt: skip
+    """``sessions`` callers with ``inflight`` calls each (closed loop: a RESULT fires the next call);
+    with ``rate``: open loop at ``rate`` calls/s in all, ``inflight`` the most unanswered per session."""
     workers: list[Worker] = []
     tag = re.sub(r"[^A-Za-z0-9]+", "_", f"{kind}-{setup}")
     try:
@@ -461,9 +463,12 @@ def scen_rpc(cfg, kind: str, setup: str, meter: Metered, caller_url: str, callee
         callee.expect("READY", 30)
         asyncio.run(_call_until_routed(caller_url, cfg.realm, PROC))
         callers = []
-        for i, n in enumerate(split(sessions, cfg.procs if sessions > 1 else 1)):
-            w = Worker(dict(base_spec(caller_url, cfg), role="callers", procedure=PROC, sessions=n, inflight=inflight),
-                       cfg.tmp, f"{tag}-callers{i}")  # fmt: skip
+        parts = split(sessions, cfg.procs if sessions > 1 else 1)
+        for i, n in enumerate(parts):
+            spec = dict(base_spec(caller_url, cfg), role="callers", procedure=PROC, sessions=n, inflight=inflight)
+            if rate:
+                spec["rate"] = rate * n / sessions
+            w = Worker(spec, cfg.tmp, f"{tag}-callers{i}")
             workers.append(w)
             callers.append(w)
         for w in callers:
@@ -477,6 +482,7 @@ def scen_rpc(cfg, kind: str, setup: str, meter: Metered, caller_url: str, callee
         return summarize(kind, setup, meter, t0, t1, cpu, [*results, cres], {
             "bad_results": sum(r["bad_results"] for r in results),
             "undrained": sum(r["undrained"] for r in results),
+            "skipped": sum(r.get("skipped", 0) for r in results),
         })  # fmt: skip
     finally:
         for w in workers:
@@ -644,6 +650,7 @@ def main(argv=None) -> int:
     p.add_argument("--rpc-sessions", type=int, default=8)
     p.add_argument("--rpc-inflight", type=int, default=16)
     p.add_argument("--fanout", type=int, default=99, help="fan-out subscribers (split over 3 nodes)")
+    p.add_argument("--rate", type=float, default=10_000, help="calls/s of the open-loop RPC scenario")
     p.add_argument("--pub-window", type=int, default=128)
     p.add_argument("--fanout-window", type=int, default=16)
     p.add_argument("--deaths", type=int, default=20, help="kills (and as many freezes) of node B")
@@ -744,12 +751,19 @@ def main(argv=None) -> int:
             time.sleep(0.3)
 
         seq, pipe = "RPC sequential (1x1)", f"RPC pipelined ({cfg.rpc_sessions}x{cfg.rpc_inflight})"
+        paced = f"RPC at {cfg.rate:,.0f} calls/s (open loop)"
         if "rpc" in only:
             for kind, s, k in ((seq, 1, 1), (pipe, cfg.rpc_sessions, cfg.rpc_inflight)):
                 attempt(scen_rpc, kind, "one node", m_single, single.ws_url, single.ws_url, s, k)
                 attempt(scen_rpc, kind, "one node with cluster: (caller, callee on A)", m_cluster, a.ws_url,
                         a.ws_url, s, k)  # fmt: skip
                 attempt(scen_rpc, kind, "cross-node (caller A, callee B)", m_cluster, a.ws_url, b.ws_url, s, k)
+            # the same offered load on both: CPU per call without the batching a saturated node gets
+            for setup, meter_, caller_, callee_ in (("one node", m_single, single.ws_url, single.ws_url),
+                                                    ("cross-node (caller A, callee B)", m_cluster, a.ws_url, b.ws_url)):
+                # (at most 64 unanswered per session: a call is skipped, and counted, only if the setup
+                # falls behind the offered rate)
+                attempt(scen_rpc, paced, setup, meter_, caller_, callee_, cfg.rpc_sessions, 64, cfg.rate)
         light, busy = "pub/sub 1->1, one at a time", f"pub/sub 1->1, {cfg.pub_window} undelivered"
         if "pubsub" in only:
             for kind, win in ((light, 1), (busy, cfg.pub_window)):
@@ -833,7 +847,7 @@ def main(argv=None) -> int:
     x = by.get((seq, "cross-node"))
     if x:
         checks.append(("cross-node call p50 <= 1 ms (sequential)", f"{x['lat_p50_ms']:.3f} ms", x["lat_p50_ms"] <= 1))
-    for kind in (seq, pipe):
+    for kind in (seq, pipe, paced):
         x, loc = by.get((kind, "cross-node")), by.get((kind, "one node"))
         if x and loc and loc["cpu_us_per_op"]:
             r_ = x["cpu_us_per_op"] / loc["cpu_us_per_op"]

@@ -672,6 +672,10 @@ class CallerState:
         self.done = 0
         self.bad = 0
         self.lat: list[int] = []
+        #: open loop (``rate``): calls are fired by the pacer, not by each RESULT
+        self.paced = False
+        #: paced calls not fired because the session had ``inflight`` calls unanswered already
+        self.skipped = 0
 
 
 class Caller(Session):
@@ -700,15 +704,32 @@ class Caller(Session):
                     st.lat.append(t_now - t_sent)
                     if len(msg) < 4 or msg[3] != self.args:
                         st.bad += 1
-            if st.running:
+            if st.running and not st.paced:
                 self.fire()
         elif t == ERROR and msg[1] == CALL:
             self.errors += 1
             self.sent.pop(msg[2], None)
-            if self.st.running:
+            if self.st.running and not self.st.paced:
                 self.fire()
         else:
             self.control(msg)
+
+
+async def _pace(callers: list, st: CallerState, rate: float, cap: int) -> None:
+    """Fire calls at ``rate`` per second (in small bursts every 2 ms) while ``st.running``."""
+    start = time.monotonic()
+    fired = turn = 0
+    while st.running:
+        due = int((time.monotonic() - start) * rate)
+        while fired < due:
+            caller = callers[turn % len(callers)]
+            turn += 1
+            fired += 1
+            if len(caller.sent) < cap:
+                caller.fire()
+            else:
+                st.skipped += 1
+        await asyncio.sleep(0.002)
 
 
 async def role_callers(spec, ctl: Control) -> dict:
@@ -728,11 +749,20 @@ async def role_callers(spec, ctl: Control) -> dict:
     w = Window(cmd)
     st.t0, st.t1 = w.t0, w.t1
     st.running = True
-    for c in callers:
-        for _ in range(spec["inflight"]):
-            c.fire()
+    pacer = None
+    if spec.get("rate"):
+        # open loop: ``rate`` calls per second from this process, spread over its sessions, each
+        # holding at most ``inflight`` unanswered (past it a call is skipped and counted)
+        st.paced = True
+        pacer = asyncio.ensure_future(_pace(callers, st, float(spec["rate"]), spec["inflight"]))
+    else:
+        for c in callers:
+            for _ in range(spec["inflight"]):
+                c.fire()
     await w.run()
     st.running = False
+    if pacer is not None:
+        await pacer
     # drain (bounded)
     end = time.monotonic() + 5
     while any(c.sent for c in callers) and time.monotonic() < end:
@@ -742,6 +772,7 @@ async def role_callers(spec, ctl: Control) -> dict:
         "bad_results": st.bad,
         "errors": sum(c.errors for c in callers),
         "undrained": sum(len(c.sent) for c in callers),
+        "skipped": st.skipped,
         "lost_sessions": sum(1 for c in callers if c.closed),
         "cpu_s": w.cpu_s(),
         "lat_ns": subsample(st.lat),
