@@ -99,3 +99,37 @@ async def test_nats_server_killed_nodes_carry_on(tmp_path: Path, nats_cluster: N
         for node in (a, b):
             assert node.stop() == 0, node.log()
             assert "Traceback" not in node.log(), node.log()
+
+
+async def test_nats_server_frozen_nodes_move_to_another(tmp_path: Path, nats_cluster: NatsCluster,
+                                                        autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """A frozen NATS server keeps its TCP connections open and answers nothing: node a's data plane
+    leaves it after three unanswered PINGs (every failure_timeout / 4), before its own heartbeats
+    have been missing for failure_timeout, so the node moves to another server instead of fencing
+    itself, and calls through it carry on."""
+    n1, n2, _n3 = nats_cluster.servers
+    a = cluster_router(tmp_path / "a", n1.url, "a", replicas=3, failure_timeout=3.0)
+    b = cluster_router(tmp_path / "b", n2.url, "b", replicas=3, failure_timeout=3.0)
+    try:
+        caller = await autobahn.open(autobahn_transport(a, "websocket", "json"))
+        callee = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+        await callee.register(lambda x: x * 2, "com.natsfrozen.double")
+        assert await call_when_there(caller, "com.natsfrozen.double", 21) == 42
+        n1.freeze()
+        frozen_at = time.monotonic()
+        answers: list[int] = []
+        while time.monotonic() - frozen_at < 8 and len(answers) < 20:
+            try:
+                answers.append(await asyncio.wait_for(caller.call("com.natsfrozen.double", len(answers)), 1))
+            except (ApplicationError, TimeoutError):
+                await asyncio.sleep(0.05)
+        assert answers == [2 * i for i in range(20)]
+        print(f"\n[frozen NATS server] 20 calls through node a {time.monotonic() - frozen_at:.2f} s after the freeze")
+        assert "NATS server" in a.log() and "stopped answering" in a.log(), a.log()
+        assert "fencing this node" not in a.log()
+        assert caller.is_attached()
+    finally:
+        n1.thaw()
+        for node in (a, b):
+            assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()

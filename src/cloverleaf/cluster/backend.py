@@ -423,13 +423,16 @@ class NatsCluster:
             user=settings.user, password=settings.password, token=settings.token,
             user_credentials=settings.credentials, tls=settings.tls,
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=5,
+            ping_interval=max(1, round(settings.failure_timeout)), max_outstanding_pings=2,
             error_cb=self._nats_error, disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
         )  # fmt: skip
         self._dataplane = DataPlane(
             settings.servers, {self.inbox: self._on_inbox, f"{self.prefix}.heartbeat": self._on_heartbeat},
             name=f"cloverleaf {settings.node} {self.incarnation} data", user=settings.user,
             password=settings.password, token=settings.token, credentials=settings.credentials, tls=settings.tls,
-            ping_interval=max(0.5, settings.failure_timeout / 2),
+            # a frozen NATS server is left (three unanswered PINGs) before the node's own heartbeats
+            # have been missing for failure_timeout, so a node reconnects rather than fences itself
+            ping_interval=max(0.1, settings.failure_timeout / 4),
         )  # fmt: skip
         await self._dataplane.start()
         self._interest_bucket = self.bucket_name("subscriptions")
