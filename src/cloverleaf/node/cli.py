@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--config", "-c", help="node config file (YAML or JSON; default: ./cloverleaf.yaml, "
                        "./cloverleaf.json, else the embedded default)")
     start.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level")
+    start.add_argument("--workers", "-w", type=_workers_option, metavar="N|auto",
+                       help="worker processes sharing the node's ports (docs/workers.md); overrides the config's "
+                       "workers: (default 1: one process)")  # fmt: skip
     run = commands.add_parser(
         "run",
         help="run a client application (an App) against a router",
@@ -87,10 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def _workers_option(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of workers or 'auto', got {value!r}") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"1 to 256 workers, got {count}")
+    return count
+
+
+def _configure_logging(level: str, worker: str = "") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)-7s " + (f"[{worker}] " if worker else "") + "%(name)s: %(message)s",
         stream=sys.stderr,
     )
     # picows logs every accepted connection at INFO; our own join/leave lines already say it.
@@ -177,13 +192,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    _configure_logging(args.log_level or config.logging.level)
-    logging.getLogger("cloverleaf.node").info(
-        "config: %s", os.path.abspath(config_file) if config_file else "the embedded default"
-    )
+    from .workers import WorkerSpec, worker_count
+
+    worker = WorkerSpec.from_env()
+    _configure_logging(args.log_level or config.logging.level, worker.name if worker else "")
+    count = worker_count(args.workers or config.workers)
+    if worker is None:
+        logging.getLogger("cloverleaf.node").info(
+            "config: %s", os.path.abspath(config_file) if config_file else "the embedded default"
+        )
+    if worker is None and count > 1:
+        from .natsserver import NatsServerError
+        from .workers import Supervisor
+
+        try:
+            return Supervisor(config, os.path.abspath(config_file) if config_file else None, count,
+                              args.log_level).run()  # fmt: skip
+        except (OSError, NatsServerError) as exc:  # address in use, no nats-server, ...
+            logging.getLogger("cloverleaf.node").error("cannot start: %s", exc)
+            return 1
+    if worker is not None:
+        from .config import ClusterConfig
+
+        # this process is one of the node's workers: it joins the others through the cluster
+        config = config.model_copy(update={"cluster": ClusterConfig.model_validate(worker.cluster)})
     install_event_loop_policy()
     try:
-        asyncio.run(run_node(config))
+        asyncio.run(run_node(config, worker))
     except OSError as exc:  # typically: address already in use
         logging.getLogger("cloverleaf.node").error("cannot start: %s", exc)
         return 1

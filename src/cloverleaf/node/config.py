@@ -614,6 +614,8 @@ class NodeConfig(_Strict):
     components: list[Component] = Field(default_factory=list)
     #: the cluster this node shares its realms with (docs/cluster.md); None: a node on its own
     cluster: ClusterConfig | None = None
+    #: worker processes of this node (docs/workers.md): 1 is one process; "auto" one per core
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
     #: the node folder: the config file's directory (the working directory for the embedded default)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
     from ..transport.longpoll import LongPollEndpoint
     from ..wamp.auth import CryptosignKey
     from .components import Components
+    from .workers import WorkerSpec
 
 log = logging.getLogger("cloverleaf.node")
 
@@ -203,8 +205,10 @@ class ClusterStartError(OSError):
 class Node:
     """A running router with its listening transports."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, worker: WorkerSpec | None = None) -> None:
         self.config = config
+        #: this process's place among the node's workers (None: the node is this one process)
+        self.worker = worker
         limits = SessionLimits(config.limits.max_outgoing_bytes, QueuePolicy(config.limits.queue_policy))
         self.router = Router(limits)
         self.router.failures = FailureDelays(
@@ -226,7 +230,13 @@ class Node:
         self._fencing: asyncio.Task[None] | None = None
         #: counters kept across the node's incarnations (a fenced node rejoins as a new one)
         self.cluster_stats = ClusterStats()
-        if config.components:  # the component, long-poll and console modules load only when configured
+        if worker is not None:
+            self.router.welcome_extra = {"x_cb_node": worker.cluster.get("node", ""), "x_cb_worker": worker.name}
+        elif config.cluster is not None:
+            self.router.welcome_extra = {"x_cb_node": config.cluster.node}
+        # components and guests run once per node: in its first worker
+        if config.components and (worker is None or worker.index == 0):
+            # (the component, long-poll and console modules load only when configured)
             from .components import Components
 
             self.components = Components(config, self.router)
@@ -333,15 +343,16 @@ class Node:
             from .console import check_consoles
 
             check_consoles(self.config)  # a console's missing file or unknown realm stops the start, as TLS does
-        for transport in self.config.transports:
+        for index, transport in enumerate(self.config.transports):
             if isinstance(transport, WebTransport):
-                await self._start_web(transport)
+                await self._start_web(transport, self._inherited(index))
                 continue
             if isinstance(transport, WebSocketTransport):
                 tcp = transport.endpoint
                 ws_settings = self._websocket_settings(transport, transport.path, tls=tcp.tls is not None)
                 ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
-                server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port, ssl_context)
+                server = await serve_websocket(self.router, ws_settings, tcp.host, tcp.port, ssl_context,
+                                               self._inherited(index))  # fmt: skip
                 self._record(server, "wss" if ssl_context else "ws", transport.path)
             elif isinstance(transport, WebSocketTesteeTransport):
                 tcp = transport.endpoint
@@ -352,7 +363,7 @@ class Node:
                     ping_interval=transport.ping_interval,
                     ping_timeout=transport.ping_timeout,
                 )
-                server = await serve_testee(testee, tcp.host, tcp.port, ssl_context)
+                server = await serve_testee(testee, tcp.host, tcp.port, ssl_context, self._inherited(index))
                 self.servers.append(server)  # not among self.addresses: no WAMP there for components
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
@@ -372,14 +383,16 @@ class Node:
                 if isinstance(endpoint, TcpEndpoint):
                     ssl_context = self.tls_contexts[endpoint.tls].context if endpoint.tls is not None else None
                     server = await serve_rawsocket_tcp(
-                        self.router, rs_settings, endpoint.host, endpoint.port, ssl_context
+                        self.router, rs_settings, endpoint.host, endpoint.port, ssl_context, self._inherited(index)
                     )
                     self._record(server, "rss" if ssl_context else "rs", "")
                 else:
-                    with contextlib.suppress(FileNotFoundError):
-                        if os.path.exists(endpoint.path) and not os.path.isfile(endpoint.path):
-                            os.unlink(endpoint.path)  # a stale socket left by a previous run
-                    server = await serve_rawsocket_unix(self.router, rs_settings, endpoint.path)
+                    inherited = self._inherited(index)
+                    if inherited is None:
+                        with contextlib.suppress(FileNotFoundError):
+                            if os.path.exists(endpoint.path) and not os.path.isfile(endpoint.path):
+                                os.unlink(endpoint.path)  # a stale socket left by a previous run
+                    server = await serve_rawsocket_unix(self.router, rs_settings, endpoint.path, inherited)
                     self.servers.append(server)
                     self.addresses.append(f"unix://{endpoint.path}")
         for address in self.addresses:
@@ -421,7 +434,11 @@ class Node:
         registry, content_type = metrics_renderer(self.router, (lambda: self.cluster) if self.config.cluster else None)
         return lambda: (render(registry), content_type)
 
-    async def _start_web(self, transport: WebTransport) -> None:
+    def _inherited(self, transport_index: int) -> socket.socket | None:
+        """The listening socket the node's parent bound for this transport (workers), else None."""
+        return None if self.worker is None else self.worker.socket_for(transport_index)
+
+    async def _start_web(self, transport: WebTransport, sock: socket.socket | None = None) -> None:
         services: dict[str, Service] = {}
         for path, service in transport.paths.items():
             root = path.rstrip("/") or "/"
@@ -465,7 +482,7 @@ class Node:
         tcp = transport.endpoint
         ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
         server = await serve_web(self.router, WebSettings(services, transport.handshake_timeout), tcp.host, tcp.port,
-                                 ssl_context)  # fmt: skip
+                                 ssl_context, sock)  # fmt: skip
         self._record(server, "https" if ssl_context else "http", "")
 
     def _record(self, server: asyncio.Server, scheme: str, path: str) -> None:
@@ -509,19 +526,31 @@ class Node:
         log.info("stopped (%d sessions closed)", count)
 
 
-async def run_node(config: NodeConfig) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly."""
-    node = Node(config)
+async def run_node(config: NodeConfig, worker: WorkerSpec | None = None) -> None:
+    """Run until SIGINT or SIGTERM (a worker: or until its parent is gone), then shut down cleanly."""
+    node = Node(config, worker)
     await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if worker is not None:
+        # (Linux delivers SIGTERM when the parent dies; this also covers other systems, and a parent
+        # that died before the child could ask for that signal)
+        async def watch_parent() -> None:
+            while os.getppid() == worker.parent:
+                await asyncio.sleep(1.0)
+            log.error("the node's parent process is gone: stopping this worker")
+            stop.set()
+
+        watcher = loop.create_task(watch_parent())
     if node.tls_contexts and hasattr(signal, "SIGHUP"):
         loop.add_signal_handler(signal.SIGHUP, node.reload_tls)  # without TLS, SIGHUP keeps its default
-    log.info("cloverleaf router ready")
+    log.info("cloverleaf router ready%s", f" (worker {worker.name} of {worker.count})" if worker else "")
     await stop.wait()
     log.info("shutting down")
+    if worker is not None:
+        watcher.cancel()
     await node.stop()
 
 

@@ -161,6 +161,9 @@ class Router:
         #: while set, every HELLO is answered ABORT (reason, message): a cluster node rejoining its
         #: cluster must not welcome sessions it could only route on its own
         self.refusing_joins: tuple[str, str] | None = None
+        #: more WELCOME details, the same for every session: where it landed in a cluster or a node
+        #: with workers (``x_cb_node``, ``x_cb_worker``, as Crossbar.io names them)
+        self.welcome_extra: dict[str, Any] = {}
         #: seconds a (dynamic) authenticator may take before the join is refused
         self.auth_timeout = 10.0
         self.failures = FailureDelays()
@@ -404,6 +407,8 @@ class Router:
         }
         if identity.authextra:
             welcome_details["authextra"] = identity.authextra
+        if self.welcome_extra:
+            welcome_details.update(self.welcome_extra)
         session.send(Welcome(session.session_id, welcome_details))
         session.core.sent_welcome()
 

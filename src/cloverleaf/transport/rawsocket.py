@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
@@ -149,18 +150,24 @@ class RawSocketProtocol(asyncio.Protocol):
 
 
 async def serve_rawsocket_tcp(
-    router: Router, settings: RawSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    router: Router, settings: RawSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port``; with ``ssl_context``, for TLS connections only (rss://)."""
+    """Listen on ``host:port`` (or on ``sock``, already listening); with ``ssl_context``, for TLS
+    connections only (rss://)."""
     loop = asyncio.get_running_loop()
+    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     if ssl_context is None:
-        return await loop.create_server(lambda: RawSocketProtocol(router, settings, "tcp"), host, port)
+        return await loop.create_server(lambda: RawSocketProtocol(router, settings, "tcp"), **where)
     return await loop.create_server(
-        lambda: RawSocketProtocol(router, settings, "tls"), host, port,
+        lambda: RawSocketProtocol(router, settings, "tls"), **where,
         ssl=ssl_context, ssl_handshake_timeout=settings.handshake_timeout,
     )  # fmt: skip
 
 
-async def serve_rawsocket_unix(router: Router, settings: RawSocketSettings, path: str) -> asyncio.Server:
+async def serve_rawsocket_unix(router: Router, settings: RawSocketSettings, path: str,
+                               sock: socket.socket | None = None) -> asyncio.Server:  # fmt: skip
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_unix_server(lambda: RawSocketProtocol(router, settings, "unix"), sock=sock)
     return await loop.create_unix_server(lambda: RawSocketProtocol(router, settings, "unix"), path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -260,18 +261,18 @@ async def serve(
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port`` (TLS only, with ``ssl_context``) with the router's WebSocket stack:
-    ``accept`` answers each upgrade request (a response with a listener, or None for 404)."""
-    tls_options: dict[str, Any] = {}
+    """Listen on ``host:port`` or on ``sock`` (already listening), TLS only with ``ssl_context``,
+    with the router's WebSocket stack: ``accept`` answers each upgrade request (a response with a
+    listener, or None for 404)."""
+    tls_options: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     if ssl_context is not None:
-        tls_options = {"ssl": ssl_context, "ssl_handshake_timeout": limits.handshake_timeout}
+        tls_options.update(ssl=ssl_context, ssl_handshake_timeout=limits.handshake_timeout)
     # The loop's own transport (uvloop's), not aiofastnet's: faster per read and smaller per
     # connection (measured: docs/benchmarks.md); picows' protocol as GuardedProtocol.
     loop = asyncio.get_running_loop()
-    server: asyncio.Server = await loop.create_server(
-        lambda: create_protocol(accept, limits), host, port, **tls_options
-    )
+    server: asyncio.Server = await loop.create_server(lambda: create_protocol(accept, limits), **tls_options)
     return server
 
 

@@ -11,6 +11,7 @@ accepted) or none. Off unless configured; meant for the Autobahn|Testsuite cases
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ def _accept(request: WSUpgradeRequest, settings: TesteeSettings) -> WSUpgradeRes
 
 
 async def serve_testee(
-    settings: TesteeSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    settings: TesteeSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    return await serve(lambda request: _accept(request, settings), settings, host, port, ssl_context)
+    return await serve(lambda request: _accept(request, settings), settings, host, port, ssl_context, sock)

@@ -14,6 +14,7 @@ import logging
 import mimetypes
 import os
 import re
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -662,14 +663,15 @@ def _byte_range(
 
 
 async def serve_web(
-    router: Router, settings: WebSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    router: Router, settings: WebSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     factory: Callable[[], WebProtocol] = lambda: WebProtocol(router, settings)  # noqa: E731
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     if ssl_context is not None:
-        options = {"ssl": ssl_context, "ssl_handshake_timeout": settings.handshake_timeout}
-    return await loop.create_server(factory, host, port, **options)
+        options.update(ssl=ssl_context, ssl_handshake_timeout=settings.handshake_timeout)
+    return await loop.create_server(factory, **options)
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import struct
 from collections.abc import Sequence
@@ -273,7 +274,9 @@ def negotiate(
 
 
 async def serve_websocket(
-    router: Router, settings: WebSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    router: Router, settings: WebSocketSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port``; with ``ssl_context``, for TLS connections only (wss://)."""
-    return await serve(lambda request: negotiate(request, router, settings), settings, host, port, ssl_context)
+    """Listen on ``host:port`` (or ``sock``, already listening); with ``ssl_context``, for TLS
+    connections only (wss://)."""
+    return await serve(lambda request: negotiate(request, router, settings), settings, host, port, ssl_context, sock)

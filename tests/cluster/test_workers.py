@@ -1,0 +1,229 @@
+"""`cloverleaf start --workers N` (docs/workers.md): real processes, a private nats-server, raw
+WAMP clients that see which worker WELCOMEd them (``x_cb_worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.conftest import free_port
+from tests.rawclient import RawClient
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@dataclass
+class WorkerNode:
+    process: subprocess.Popen[bytes]
+    ws_url: str
+    unix_path: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def descendants(self) -> list[int]:
+        """Every live process below the parent (workers, nats-server), from /proc."""
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            pid = frontier.pop()
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                found.append(child)
+                frontier.append(child)
+        return found
+
+    def workers(self) -> list[int]:
+        """The worker processes (children running Python)."""
+        return [pid for pid in self.descendants() if "python" in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = None) -> WorkerNode:
+    ws_port = free_port()
+    unix_path = str(tmp / "router.sock")
+    body: dict[str, Any] = {
+        "realms": [{"name": "realm1"}],
+        "transports": [
+            {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port}, "path": "/ws"},
+            {"type": "rawsocket", "endpoint": {"type": "unix", "path": unix_path}},
+        ],
+        **(config or {}),
+    }
+    (tmp / "node.yaml").write_text(yaml.safe_dump(body))
+    log_path = tmp / "node.log"
+    command = [sys.executable, "-m", "cloverleaf", "start", "--config", str(tmp / "node.yaml")]
+    if workers:
+        command += ["--workers", workers]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    node = WorkerNode(process, f"ws://127.0.0.1:{ws_port}/ws", unix_path, log_path)
+    deadline = time.monotonic() + 30
+    while node.log().count("cloverleaf router ready") < (2 if workers in ("2", "auto") else int(workers or 1)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the node did not start:\n{node.log()}")
+        time.sleep(0.05)
+    return node
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[list[WorkerNode]]:
+    started: list[WorkerNode] = []
+    yield started
+    for node in started:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+            try:
+                node.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.process.pid, signal.SIGKILL)
+        for pid in node.descendants():
+            os.kill(pid, signal.SIGKILL)
+
+
+async def session_on(node: WorkerNode, worker: str, attempts: int = 60) -> RawClient:
+    """A WebSocket session that a given worker WELCOMEd (the kernel spreads connections)."""
+    for _ in range(attempts):
+        client = await RawClient.websocket(node.ws_url)
+        welcome = await client.join()
+        if welcome[2].get("x_cb_worker") == worker:
+            return client
+        await client.close()
+    raise AssertionError(f"no connection landed on {worker} in {attempts} attempts")
+
+
+async def until_answer(caller: RawClient, procedure: str, args: list[Any], timeout: float = 5.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await caller.request([48, caller.request_id(), {}, procedure, args])
+        if answer[0] == 50 or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.05)
+
+
+async def test_two_workers_are_one_router(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    node = start_node(tmp_path)
+    nodes.append(node)
+    assert "private NATS for the workers" in node.log()
+    callee = await session_on(node, "w0")
+    caller = await session_on(node, "w1")
+    welcome_details = (await (await RawClient.websocket(node.ws_url)).join())[2]
+    assert welcome_details["x_cb_node"] in ("w0", "w1")
+    registered = await callee.request([64, callee.request_id(), {}, "com.workers.double"])
+    assert registered[0] == 65, registered
+    call = asyncio.ensure_future(until_answer(caller, "com.workers.double", [21]))
+    invocation = await callee.recv()
+    while invocation[0] != 68:
+        invocation = await callee.recv()
+    await callee.send([70, invocation[1], {}, [invocation[4][0] * 2]])
+    result = await call
+    assert result[0] == 50 and result[3] == [42], result
+    # pub/sub across the workers, and one session count for the node
+    subscribed = await caller.request([32, caller.request_id(), {}, "com.workers.topic"])
+    assert subscribed[0] == 33
+    await asyncio.sleep(0.3)  # interest reaches the other worker
+    await callee.send([16, callee.request_id(), {}, "com.workers.topic", ["hello"]])
+    event = await caller.recv()
+    assert event[0] == 36 and event[4] == ["hello"], event
+    count = await caller.request([48, caller.request_id(), {}, "wamp.session.count"])
+    assert count[0] == 50 and count[3][0] >= 3, count
+    # the Unix socket is shared by the workers too
+    unix = await RawClient.rawsocket(unix_path=node.unix_path)
+    joined = await unix.join()
+    assert joined[2]["x_cb_worker"] in ("w0", "w1")
+
+
+async def test_a_dead_worker_is_restarted_and_clients_reconnect(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    node = start_node(tmp_path)
+    nodes.append(node)
+    doomed = await session_on(node, "w1")
+    survivor = await session_on(node, "w0")
+    workers = node.workers()
+    assert len(workers) == 2, workers
+    victim = next(pid for pid in workers if doomed.session_id and _worker_name(node, pid) == "w1")
+    os.kill(victim, signal.SIGKILL)
+    assert await doomed.closed(5)
+    deadline = time.monotonic() + 20
+    while "worker w1 started" not in node.log().split("exited with status")[-1]:
+        assert time.monotonic() < deadline, node.log()
+        await asyncio.sleep(0.1)
+    fresh = await session_on(node, "w1")
+    registered = await fresh.request([64, fresh.request_id(), {}, "com.workers.again"])
+    assert registered[0] == 65
+    call = asyncio.ensure_future(until_answer(survivor, "com.workers.again", []))
+    invocation = await fresh.recv()
+    await fresh.send([70, invocation[1], {}, ["back"]])
+    assert (await call)[3] == ["back"]
+    assert victim not in node.workers()
+
+
+def _worker_name(node: WorkerNode, pid: int) -> str:
+    for line in node.log().splitlines():
+        if f"(pid {pid})" in line and "started" in line:
+            return line.split("worker ")[1].split()[0]
+    return ""
+
+
+async def test_sigterm_says_goodbye_everywhere_and_leaves_no_process(tmp_path: Path,
+                                                                     nodes: list[WorkerNode]) -> None:  # fmt: skip
+    node = start_node(tmp_path)
+    nodes.append(node)
+    clients = [await session_on(node, "w0"), await session_on(node, "w1")]
+    below = node.descendants()
+    assert len(below) >= 3  # two workers and nats-server
+    node.process.send_signal(signal.SIGTERM)
+    for client in clients:
+        goodbye = await client.recv(10)
+        assert goodbye[0] == 6 and goodbye[2] == "wamp.close.system_shutdown", goodbye
+        await client.send([6, {}, "wamp.close.goodbye_and_out"])
+    assert node.process.wait(20) == 0, node.log()
+    assert not [pid for pid in below if _alive(pid)]
+    assert "Traceback" not in node.log(), node.log()
+
+
+async def test_killing_the_parent_leaves_no_orphan(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    node = start_node(tmp_path)
+    nodes.append(node)
+    below = node.descendants()
+    assert len(below) >= 3
+    node.process.kill()
+    node.process.wait()
+    deadline = time.monotonic() + 15
+    while [pid for pid in below if _alive(pid)]:
+        assert time.monotonic() < deadline, [(pid, _cmdline(pid)) for pid in below if _alive(pid)]
+        await asyncio.sleep(0.1)
+
+
+async def test_workers_auto_from_the_config(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    node = start_node(tmp_path, workers="", config={"workers": "auto"})
+    nodes.append(node)
+    cores = len(os.sched_getaffinity(0))
+    assert f"node with {cores} workers" in node.log()
