@@ -160,8 +160,8 @@ class Session:
         self.send(build(rid))
         return fut
 
-    def register(self, procedure: str):
-        return self.request(lambda r: [REGISTER, r, {}, procedure])
+    def register(self, procedure: str, options: dict | None = None):
+        return self.request(lambda r: [REGISTER, r, options or {}, procedure])
 
     def subscribe(self, topic: str):
         return self.request(lambda r: [SUBSCRIBE, r, {}, topic])
@@ -463,7 +463,21 @@ class _LongPoll:
 
 
 async def connect(url: str, realm: str, codec: Codec, cls=Session, timeout: float = 10.0, **kw) -> Session:
-    """Open ws://host:port/path or rs://host:port and join ``realm``; returns the session (WELCOME received)."""
+    """Open ws://host:port/path or rs://host:port and join ``realm``; returns the session (WELCOME
+    received). A fragment (``ws://host:port/ws#w1``) asks for a session on that worker of a node
+    with several: connections are opened until one is WELCOMEd with ``x_cb_worker`` w1."""
+    url, _, worker = url.partition("#")
+    if not worker:
+        return await _connect_once(url, realm, codec, cls, timeout, **kw)
+    for _attempt in range(400):
+        sess = await _connect_once(url, realm, codec, cls, timeout, **kw)
+        if sess.welcome.result().get("x_cb_worker") == worker:
+            return sess
+        sess._close_transport()
+    raise RuntimeError(f"no connection to {url} landed on worker {worker}")
+
+
+async def _connect_once(url: str, realm: str, codec: Codec, cls, timeout: float, **kw) -> Session:
     sess = cls(codec, realm, **kw)
     u = urlparse(url)
     if u.scheme == "ws":
@@ -644,7 +658,9 @@ class Callee(Session):
 async def role_callee(spec, ctl: Control) -> dict:
     codec = Codec(spec["serializer"])
     s = await connect(spec["url"], spec["realm"], codec, Callee)
-    await asyncio.wait_for(s.register(spec["procedure"]), 10)
+    # ("invoke": a shared registration, e.g. one callee per worker of a node)
+    options = {"invoke": spec["invoke"]} if spec.get("invoke") else None
+    await asyncio.wait_for(s.register(spec["procedure"], options), 10)
     out("READY")
     w = None
     cmd = await ctl.expect("GO", "STOP")

@@ -66,7 +66,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = None) -> WorkerNode:
+def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = None,
+               transports: list[dict[str, Any]] = ()) -> WorkerNode:  # type: ignore[assignment]  # fmt: skip
     ws_port = free_port()
     unix_path = str(tmp / "router.sock")
     body: dict[str, Any] = {
@@ -74,6 +75,7 @@ def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = No
         "transports": [
             {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port}, "path": "/ws"},
             {"type": "rawsocket", "endpoint": {"type": "unix", "path": unix_path}},
+            *transports,
         ],
         **(config or {}),
     }
@@ -227,3 +229,68 @@ async def test_workers_auto_from_the_config(tmp_path: Path, nodes: list[WorkerNo
     nodes.append(node)
     cores = len(os.sched_getaffinity(0))
     assert f"node with {cores} workers" in node.log()
+
+
+
+APP = """
+import os
+
+from cloverleaf.client import App
+
+app = App("once")
+
+
+@app.register("com.workers.component_pid")
+def component_pid() -> int:
+    return os.getpid()
+"""
+
+
+async def test_components_run_once_per_node(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    (tmp_path / "onceapp.py").write_text(APP)
+    node = start_node(tmp_path, config={"components": [{"type": "app", "name": "once", "app": "onceapp:app",
+                                                        "realm": "realm1"}]})  # fmt: skip
+    nodes.append(node)
+    pids = set()
+    for worker in ("w0", "w1"):
+        client = await session_on(node, worker)
+        answer = await until_answer(client, "com.workers.component_pid", [])
+        assert answer[0] == 50, answer
+        pids.add(answer[3][0])
+    # one instance, in the first worker, reachable from both (a second one would have been refused
+    # the procedure, single by default, and logged it)
+    w0_pid = next(pid for pid in node.workers() if _worker_name(node, pid) == "w0")
+    assert pids == {w0_pid}
+    log = node.log()
+    assert log.count("app once: running on realm realm1") == 1 and "[w0] cloverleaf.components: app once" in log, log
+
+
+async def test_metrics_show_every_worker_whichever_answers(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    import urllib.request
+
+    web_port = free_port()
+    node = start_node(tmp_path, transports=[{
+        "type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": web_port},
+        "paths": {"/metrics": {"type": "metrics"}},
+    }])  # fmt: skip
+    nodes.append(node)
+    held = [await session_on(node, "w0"), await session_on(node, "w1"), await session_on(node, "w1")]
+    assert len(held) == 3
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    deadline = time.monotonic() + 10
+    answers: list[str] = []
+    while time.monotonic() < deadline:
+        text = await asyncio.to_thread(scrape)
+        if ('cloverleaf_sessions{realm="realm1",worker="w0"} 1.0' in text
+                and 'cloverleaf_sessions{realm="realm1",worker="w1"} 2.0' in text):  # fmt: skip
+            answers.append(text)
+            if len(answers) >= 6:  # several connections: both workers answered some of them
+                break
+        await asyncio.sleep(0.1)
+    assert len(answers) >= 6, answers[-1:] or text
+    assert text.count("# TYPE cloverleaf_sessions gauge") == 1  # one family, a sample per worker
+    assert 'cloverleaf_cluster_info{cluster="workers",incarnation=' in text

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return Supervisor(config, os.path.abspath(config_file) if config_file else None, count,
-                              args.log_level).run()  # fmt: skip
+                              args.log_level, config.worker_sockets).run()  # fmt: skip
         except (OSError, NatsServerError) as exc:  # address in use, no nats-server, ...
             logging.getLogger("cloverleaf.node").error("cannot start: %s", exc)
             return 1

@@ -616,6 +616,9 @@ class NodeConfig(_Strict):
     cluster: ClusterConfig | None = None
     #: worker processes of this node (docs/workers.md): 1 is one process; "auto" one per core
     workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+    #: how workers share a TCP port: a socket each bound with SO_REUSEPORT (the kernel spreads the
+    #: connections evenly), or one socket they all accept from (Unix sockets are always shared)
+    worker_sockets: Literal["reuseport", "shared"] = "reuseport"
     #: the node folder: the config file's directory (the working directory for the embedded default)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

@@ -6,9 +6,13 @@ collector turns them into Prometheus families only when ``/metrics`` is asked fo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import msgpack
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -103,3 +107,84 @@ def metrics_renderer(router: Router, cluster: Callable[[], NatsCluster | None] |
 def render(registry: CollectorRegistry) -> bytes:
     """The Prometheus text exposition of everything in ``registry``."""
     return generate_latest(registry)
+
+
+# -- a node with several workers: every worker's metrics, labelled by worker -------------------------
+
+
+def snapshot(registry: CollectorRegistry) -> list[list[Any]]:
+    """The families of ``registry`` as plain lists: [name, documentation, type, unit, samples]."""
+    return [[family.name, family.documentation, family.type, family.unit,
+             [[sample.name, sample.labels, sample.value] for sample in family.samples]]
+            for family in registry.collect()]  # fmt: skip
+
+
+class WorkersCollector:
+    """This worker's families and the latest snapshot of every other worker of the node, each
+    sample labelled ``worker``; a worker silent for ``stale_after`` seconds is left out."""
+
+    def __init__(self, own: CollectorRegistry, name: str, stale_after: float = 5.0) -> None:
+        self._own = own
+        self._name = name
+        self._stale_after = stale_after
+        #: worker name -> (monotonic time received, snapshot)
+        self.peers: dict[str, tuple[float, list[list[Any]]]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        merged: dict[str, Metric] = {}
+        sources = [(self._name, snapshot(self._own))]
+        sources += sorted((name, families) for name, (seen, families) in self.peers.items()
+                          if now - seen < self._stale_after)  # fmt: skip
+        for worker, families in sources:
+            for name, documentation, kind, unit, samples in families:
+                family = merged.get(name)
+                if family is None:
+                    family = merged[name] = Metric(name, documentation, kind, unit)
+                for sample_name, labels, value in samples:
+                    family.add_sample(sample_name, {**labels, "worker": worker}, value)
+        yield from merged.values()
+
+
+class WorkerMetricsExchange:
+    """Each worker publishes its metrics every ``interval`` seconds on a subject of its node and
+    keeps the others' latest, so that ``/metrics`` on any worker shows the whole node (the HTTP
+    request cannot wait for the other workers: it is answered from these snapshots)."""
+
+    def __init__(self, collector: WorkersCollector, own: CollectorRegistry, name: str, subject: str,
+                 nats: Callable[[], Any], interval: float = 1.0) -> None:  # fmt: skip
+        self.collector = collector
+        self._own = own
+        self._name = name
+        self._subject = subject
+        self._nats = nats  # the current nats-py client (a fenced worker's cluster is replaced)
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def _run(self) -> None:
+        subscribed_on: Any = None
+        while True:
+            client = self._nats()
+            if client is not None and client is not subscribed_on:
+                with contextlib.suppress(Exception):
+                    await client.subscribe(self._subject, cb=self._received)
+                    subscribed_on = client
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.publish(self._subject, msgpack.packb([self._name, snapshot(self._own)]))
+            await asyncio.sleep(self._interval)
+
+    async def _received(self, msg: Any) -> None:
+        with contextlib.suppress(Exception):
+            name, families = msgpack.unpackb(msg.data, raw=False)
+            if name != self._name and type(families) is list:
+                self.collector.peers[str(name)] = (time.monotonic(), families)

@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from ..transport.longpoll import LongPollEndpoint
     from ..wamp.auth import CryptosignKey
     from .components import Components
+    from .metrics import WorkerMetricsExchange
     from .workers import WorkerSpec
 
 log = logging.getLogger("cloverleaf.node")
@@ -228,6 +229,7 @@ class Node:
         #: the link to the other nodes of the cluster, when the config has a cluster section
         self.cluster: NatsCluster | None = None
         self._fencing: asyncio.Task[None] | None = None
+        self._metrics_exchange: WorkerMetricsExchange | None = None
         #: counters kept across the node's incarnations (a fenced node rejoins as a new one)
         self.cluster_stats = ClusterStats()
         if worker is not None:
@@ -432,7 +434,24 @@ class Node:
         from .metrics import metrics_renderer, render  # prometheus-client only when metrics are served
 
         registry, content_type = metrics_renderer(self.router, (lambda: self.cluster) if self.config.cluster else None)
-        return lambda: (render(registry), content_type)
+        if self.worker is None:
+            return lambda: (render(registry), content_type)
+        # a node with workers: every worker's metrics, labelled by worker, whichever worker answers
+        from prometheus_client import CollectorRegistry
+
+        from ..cluster.keys import key_token
+        from .metrics import WorkerMetricsExchange, WorkersCollector
+
+        if self._metrics_exchange is None:
+            collector = WorkersCollector(registry, self.worker.name)
+            assert self.config.cluster is not None
+            subject = f"cloverleaf.{key_token(self.config.cluster.name)}.metrics.{key_token(self.worker.node or '-')}"
+            self._metrics_exchange = WorkerMetricsExchange(collector, registry, self.worker.name, subject,
+                                                           lambda: self.cluster.nats if self.cluster else None)
+            self._metrics_exchange.start()
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(self._metrics_exchange.collector)
+        return lambda: (render(merged), content_type)
 
     def _inherited(self, transport_index: int) -> socket.socket | None:
         """The listening socket the node's parent bound for this transport (workers), else None."""
@@ -518,6 +537,8 @@ class Node:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         if self._fencing is not None:
             self._fencing.cancel()
+        if self._metrics_exchange is not None:
+            await self._metrics_exchange.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         for realm in self.router.realms.values():

@@ -53,6 +53,8 @@ class WorkerSpec:
     #: transport index (as a string: JSON) -> the inherited listening socket's file descriptor
     sockets: dict[str, int] = field(default_factory=dict)
     parent: int = 0
+    #: the node's own name in its `cluster:` section ("": the workers' private NATS)
+    node: str = ""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -143,7 +145,9 @@ class Supervisor:
                 "nats": {"servers": [self.nats.url], "token": self.nats.token}}  # fmt: skip
 
     def _spawn(self, index: int, sockets: dict[str, int]) -> None:
-        spec = WorkerSpec(index, self.count, f"w{index}", self._cluster_section(index), sockets, os.getpid())
+        own = self.config.cluster
+        spec = WorkerSpec(index, self.count, f"w{index}", self._cluster_section(index), sockets, os.getpid(),
+                          own.node if own is not None else "")
         command = [sys.executable, "-m", "cloverleaf", "start"]
         if self.config_file:
             command += ["--config", self.config_file]
