@@ -169,6 +169,8 @@ class Supervisor:
 
         for signum in stop_signals:
             signal.signal(signum, request_stop)
+        if hasattr(signal, "SIGHUP"):  # reload TLS certificates: every worker does it
+            signal.signal(signal.SIGHUP, lambda _signum, _frame: self._forward(signal.SIGHUP))
         if self.config.cluster is None:
             self.nats = PrivateNats()
             self.nats.start()
@@ -198,6 +200,11 @@ class Supervisor:
                     os.close(fd)
         log.info("node stopped (%d worker restarts)", self.restarts)
         return 0
+
+    def _forward(self, signum: int) -> None:
+        for process in self.processes:
+            if process is not None and process.poll() is None:
+                process.send_signal(signum)
 
     def _restart(self, index: int, process: subprocess.Popen[bytes], sockets: dict[str, int]) -> None:
         lived = time.monotonic() - self.started_at[index]
