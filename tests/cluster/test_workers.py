@@ -294,3 +294,28 @@ async def test_metrics_show_every_worker_whichever_answers(tmp_path: Path, nodes
     assert len(answers) >= 6, answers[-1:] or text
     assert text.count("# TYPE cloverleaf_sessions gauge") == 1  # one family, a sample per worker
     assert 'cloverleaf_cluster_info{cluster="workers",incarnation=' in text
+
+
+async def test_longpoll_requests_reach_the_worker_of_their_transport(tmp_path: Path,
+                                                                     nodes: list[WorkerNode]) -> None:  # fmt: skip
+    """Each long-poll request is an HTTP request on a connection of its own, which the kernel
+    hands to either worker: the one that did not open the transport relays it to the one that did."""
+    from tests.integration.test_longpoll import LongPoll
+
+    web_port = free_port()
+    node = start_node(tmp_path, transports=[{
+        "type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": web_port},
+        "paths": {"/lp": {"type": "longpoll"}},
+    }])  # fmt: skip
+    nodes.append(node)
+    client = LongPoll(web_port)
+    await asyncio.to_thread(client.open)
+    owner = client.transport.split("-", 1)[0]
+    assert owner in ("w0", "w1")
+    welcome = await asyncio.to_thread(client.join)
+    assert welcome[2]["x_cb_worker"] == owner
+    for request_id in range(1, 21):  # 40 requests, each on a new connection: about half relayed
+        assert await asyncio.to_thread(client.send, [48, request_id, {}, "wamp.session.count", []]) == 204
+        status, result = await asyncio.to_thread(client.receive)
+        assert status == 200 and result[0] == 50 and result[1] == request_id, result
+    assert await asyncio.to_thread(client.close) == 204

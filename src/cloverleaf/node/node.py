@@ -10,9 +10,9 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cluster.stats import ClusterStats
 from ..router.auth import (
@@ -230,6 +230,10 @@ class Node:
         self.cluster: NatsCluster | None = None
         self._fencing: asyncio.Task[None] | None = None
         self._metrics_exchange: WorkerMetricsExchange | None = None
+        #: (NATS subject, handler) a worker serves for the other workers of its node
+        self._cluster_subscriptions: list[tuple[str, Callable[[Any], Awaitable[None]]]] = []
+        self._cluster_keeper: asyncio.Task[None] | None = None
+        self._relays: set[asyncio.Task[None]] = set()
         #: counters kept across the node's incarnations (a fenced node rejoins as a new one)
         self.cluster_stats = ClusterStats()
         if worker is not None:
@@ -397,6 +401,8 @@ class Node:
                     server = await serve_rawsocket_unix(self.router, rs_settings, endpoint.path, inherited)
                     self.servers.append(server)
                     self.addresses.append(f"unix://{endpoint.path}")
+        if self._cluster_subscriptions:
+            self._cluster_keeper = asyncio.get_running_loop().create_task(self._keep_cluster_subscriptions())
         for address in self.addresses:
             log.info("listening on %s", address)
         for context in self.tls_contexts.values():
@@ -453,6 +459,71 @@ class Node:
         merged.register(self._metrics_exchange.collector)
         return lambda: (render(merged), content_type)
 
+    def _worker_longpoll(self, longpoll: LongPollEndpoint, root: str) -> Callable[..., Awaitable[Any]]:
+        """A long-poll path of a node with workers: each request about a transport another worker
+        opened (its ID starts with that worker's name) is relayed to it over NATS and answered with
+        its answer, since each HTTP connection lands on whichever worker the kernel chose."""
+        import msgpack
+
+        from ..cluster.keys import key_token
+        from ..transport.web import HttpRequest
+
+        worker, cluster_config = self.worker, self.config.cluster
+        assert worker is not None and cluster_config is not None
+        base = f"cloverleaf.{key_token(cluster_config.name)}.longpoll.{key_token(worker.node or '-')}"
+
+        def subject(name: str) -> str:
+            return f"{base}.{name}.{key_token(root)}"
+
+        async def serve(msg: Any) -> None:
+            method, path, query, headers, body, peer = msgpack.unpackb(msg.data, raw=False)
+            never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            status, answer, answer_headers = await longpoll.handle(HttpRequest(method, path, query, headers, body),
+                                                                   peer, never)  # fmt: skip
+            with contextlib.suppress(Exception):
+                await msg.respond(msgpack.packb([status, answer, answer_headers]))
+
+        async def relayed(msg: Any) -> None:
+            task = asyncio.get_running_loop().create_task(serve(msg))  # (a held receive must not block others)
+            self._relays.add(task)
+            task.add_done_callback(self._relays.discard)
+
+        self._cluster_subscriptions.append((subject(worker.name), relayed))
+
+        async def handle(request: HttpRequest, peer: str,
+                         lost: asyncio.Future[None]) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
+            transport = longpoll.transport_of(request)
+            owner = transport.split("-", 1)[0] if transport and "-" in transport else worker.name
+            if owner == worker.name or transport in longpoll.transports or self.cluster is None:
+                return await longpoll.handle(request, peer, lost)
+            payload = msgpack.packb([request.method, request.path, request.query, request.headers, request.body, peer])
+            try:
+                reply = await self.cluster.nats.request(subject(owner), payload,
+                                                        timeout=longpoll.settings.request_timeout + 5.0)  # fmt: skip
+                status, body, headers = msgpack.unpackb(reply.data, raw=False)
+                return int(status), bytes(body), dict(headers)
+            except Exception:
+                # no such worker, or it did not answer: as for a transport that is gone
+                return 404, b"no such transport", longpoll.error_headers(request.headers)
+
+        return handle
+
+    async def _keep_cluster_subscriptions(self) -> None:
+        """Subscribe ``_cluster_subscriptions`` on the cluster's NATS connection, again whenever it
+        is replaced (a fenced node rejoins with a new one)."""
+        subscribed_on: Any = None
+        while True:
+            cluster = self.cluster
+            client = cluster.nats if cluster is not None else None
+            if client is not None and client is not subscribed_on:
+                try:
+                    for subject, callback in self._cluster_subscriptions:
+                        await client.subscribe(subject, cb=callback)
+                    subscribed_on = client
+                except Exception:
+                    log.warning("cluster: subscribing the worker's relays failed; retrying", exc_info=True)
+            await asyncio.sleep(0.5)
+
     def _inherited(self, transport_index: int) -> socket.socket | None:
         """The listening socket the node's parent bound for this transport (workers), else None."""
         return None if self.worker is None else self.worker.socket_for(transport_index)
@@ -492,10 +563,11 @@ class Node:
                     root, [SERIALIZERS[name] for name in service.serializers],
                     _session_options(service, authenticators),
                     service.allowed_origins, service.request_timeout, service.session_timeout, service.max_transports,
-                    cookies,
+                    cookies, f"{self.worker.name}-" if self.worker is not None else "",
                 ))  # fmt: skip
                 self.longpolls.append(longpoll)
-                services[root] = LongPollService(longpoll.handle, service.max_message_size, longpoll.error_headers)
+                handle = longpoll.handle if self.worker is None else self._worker_longpoll(longpoll, root)
+                services[root] = LongPollService(handle, service.max_message_size, longpoll.error_headers)
             else:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint
@@ -539,6 +611,8 @@ class Node:
             self._fencing.cancel()
         if self._metrics_exchange is not None:
             await self._metrics_exchange.stop()
+        if self._cluster_keeper is not None:
+            self._cluster_keeper.cancel()
         if self.cluster is not None:
             await self.cluster.stop()
         for realm in self.router.realms.values():

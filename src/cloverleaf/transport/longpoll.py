@@ -116,6 +116,8 @@ class LongPollSettings:
     max_transports: int = 10_000
     #: cookie authentication (None: off)
     cookies: CookieTracking | None = None
+    #: put before every transport ID (a node's worker names its own: "w1-...", docs/workers.md)
+    id_prefix: str = ""
 
 
 class LongPollLink:
@@ -268,6 +270,15 @@ class LongPollEndpoint:
         self._close(link)
         return 204, b"", headers
 
+    def transport_of(self, request: HttpRequest) -> str | None:
+        """The transport ID a request is about (None: ``open``, or not a transport's path)."""
+        if not request.path.startswith(self._prefix):
+            return None
+        parts = request.path[len(self._prefix) :].split("/")
+        if len(parts) != 2 or parts[1] not in _OPERATIONS:
+            return None
+        return parts[0]
+
     def error_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers for an answer the web transport gives itself to a request on this path (413, 400):
         the CORS headers ``handle`` would give, so that a browser on an allowed origin can read the status."""
@@ -303,7 +314,7 @@ class LongPollEndpoint:
             limited_log.warning("transports full", "long-poll %s: %d transports open, refusing more",
                                 self.settings.root, len(self.transports))  # fmt: skip
             return _text(503, "too many long-poll transports", {**headers, "Retry-After": "5"})
-        transport_id = secrets.token_urlsafe(24)
+        transport_id = self.settings.id_prefix + secrets.token_urlsafe(24)
         link = LongPollLink(transport_id, protocol, peer)
         headers = {**headers, "Content-Type": MIME_TYPES["json"]}
         settings = self.settings
