@@ -313,6 +313,9 @@ class NatsCluster:
         self._applied: dict[str, int] = {}
         self._sync_waiters: list[tuple[str, int, asyncio.Future[None]]] = []
         self._sync_tasks: set[asyncio.Task[None]] = set()
+        #: janitor work waiting for its failure timeout (cancelled when the node stops)
+        self._later: set[asyncio.TimerHandle] = set()
+        self._stopping = False
         self._interest_bucket = ""
         #: message kind -> what handles it when it arrives in this node's inbox
         self.handlers: dict[int, Callable[[Any], None]] = {wire.Publication.KIND: self._on_publication}
@@ -492,6 +495,10 @@ class NatsCluster:
     async def stop(self) -> None:
         """Withdraw this node's state, tell the others it leaves, then leave NATS (each step bounded:
         what a stopping node cannot finish, the others clean up as after a dead one)."""
+        self._stopping = True
+        for handle in self._later:
+            handle.cancel()
+        self._later.clear()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2.0
         while self._interest_dirty and loop.time() < deadline:
@@ -938,7 +945,7 @@ class NatsCluster:
         for key in stale:
             del self._interest_entries[key]
         if stale:
-            self.janitor_work(incarnation, lambda _at_once: self.later(self._purge(stale)))
+            self.janitor_work(incarnation, lambda _at_once: self.later(lambda: self._purge(stale)))
         self._dropping = (incarnation, announce)
         try:
             for callback in self.on_node_down:
@@ -1002,24 +1009,27 @@ class NatsCluster:
                         limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
                                         dead, exc_info=True)  # fmt: skip
 
-    def later(self, cleanup: Coroutine[Any, Any, None]) -> None:
-        """Run the janitor's ``cleanup`` of a dead node's KV entries a failure timeout from now:
+    def later(self, cleanup: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run the janitor's ``cleanup()`` of a dead node's KV entries a failure timeout from now:
         every survivor has found the node dead by then (and told its own subscribers about its
-        state); one whose watcher saw the entries vanish first would drop that state silently."""
+        state); one whose watcher saw the entries vanish first would drop that state silently.
+        Nothing runs if the node stops or is fenced meanwhile."""
         loop = asyncio.get_running_loop()
 
         async def if_standing() -> None:
-            if not self.fenced and await self.standing():
-                await cleanup
-            else:
-                cleanup.close()  # the minority side of a partition cleans up nothing
+            if not self.fenced and not self._stopping and await self.standing():
+                await cleanup()  # (the minority side of a partition cleans up nothing)
 
         def start() -> None:
+            self._later.discard(handle)
+            if self._stopping:
+                return
             task = loop.create_task(if_standing())
             self._sync_tasks.add(task)
             task.add_done_callback(self._sync_tasks.discard)
 
-        loop.call_later(self.settings.failure_timeout, start)
+        handle = loop.call_later(self.settings.failure_timeout, start)
+        self._later.add(handle)
 
     async def _purge(self, keys: list[str]) -> None:
         """The janitor deletes a dead node's interest entries, retrying while JetStream is busy
@@ -1043,7 +1053,8 @@ class NatsCluster:
         limited_log.warning("nats error", "cluster: NATS: %s", exc)
 
     async def _nats_disconnected(self) -> None:
-        log.warning("cluster %s: disconnected from NATS", self.settings.name)
+        if not self._stopping:
+            log.warning("cluster %s: disconnected from NATS", self.settings.name)
 
     async def _nats_reconnected(self) -> None:
         nc = self._nc

@@ -515,7 +515,7 @@ class ClusterRegistry:
                 # only its calls: it is no member of any registration (its session_id is the local
                 # callee's, so Dealer.detach would take that callee out of its registrations)
                 realm.dealer.abandon_calls(remote_caller)
-        self.cluster.janitor_work(incarnation, lambda _at_once: self.cluster.later(self._purge(incarnation)))
+        self.cluster.janitor_work(incarnation, lambda _at_once: self.cluster.later(lambda: self._purge(incarnation)))
 
     async def _purge(self, incarnation: str) -> None:
         """The janitor takes a dead node's callees out of the registry, retrying while JetStream

@@ -462,7 +462,7 @@ class SessionDirectory:
                     realm.meta.publish_testaments(remote.session_id, remote.decoded_testaments())
             if keys:
                 # later, so that every survivor has found the node dead (and told its subscribers) first
-                cluster.later(self._delete_later(keys))
+                cluster.later(lambda: self._delete_later(keys))
 
         if keys:
             cluster.janitor_work(incarnation, clean_up)

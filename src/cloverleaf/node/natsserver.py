@@ -104,6 +104,9 @@ class PrivateNats:
                 self.process = subprocess.Popen(
                     [binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
                     preexec_fn=die_with_parent,
+                    # its own session: Ctrl-C in a terminal (SIGINT to the whole foreground group)
+                    # must not stop NATS while the workers still say GOODBYE; the node stops it last
+                    start_new_session=True,
                 )  # fmt: skip
             except OSError as exc:
                 raise NatsServerError(f"cannot run {binary}: {exc}") from None
