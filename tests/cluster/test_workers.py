@@ -67,13 +67,15 @@ def _alive(pid: int) -> bool:
 
 
 def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = None,
-               transports: list[dict[str, Any]] = ()) -> WorkerNode:  # type: ignore[assignment]  # fmt: skip
+               transports: list[dict[str, Any]] = (),  # type: ignore[assignment]
+               ws_options: dict[str, Any] | None = None) -> WorkerNode:  # fmt: skip
     ws_port = free_port()
     unix_path = str(tmp / "router.sock")
     body: dict[str, Any] = {
         "realms": [{"name": "realm1"}],
         "transports": [
-            {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port}, "path": "/ws"},
+            {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": ws_port}, "path": "/ws",
+             **(ws_options or {})},
             {"type": "rawsocket", "endpoint": {"type": "unix", "path": unix_path}},
             *transports,
         ],
@@ -319,3 +321,38 @@ async def test_longpoll_requests_reach_the_worker_of_their_transport(tmp_path: P
         status, result = await asyncio.to_thread(client.receive)
         assert status == 200 and result[0] == 50 and result[1] == request_id, result
     assert await asyncio.to_thread(client.close) == 204
+
+
+
+async def test_a_tracking_cookie_authenticates_on_every_worker(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    """Cookie authentication: the binding a worker makes is shared (the cluster's cookies bucket),
+    so the browser's next connection, landing on the other worker, is recognized there."""
+    import websockets
+
+    from cloverleaf.wamp.serializers import JSON
+
+    auth = {"ticket": {"principals": {"joe": {"role": "user", "ticket": "joes-ticket"}}}, "cookie": {}}
+    node = start_node(tmp_path, config={"realms": [{"name": "realm1", "roles": [{"name": "user"}]}]},
+                      ws_options={"auth": auth})  # fmt: skip
+    nodes.append(node)
+    async with websockets.connect(node.ws_url, subprotocols=["wamp.2.json"]) as ws:
+        cookie = ws.response.headers["Set-Cookie"].split(";")[0]
+        await ws.send(JSON.encode([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"],
+                                                 "authid": "joe"}]).decode())  # fmt: skip
+        assert JSON.decode((await ws.recv()).encode())[0] == 4
+        await ws.send(JSON.encode([5, "joes-ticket", {}]).decode())
+        welcome = JSON.decode((await ws.recv()).encode())
+        assert welcome[0] == 2 and welcome[2]["authmethod"] == "ticket", welcome
+        issued_by = welcome[2]["x_cb_worker"]
+    seen: set[str] = set()
+    for _attempt in range(40):
+        async with websockets.connect(node.ws_url, subprotocols=["wamp.2.json"],
+                                      additional_headers={"Cookie": cookie}) as ws:  # fmt: skip
+            await ws.send(JSON.encode([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["cookie"]}]).decode())
+            answer = JSON.decode((await ws.recv()).encode())
+            assert answer[0] == 2, answer  # recognized, whichever worker answered
+            assert answer[2]["authid"] == "joe" and answer[2]["authmethod"] == "cookie"
+            seen.add(answer[2]["x_cb_worker"])
+        if len(seen) == 2:
+            break
+    assert seen == {"w0", "w1"} and issued_by in seen

@@ -63,3 +63,22 @@ def test_tracking_cookie_replaces_a_cookie_the_store_does_not_know() -> None:
     assert cookie != planted and set_cookie is not None and set_cookie.startswith(f"cbtid={cookie};")
     cookie, set_cookie = tracking_cookie([f"cbtid={planted}"], "cbtid", 60, known=lambda c: c == planted)
     assert (cookie, set_cookie) == (planted, None)
+
+
+def test_cookie_store_shares_digests_and_learns_the_newer_binding() -> None:
+    from cloverleaf.router.auth import Identity
+    from cloverleaf.router.authenticators import CookieStore
+
+    shared: list[tuple[str, str]] = []
+    here, there = CookieStore(max_age=100), CookieStore(max_age=100)
+    here.on_remember = lambda digest, identity: shared.append((digest, identity.authid))
+    alice = Identity("alice", "user", "ticket", "static")
+    assert here.remember("secret-cookie", alice, 10)
+    assert shared == [(CookieStore.digest("secret-cookie"), "alice")]
+    assert "secret-cookie" not in shared[0][0]  # only a digest leaves the store
+    there.learn(shared[0][0], alice, 10)
+    recalled = there.recall("secret-cookie", 50)
+    assert recalled is not None and recalled.authid == "alice"
+    there.learn(shared[0][0], Identity("old", "user", "ticket", "static"), 5)  # older: ignored
+    assert there.recall("secret-cookie", 50).authid == "alice"  # type: ignore[union-attr]
+    assert not there.knows("secret-cookie", 111)  # expires with max_age from when it was issued

@@ -81,6 +81,7 @@ from .tls import ReloadingContext
 
 if TYPE_CHECKING:
     from ..cluster.backend import NatsCluster
+    from ..cluster.cookies import SharedCookies
     from ..transport.longpoll import LongPollEndpoint
     from ..wamp.auth import CryptosignKey
     from .components import Components
@@ -234,6 +235,13 @@ class Node:
         self._cluster_subscriptions: list[tuple[str, Callable[[Any], Awaitable[None]]]] = []
         self._cluster_keeper: asyncio.Task[None] | None = None
         self._relays: set[asyncio.Task[None]] = set()
+        #: tracking cookies shared with the rest of the cluster (or the node's other workers)
+        self.shared_cookies: SharedCookies | None = None
+        cookie_ages = _cookie_max_ages(config)
+        if config.cluster is not None and cookie_ages:
+            from ..cluster.cookies import SharedCookies
+
+            self.shared_cookies = SharedCookies(ttl=max(cookie_ages))
         #: counters kept across the node's incarnations (a fenced node rejoins as a new one)
         self.cluster_stats = ClusterStats()
         if worker is not None:
@@ -284,6 +292,8 @@ class Node:
         from ..cluster.sessions import SessionDirectory
 
         self.cluster.services.append(SessionDirectory(self.router))
+        if self.shared_cookies is not None:
+            self.cluster.services.append(self.shared_cookies)
         self.cluster.on_fence = self._on_fenced
         try:
             await self.cluster.start()
@@ -416,6 +426,9 @@ class Node:
         if auth.cookie is None:
             return authenticators, None
         store = CookieStore(auth.cookie.max_age)
+        if self.shared_cookies is not None:
+            # (named by order: every node of a cluster runs the same config, so "t0" is the same transport)
+            self.shared_cookies.attach(f"t{len(self.shared_cookies.stores)}", store)
         authenticators.append(CookieAuthenticator(store, time.monotonic))
         return authenticators, CookieTracking(auth.cookie.name, auth.cookie.max_age, store)
 
@@ -619,6 +632,17 @@ class Node:
             if realm.event_store is not None:
                 realm.event_store.close()
         log.info("stopped (%d sessions closed)", count)
+
+
+def _cookie_max_ages(config: NodeConfig) -> list[float]:
+    """The ``max_age`` of every cookie-tracking transport or path of ``config``."""
+    ages = []
+    for transport in config.transports:
+        auths = [getattr(transport, "auth", None)]
+        if isinstance(transport, WebTransport):
+            auths += [getattr(path, "auth", None) for path in transport.paths.values()]
+        ages += [auth.cookie.max_age for auth in auths if auth is not None and getattr(auth, "cookie", None)]
+    return ages
 
 
 async def run_node(config: NodeConfig, worker: WorkerSpec | None = None) -> None:

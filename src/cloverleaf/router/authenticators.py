@@ -9,6 +9,7 @@ raises an error to refuse. Failures never say which part was wrong.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import secrets
@@ -420,12 +421,22 @@ class TlsAuthenticator:
 
 
 class CookieStore:
-    """Which identity each WebSocket tracking cookie authenticated (in memory, bounded, expiring)."""
+    """Which identity each WebSocket tracking cookie authenticated (in memory, bounded, expiring).
+
+    Entries are kept under a digest of the cookie (the cookie itself is a bearer secret). In a
+    cluster, or a node with workers, ``on_remember`` shares each binding and :meth:`learn` takes
+    the others' (``cloverleaf.cluster.cookies``)."""
 
     def __init__(self, max_age: float = 86400.0, limit: int = 100_000) -> None:
         self.max_age = max_age
         self.limit = limit
         self._identities: dict[str, tuple[Identity, float]] = {}
+        #: called with (digest, identity) after each binding this process makes
+        self.on_remember: Callable[[str, Identity], None] | None = None
+
+    @staticmethod
+    def digest(cookie: str) -> str:
+        return hashlib.sha256(cookie.encode()).hexdigest()
 
     def remember(self, cookie: str, identity: Identity, now: float) -> bool:
         """Bind ``cookie`` to ``identity``; False (and nothing changed) when it already proves another
@@ -433,22 +444,35 @@ class CookieStore:
         current = self.recall(cookie, now)
         if current is not None and (current.authid, current.authrole) != (identity.authid, identity.authrole):
             return False
-        if cookie not in self._identities and len(self._identities) >= self.limit:
+        digest = self.digest(cookie)
+        self._put(digest, identity, now)
+        if self.on_remember is not None:
+            self.on_remember(digest, identity)
+        return True
+
+    def learn(self, digest: str, identity: Identity, issued: float) -> None:
+        """Take a binding made elsewhere (``issued``: when, on this process's monotonic clock)."""
+        known = self._identities.get(digest)
+        if known is None or known[1] <= issued:
+            self._put(digest, identity, issued)
+
+    def _put(self, digest: str, identity: Identity, when: float) -> None:
+        if digest not in self._identities and len(self._identities) >= self.limit:
             oldest = min(self._identities, key=lambda c: self._identities[c][1])
             del self._identities[oldest]
-        self._identities[cookie] = (identity, now)
-        return True
+        self._identities[digest] = (identity, when)
 
     def knows(self, cookie: str, now: float) -> bool:
         """Whether ``cookie`` proves an identity now (it was issued, authenticated, and has not expired)."""
         return self.recall(cookie, now) is not None
 
     def recall(self, cookie: str, now: float) -> Identity | None:
-        entry = self._identities.get(cookie)
+        digest = self.digest(cookie)
+        entry = self._identities.get(digest)
         if entry is None:
             return None
         if now - entry[1] > self.max_age:
-            del self._identities[cookie]
+            del self._identities[digest]
             return None
         return entry[0]
 
