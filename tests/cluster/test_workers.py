@@ -356,3 +356,35 @@ async def test_a_tracking_cookie_authenticates_on_every_worker(tmp_path: Path, n
         if len(seen) == 2:
             break
     assert seen == {"w0", "w1"} and issued_by in seen
+
+
+async def test_http_bridge_publishes_to_subscribers_on_every_worker(tmp_path: Path, nodes: list[WorkerNode]) -> None:
+    """The HTTP bridge's internal session lives in whichever worker took the HTTP request; its
+    publication reaches the subscribers of both workers, every time."""
+    import json
+    import urllib.request
+
+    web_port = free_port()
+    node = start_node(tmp_path, config={"realms": [{"name": "realm1", "roles": [{"name": "anonymous"},
+                                                                                {"name": "bridge"}]}]},
+                      transports=[{"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": web_port},
+                                   "paths": {"/publish": {"type": "publisher", "realm": "realm1", "role": "bridge"}}}])
+    nodes.append(node)
+    subscribers = [await session_on(node, "w0"), await session_on(node, "w1")]
+    for subscriber in subscribers:
+        answer = await subscriber.request([32, subscriber.request_id(), {}, "com.workers.bridged"])
+        assert answer[0] == 33, answer
+    await asyncio.sleep(0.3)  # interest reaches the other worker
+
+    def post(n: int) -> int:
+        body = json.dumps({"topic": "com.workers.bridged", "args": [n]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{web_port}/publish", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+
+    for n in range(10):  # each POST on a new connection: both workers' bridges publish
+        assert await asyncio.to_thread(post, n) == 200
+    for subscriber in subscribers:
+        received = [(await subscriber.recv())[4][0] for _ in range(10)]
+        assert sorted(received) == list(range(10)), received
