@@ -99,10 +99,16 @@ class PrivateNats:
                 'ping_interval: "2s"\nping_max: 2\n'
             )
             config.chmod(0o600)
+            # One OS thread for Go: the workers' traffic is a few messages per event-loop pass, and
+            # nats-server's idle threads spinning for work cost more CPU than they save on a machine
+            # whose cores the workers use (workers_bench.py: cross-worker call 3.3x -> 2.5x one
+            # process's CPU). $GOMAXPROCS, when set, is kept.
+            env = {**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "1")}
             logfile = open(Path(self.workdir, "nats.log"), "ab")  # noqa: SIM115 (kept by the child)
             try:
                 self.process = subprocess.Popen(
                     [binary, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                    env=env,
                     preexec_fn=die_with_parent,
                     # its own session: Ctrl-C in a terminal (SIGINT to the whole foreground group)
                     # must not stop NATS while the workers still say GOODBYE; the node stops it last
