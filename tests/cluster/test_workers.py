@@ -69,6 +69,7 @@ def _alive(pid: int) -> bool:
 def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = None,
                transports: list[dict[str, Any]] = (),  # type: ignore[assignment]
                ws_options: dict[str, Any] | None = None) -> WorkerNode:  # fmt: skip
+    tmp.mkdir(parents=True, exist_ok=True)
     ws_port = free_port()
     unix_path = str(tmp / "router.sock")
     body: dict[str, Any] = {
@@ -388,3 +389,30 @@ async def test_http_bridge_publishes_to_subscribers_on_every_worker(tmp_path: Pa
     for subscriber in subscribers:
         received = [(await subscriber.recv())[4][0] for _ in range(10)]
         assert sorted(received) == list(range(10)), received
+
+
+async def test_workers_join_the_configured_cluster(tmp_path: Path, nodes: list[WorkerNode],
+                                                   nats_server: Any) -> None:  # fmt: skip
+    """With a cluster: section the workers join that cluster (as <node>-w0, <node>-w1, no private
+    NATS), and a node elsewhere in the cluster reaches them."""
+    from tests.cluster.nodes import cluster_router
+
+    section = {"name": "test", "node": "big", "nats": {"servers": [nats_server.url]}}
+    node = start_node(tmp_path / "big", config={"cluster": section})
+    nodes.append(node)
+    log = node.log()
+    assert "private NATS" not in log and "node big-w0" in log and "node big-w1" in log, log
+    other = cluster_router(tmp_path / "small", nats_server.url, "small")
+    try:
+        callee = await session_on(node, "w1")
+        welcome = await callee.request([64, callee.request_id(), {}, "com.workers.in_cluster"])
+        assert welcome[0] == 65
+        caller = await RawClient.websocket(other.ws_url)
+        joined = await caller.join()
+        assert joined[2]["x_cb_node"] == "small" and "x_cb_worker" not in joined[2]
+        call = asyncio.ensure_future(until_answer(caller, "com.workers.in_cluster", []))
+        invocation = await callee.recv()
+        await callee.send([70, invocation[1], {}, ["from big-w1"]])
+        assert (await call)[3] == ["from big-w1"]
+    finally:
+        assert other.stop() == 0, other.log()
