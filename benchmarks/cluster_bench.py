@@ -609,6 +609,25 @@ def regression(cfg) -> dict:
     return rows
 
 
+def attempt_scenario(cfg, rows: list[dict], fn, *args) -> bool:
+    """Run ``fn(cfg, *args)`` (``args[0]``: the scenario, ``args[1]``: the setup), log its headline
+    and append its row to ``rows`` (an error row if it failed); whether it succeeded."""
+    log(f"{args[0]} / {args[1]} ...")
+    ok = True
+    try:
+        row = fn(cfg, *args)
+        log("  {} ops/s, p50 {} ms, {} µs CPU/op {}, problems {}".format(
+            fmt(row["ops_per_s"], 0), fmt(row["lat_p50_ms"], 2), fmt(row["cpu_us_per_op"], 1),
+            row["cpu_us_per_op_by_process"], row["problems"]))  # fmt: skip
+    except Exception as e:
+        ok = False
+        row = {"scenario": args[0], "setup": args[1], "error": f"{type(e).__name__}: {e}"}
+        log(f"  FAILED: {row['error']}")
+    rows.append(row)
+    time.sleep(0.3)
+    return ok
+
+
 # ----------------------------------------------------------------------------------------
 # Report
 def fmt(v, digits=1) -> str:
@@ -734,21 +753,10 @@ def main(argv=None) -> int:
 
         def attempt(fn, *args) -> None:
             nonlocal failed
-            label = f"{args[0]} / {args[1]}"
             if setups and not any(args[1] == SETUPS[k] or args[1].startswith(SETUPS[k] + " ") for k in setups):
                 return
-            log(f"{label} ...")
-            try:
-                row = fn(cfg, *args)
-                log("  {} ops/s, p50 {} ms, {} µs CPU/op {}, problems {}".format(
-                    fmt(row["ops_per_s"], 0), fmt(row["lat_p50_ms"], 2), fmt(row["cpu_us_per_op"], 1),
-                    row["cpu_us_per_op_by_process"], row["problems"]))  # fmt: skip
-            except Exception as e:
+            if not attempt_scenario(cfg, rows, fn, *args):
                 failed = True
-                row = {"scenario": args[0], "setup": args[1], "error": f"{type(e).__name__}: {e}"}
-                log(f"  FAILED: {row['error']}")
-            rows.append(row)
-            time.sleep(0.3)
 
         seq, pipe = "RPC sequential (1x1)", f"RPC pipelined ({cfg.rpc_sessions}x{cfg.rpc_inflight})"
         paced = f"RPC at {cfg.rate:,.0f} calls/s (open loop)"

@@ -172,18 +172,8 @@ def main(argv=None) -> int:
 
     def attempt(fn, *args) -> None:
         nonlocal failed
-        log(f"{args[0]} / {args[1]} ...")
-        try:
-            row = fn(cfg, *args)
-            log("  {} ops/s, p50 {} ms, {} µs CPU/op {}, problems {}".format(
-                fmt(row["ops_per_s"], 0), fmt(row["lat_p50_ms"], 2), fmt(row["cpu_us_per_op"], 1),
-                row["cpu_us_per_op_by_process"], row["problems"]))  # fmt: skip
-        except Exception as e:
+        if not cluster_bench.attempt_scenario(cfg, rows, fn, *args):
             failed = True
-            row = {"scenario": args[0], "setup": args[1], "error": f"{type(e).__name__}: {e}"}
-            log(f"  FAILED: {row['error']}")
-        rows.append(row)
-        time.sleep(0.3)
 
     try:
         for node in (one, many, shared):

@@ -581,29 +581,23 @@ class NatsCluster:
 
     def _on_inbox(self, data: bytes) -> None:
         self.stats.received += 1
-        try:
-            message = wire.decode(data)
-        except wire.WireError as exc:
-            self.stats.undecodable += 1
-            limited_log.warning("cluster bad message", "cluster: unreadable message in the inbox: %s", exc)
-            return
-        if message is None:
-            return  # a kind from a newer node
+        message = self._read(wire.decode, data)
         if isinstance(message, wire.Batch):
-            for inner in message.messages:
-                self._handle(inner)
-            return
-        self._dispatch(message)
+            for value in message.messages:
+                inner = self._read(wire.from_value, value)
+                if inner is not None and not isinstance(inner, wire.Batch):
+                    self._dispatch(inner)
+        elif message is not None:  # (None: unreadable, or a kind from a newer node)
+            self._dispatch(message)
 
-    def _handle(self, value: list[Any]) -> None:
+    def _read(self, read: Callable[[Any], Any], data: Any) -> Any:
+        """``read(data)``; None, counted and logged, for what is not a node-to-node message."""
         try:
-            message = wire.from_value(value)
+            return read(data)
         except wire.WireError as exc:
             self.stats.undecodable += 1
             limited_log.warning("cluster bad message", "cluster: unreadable message in the inbox: %s", exc)
-            return
-        if message is not None and not isinstance(message, wire.Batch):
-            self._dispatch(message)
+            return None
 
     def _dispatch(self, message: Any) -> None:
         handler = self.handlers.get(message.KIND)
