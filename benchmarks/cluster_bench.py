@@ -117,6 +117,16 @@ class Nats:
                 self.proc.wait(5)
 
 
+def websocket_only_config(realm: str, port: int) -> str:
+    """A node config (YAML) with ``realm`` and one WebSocket transport on 127.0.0.1:``port``/ws."""
+    return (
+        f"realms:\n  - name: {realm}\n"
+        "transports:\n  - type: websocket\n"
+        f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {port}}}\n    path: /ws\n"
+        "logging: {level: warning}\n"
+    )
+
+
 class Node(run.CloverleafRouter):
     """`cloverleaf start` with a WebSocket transport and, if ``node`` is given, a `cluster:` section."""
 
@@ -134,12 +144,7 @@ class Node(run.CloverleafRouter):
                            env={k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"})  # fmt: skip
         cfg = cmd[-1]
         with open(cfg, "w") as f:
-            f.write(
-                f"realms:\n  - name: {self.realm}\n"
-                "transports:\n  - type: websocket\n"
-                f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.ws_port}}}\n    path: /ws\n"
-                "logging: {level: warning}\n"
-            )
+            f.write(websocket_only_config(self.realm, self.ws_port))
             if self.node:
                 f.write(f"cluster:\n  name: bench\n  node: {self.node}\n  nats: {{servers: ['{self.nats_url}']}}\n")
         if self.profile:

@@ -59,12 +59,7 @@ class WorkerNode(run.CloverleafRouter):
         cmd, cwd, env = super().command()  # writes run.py's config and compiles src/ once
         cfg = cmd[-1]
         with open(cfg, "w") as f:
-            f.write(
-                f"realms:\n  - name: {self.realm}\n"
-                "transports:\n  - type: websocket\n"
-                f"    endpoint: {{type: tcp, host: 127.0.0.1, port: {self.ws_port}}}\n    path: /ws\n"
-                f"logging: {{level: warning}}\nworker_sockets: {self.sockets}\n"
-            )
+            f.write(cluster_bench.websocket_only_config(self.realm, self.ws_port) + f"worker_sockets: {self.sockets}\n")
         if self.workers > 1:
             cmd = [*cmd, "--workers", str(self.workers)]
         return cmd, cwd, env

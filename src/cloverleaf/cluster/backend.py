@@ -265,6 +265,16 @@ class _Peer:
     sequence: int = 0
 
 
+def _cleaning_up(step: Callable[[Any], None], argument: Any, dead: str) -> None:
+    """One step of the clean-up after the dead node ``dead``: a failure is logged and the other
+    steps go on."""
+    try:
+        step(argument)
+    except Exception:
+        limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed", dead,
+                        exc_info=True)  # fmt: skip
+
+
 @dataclass(slots=True)
 class _Duty:
     """A dead node's janitor work that another survivor was to do (kept in case it dies too)."""
@@ -943,11 +953,7 @@ class NatsCluster:
         self._dropping = (incarnation, announce)
         try:
             for callback in self.on_node_down:
-                try:
-                    callback(incarnation)
-                except Exception:
-                    limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
-                                    incarnation, exc_info=True)  # fmt: skip
+                _cleaning_up(callback, incarnation, incarnation)
         finally:
             self._dropping = None
         self._take_over(incarnation, peer)
@@ -997,11 +1003,7 @@ class NatsCluster:
                 log.info("cluster %s: janitor %s died too: cleaning up after %s here", self.settings.name,
                          incarnation, dead)  # fmt: skip
                 for work in duty.works:
-                    try:
-                        work(at_once)
-                    except Exception:
-                        limited_log.log("cluster node down", logging.ERROR, "cluster: cleaning up after %s failed",
-                                        dead, exc_info=True)  # fmt: skip
+                    _cleaning_up(work, at_once, dead)
 
     def later(self, cleanup: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run the janitor's ``cleanup()`` of a dead node's KV entries a failure timeout from now:

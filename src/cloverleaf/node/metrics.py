@@ -148,8 +148,9 @@ class WorkersCollector:
 
 class WorkerMetricsExchange:
     """Each worker publishes its metrics every ``interval`` seconds on a subject of its node and
-    keeps the others' latest, so that ``/metrics`` on any worker shows the whole node (the HTTP
-    request cannot wait for the other workers: it is answered from these snapshots)."""
+    keeps the others' latest (:meth:`received`, subscribed to that subject by the node), so that
+    ``/metrics`` on any worker shows the whole node (the HTTP request cannot wait for the other
+    workers: it is answered from these snapshots)."""
 
     def __init__(self, collector: WorkersCollector, own: CollectorRegistry, name: str, subject: str,
                  nats: Callable[[], Any], interval: float = 1.0) -> None:  # fmt: skip
@@ -171,19 +172,15 @@ class WorkerMetricsExchange:
                 await self._task
 
     async def _run(self) -> None:
-        subscribed_on: Any = None
         while True:
             client = self._nats()
-            if client is not None and client is not subscribed_on:
-                with contextlib.suppress(Exception):
-                    await client.subscribe(self._subject, cb=self._received)
-                    subscribed_on = client
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.publish(self._subject, msgpack.packb([self._name, snapshot(self._own)]))
             await asyncio.sleep(self._interval)
 
-    async def _received(self, msg: Any) -> None:
+    async def received(self, msg: Any) -> None:
+        """A snapshot of another worker's (or this one's own, ignored)."""
         with contextlib.suppress(Exception):
             name, families = msgpack.unpackb(msg.data, raw=False)
             if name != self._name and type(families) is list:

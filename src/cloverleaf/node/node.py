@@ -40,7 +40,12 @@ from ..router.realm import Realm
 from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
 from ..transport.cookies import CookieTracking
-from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_tcp, serve_rawsocket_unix
+from ..transport.rawsocket import (
+    RawSocketSettings,
+    remove_stale_socket,
+    serve_rawsocket_tcp,
+    serve_rawsocket_unix,
+)
 from ..transport.testee import TesteeSettings, serve_testee
 from ..transport.web import (
     LongPollService,
@@ -405,9 +410,7 @@ class Node:
                 else:
                     inherited = self._inherited(index)
                     if inherited is None:
-                        with contextlib.suppress(FileNotFoundError):
-                            if os.path.exists(endpoint.path) and not os.path.isfile(endpoint.path):
-                                os.unlink(endpoint.path)  # a stale socket left by a previous run
+                        remove_stale_socket(endpoint.path)
                     server = await serve_rawsocket_unix(self.router, rs_settings, endpoint.path, inherited)
                     self.servers.append(server)
                     self.addresses.append(f"unix://{endpoint.path}")
@@ -458,19 +461,25 @@ class Node:
         # a node with workers: every worker's metrics, labelled by worker, whichever worker answers
         from prometheus_client import CollectorRegistry
 
-        from ..cluster.keys import key_token
         from .metrics import WorkerMetricsExchange, WorkersCollector
 
         if self._metrics_exchange is None:
             collector = WorkersCollector(registry, self.worker.name)
-            assert self.config.cluster is not None
-            subject = f"cloverleaf.{key_token(self.config.cluster.name)}.metrics.{key_token(self.worker.node or '-')}"
+            subject = self._node_subject("metrics")
             self._metrics_exchange = WorkerMetricsExchange(collector, registry, self.worker.name, subject,
                                                            lambda: self.cluster.nats if self.cluster else None)
+            self._cluster_subscriptions.append((subject, self._metrics_exchange.received))
             self._metrics_exchange.start()
         merged = CollectorRegistry(auto_describe=False)
         merged.register(self._metrics_exchange.collector)
         return lambda: (render(merged), content_type)
+
+    def _node_subject(self, kind: str) -> str:
+        """The NATS subject of ``kind`` traffic between the workers of this node."""
+        from ..cluster.keys import key_token
+
+        assert self.worker is not None and self.config.cluster is not None
+        return f"cloverleaf.{key_token(self.config.cluster.name)}.{kind}.{key_token(self.worker.node or '-')}"
 
     def _worker_longpoll(self, longpoll: LongPollEndpoint, root: str) -> Callable[..., Awaitable[Any]]:
         """A long-poll path of a node with workers: each request about a transport another worker
@@ -481,9 +490,9 @@ class Node:
         from ..cluster.keys import key_token
         from ..transport.web import HttpRequest
 
-        worker, cluster_config = self.worker, self.config.cluster
-        assert worker is not None and cluster_config is not None
-        base = f"cloverleaf.{key_token(cluster_config.name)}.longpoll.{key_token(worker.node or '-')}"
+        worker = self.worker
+        assert worker is not None
+        base = self._node_subject("longpoll")
 
         def subject(name: str) -> str:
             return f"{base}.{name}.{key_token(root)}"

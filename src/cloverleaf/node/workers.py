@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..transport.rawsocket import remove_stale_socket
 from .config import NodeConfig, TcpEndpoint, UnixEndpoint
 from .natsserver import PrivateNats, die_with_parent
 
@@ -84,8 +85,7 @@ def bind_sockets(config: NodeConfig, count: int, mode: str) -> list[dict[str, in
     for index, transport in enumerate(config.transports):
         endpoint = transport.endpoint
         if isinstance(endpoint, UnixEndpoint):
-            if os.path.exists(endpoint.path) and not os.path.isfile(endpoint.path):
-                os.unlink(endpoint.path)  # a stale socket left by a previous run
+            remove_stale_socket(endpoint.path)
             unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             unix.bind(endpoint.path)
             unix.listen(socket.SOMAXCONN)

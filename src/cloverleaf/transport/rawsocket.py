@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Collection
@@ -163,6 +165,14 @@ async def serve_rawsocket_tcp(
         lambda: RawSocketProtocol(router, settings, "tls"), **where,
         ssl=ssl_context, ssl_handshake_timeout=settings.handshake_timeout,
     )  # fmt: skip
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove what a previous run left at ``path`` (a socket, not a regular file), so that it can
+    be bound again."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.exists(path) and not os.path.isfile(path):
+            os.unlink(path)
 
 
 async def serve_rawsocket_unix(router: Router, settings: RawSocketSettings, path: str,
