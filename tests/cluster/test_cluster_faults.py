@@ -283,6 +283,10 @@ async def test_router_cut_off_from_nats_fences_and_rejoins(
 # -- 3. a node SIGKILLed and restarted at once --------------------------------------------------------
 
 
+#: this scenario's nodes' failure timeout (seconds)
+RESTART_FAILURE_TIMEOUT = 3.0
+
+
 def restart(node: RouterProcess) -> RouterProcess:
     """The same `cloverleaf start --config node.yaml` again (same ports, same cluster section)."""
     config = node.log_path.parent / "node.yaml"
@@ -298,8 +302,10 @@ def restart(node: RouterProcess) -> RouterProcess:
 async def test_restart_under_a_new_incarnation_inherits_nothing(
     tmp_path: Path, nats_server: NatsServer, autobahn: AutobahnSessions
 ) -> None:
-    a = cluster_router(tmp_path / "a", nats_server.url, "a")
-    b = cluster_router(tmp_path / "b", nats_server.url, "b")
+    # a failure timeout with room for a restart on a loaded machine (the restart must come back
+    # before the old incarnation is found dead: that is the case under test)
+    a = cluster_router(tmp_path / "a", nats_server.url, "a", failure_timeout=RESTART_FAILURE_TIMEOUT)
+    b = cluster_router(tmp_path / "b", nats_server.url, "b", failure_timeout=RESTART_FAILURE_TIMEOUT)
     nodes = [a, b]
     try:
         on_a = await autobahn.open(ab(a))
@@ -317,7 +323,7 @@ async def test_restart_under_a_new_incarnation_inherits_nothing(
         b = restart(b)
         nodes[1] = b
         restarted = time.monotonic() - killed
-        assert restarted < FAILURE_TIMEOUT, "the restart took longer than the failure timeout"
+        assert restarted < RESTART_FAILURE_TIMEOUT, "the restart took longer than the failure timeout"
 
         async def joined_again() -> bool:
             return len(incarnations(b)) == 2
@@ -337,7 +343,7 @@ async def test_restart_under_a_new_incarnation_inherits_nothing(
             took_at.append(time.monotonic() - killed)
             return True
 
-        await measure(taken, 3 * FAILURE_TIMEOUT + 2, "a new session taking the killed node's single procedure")
+        await measure(taken, 3 * RESTART_FAILURE_TIMEOUT + 2, "a new session taking the killed node's single procedure")
         assert await call_when_there(on_a, "com.restart.single") == "new"
         assert await new_b.call("com.restart.single") == "new"
 
@@ -355,7 +361,7 @@ async def test_restart_under_a_new_incarnation_inherits_nothing(
         async def subscriptions_gone() -> bool:
             return all([await s.call("wamp.subscription.lookup", "com.restart.topic") is None for s in (on_a, new_b)])
 
-        await measure(sessions_gone, 3 * FAILURE_TIMEOUT + 2, "the killed node's sessions leaving")
+        await measure(sessions_gone, 3 * RESTART_FAILURE_TIMEOUT + 2, "the killed node's sessions leaving")
         sessions_cleaned = time.monotonic() - killed
         await measure(subscriptions_gone, 2, "the killed node's subscriptions leaving")
         cleaned = time.monotonic() - killed
@@ -364,7 +370,7 @@ async def test_restart_under_a_new_incarnation_inherits_nothing(
         assert await on_a.call(
             "wamp.registration.list_callees", await on_a.call("wamp.registration.lookup", "com.restart.single")
         ) == [new_b._session_id]
-        assert took_at[0] < 2 * FAILURE_TIMEOUT + 1.5 and cleaned < 3 * FAILURE_TIMEOUT + 1.5
+        assert took_at[0] < 2 * RESTART_FAILURE_TIMEOUT + 1.5 and cleaned < 3 * RESTART_FAILURE_TIMEOUT + 1.5
         report("restart", restart=restarted, single_taken=took_at[0], sessions_gone=sessions_cleaned,
                all_cleaned=cleaned)  # fmt: skip
     finally:
