@@ -158,7 +158,12 @@ async def test_kv_survives_sigkill_of_the_stream_leader_the_client_is_connected_
         await nc.close()
 
     nats_cluster.heal()  # the killed server comes back with its store and catches up
-    assert all(s.healthy() for s in nats_cluster.servers)
+    # /healthz also reports 503 while a replica catches up on a stream (the readiness bucket heal()
+    # just wrote to, KV_survive): wait for all three to be current rather than sample once
+    deadline = time.monotonic() + 10
+    while not all(s.healthy() for s in nats_cluster.servers):
+        assert time.monotonic() < deadline, nats_cluster.log_tails()
+        await asyncio.sleep(0.1)
 
 
 async def test_frozen_proxy_stops_traffic_both_ways_and_thaw_delivers_it(
