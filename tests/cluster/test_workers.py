@@ -416,3 +416,84 @@ async def test_workers_join_the_configured_cluster(tmp_path: Path, nodes: list[W
         assert (await call)[3] == ["from big-w1"]
     finally:
         assert other.stop() == 0, other.log()
+
+
+async def test_console_in_a_browser_sees_every_worker(tmp_path: Path, nodes: list[WorkerNode],
+                                                      autobahn_browser_js: Path) -> None:  # fmt: skip
+    """The web console, served by whichever worker the browser reached, shows and uses sessions,
+    registrations and events of both workers."""
+    import shutil
+
+    from tests.browser import require_browser, run_browser
+    from tests.integration.test_console import PASSWORD, console_path
+
+    from cloverleaf.client import NO_RECONNECT, Session, connect
+
+    require_browser()
+    (tmp_path / "web" / "js").mkdir(parents=True)
+    shutil.copyfile(autobahn_browser_js, tmp_path / "web" / "js" / "autobahn.min.js")
+    web_port = free_port()
+    web = {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": web_port},
+           "paths": {"/console": console_path(), "/ws": {"type": "websocket"}}}  # fmt: skip
+    node = start_node(tmp_path, transports=[web])
+    nodes.append(node)
+
+    async def client_on(worker: str) -> Session:
+        for _ in range(60):
+            session = await connect(node.ws_url, "realm1", reconnect=NO_RECONNECT)
+            if session.details.get("x_cb_worker") == worker:
+                return session
+            await session.leave()
+        raise AssertionError(f"no connection landed on {worker}")
+
+    clients = {worker: await client_on(worker) for worker in ("w0", "w1")}
+    try:
+        for worker, client in clients.items():
+            await client.register(f"com.example.where_{worker}", lambda worker=worker: f"answered by {worker}")
+            await client.subscribe(f"com.example.alerts_{worker}", lambda *args, **kwargs: None)
+        done = asyncio.Event()
+
+        async def publisher() -> None:  # once the page subscribed, from both workers
+            while not done.is_set():
+                if await clients["w0"].call("wamp.subscription.lookup", "com.example.news",
+                                            {"match": "prefix"}) is not None:  # fmt: skip
+                    break
+                await asyncio.sleep(0.05)
+            for worker, client in clients.items():
+                await client.publish(f"com.example.news.{worker}", f"news from {worker}")
+
+        publishing = asyncio.get_running_loop().create_task(publisher())
+        steps: list[dict[str, Any]] = [
+            {"goto": f"http://127.0.0.1:{web_port}/console/"},
+            {"fill": "#login-user", "value": "admin"},
+            {"fill": "#login-password", "value": PASSWORD},
+            {"fill": "#login-realm", "value": "realm1"},
+            {"click": "#login-button"},
+            *({"wait_text": "#sessions", "contains": str(client.session_id)} for client in clients.values()),
+            {"wait_text": "#registrations", "contains": "com.example.where_w0"},
+            {"wait_text": "#registrations", "contains": "com.example.where_w1"},
+            {"wait_text": "#subscriptions", "contains": "com.example.alerts_w0"},
+            {"wait_text": "#subscriptions", "contains": "com.example.alerts_w1"},
+            {"fill": "#stream-topic", "value": "com.example.news"},
+            {"select": "#stream-match", "value": "prefix"},
+            {"click": "#stream-button"},
+            {"wait_text": "#events", "contains": "news from w0"},
+            {"wait_text": "#events", "contains": "news from w1"},
+            {"fill": "#call-procedure", "value": "com.example.where_w0"},
+            {"click": "#call-button"},
+            {"wait_text": "#call-result", "contains": "answered by w0"},
+            {"fill": "#call-procedure", "value": "com.example.where_w1"},
+            {"click": "#call-button"},
+            {"wait_text": "#call-result", "contains": "answered by w1"},
+            {"text": "#sessions-count", "name": "sessions"},
+        ]
+        try:
+            results = await asyncio.to_thread(run_browser, steps)
+        finally:
+            done.set()
+            await publishing
+        named = {step["name"]: result for step, result in zip(steps, results, strict=True) if "name" in step}
+        assert named["sessions"].strip() == "3", named  # the two clients and the console's own session
+    finally:
+        for client in clients.values():
+            await client.leave()
