@@ -6,11 +6,12 @@
 
 Setups, all started at once and kept for the whole run: a node as one process, the same config
 with `--workers N` (default 2: the parent, N workers, their private nats-server), and, unless
---no-crossbar, Crossbar.io with run.py's config (one router worker). Load: run.py's `loadgen.py`
+--no-crossbar, Crossbar.io with run.py's config (one router worker) and the same node with N proxy
+workers in front of its router worker (`CrossbarProxied`). Load: run.py's `loadgen.py`
 worker processes (WebSocket, json, never metered); a URL fragment `#w1` makes a load session
 reconnect until worker w1 WELCOMEs it (`x_cb_worker`), so a scenario can place callers and
 callees on chosen workers. Router CPU = utime+stime over the window of every process of the node
-(parent, workers and nats-server) or of Crossbar's router worker.
+(parent, workers and nats-server) or of Crossbar's router worker (and its proxy workers).
 
 Scenarios:
 * connection spread: 100 connections one after the other and 200 at once, counted per worker,
@@ -87,6 +88,63 @@ class WorkerNode(run.CloverleafRouter):
         return self.ws_url + (f"#{worker}" if worker and self.workers > 1 else "")
 
 
+class CrossbarProxied(run.CrossbarRouter):
+    """Crossbar.io with ``proxies`` proxy workers in front of its one router worker: the proxies
+    share the WebSocket port (``shared: true``, SO_REUSEPORT), terminate the client connections and
+    open one backend session per client to the router worker over a Unix socket
+    (``anonymous-proxy`` authentication, which Crossbar admits on Unix sockets only). Every process
+    of the node but the controller is metered."""
+
+    def __init__(self, workdir, taken, realm, venv: str, proxies: int):
+        super().__init__(workdir, taken, realm, venv)
+        self.name = f"crossbar-{proxies}-proxies"
+        self.proxies = proxies
+
+    def command(self):
+        cmd, cwd, env = super().command()  # writes run.py's config; this one replaces it
+        cbdir = os.path.join(self.dir, "node", ".crossbar")
+        backend = os.path.join(self.dir, "router.sock")
+        with open(run.CROSSBAR_CONFIG) as f:
+            base = json.load(f)
+        router = base["workers"][0]
+        router["realms"][0]["name"] = self.realm
+        websocket_path = router["transports"][0]["paths"]["ws"]
+        router["transports"] = [{"type": "rawsocket", "endpoint": {"type": "unix", "path": backend},
+                                 "serializers": ["cbor", "msgpack", "json"],
+                                 "auth": {"anonymous-proxy": {"type": "static"}}}]  # fmt: skip
+        proxy = {
+            "type": "proxy",
+            "transports": [{"type": "web", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": self.ws_port,
+                                                        "shared": True, "backlog": 4096},
+                            "paths": {"ws": {**websocket_path, "auth": {"anonymous": {"type": "static",
+                                                                                      "role": "anonymous"}}}}}],
+            "connections": {"router": {"transport": {"type": "rawsocket", "endpoint": {"type": "unix", "path": backend},
+                                                     "serializer": "cbor", "url": "rs://localhost"},
+                                       "auth": {"anonymous-proxy": {"type": "static"}}}},
+            "routes": {self.realm: {"anonymous": "router"}},
+        }  # fmt: skip
+        base["workers"] = [router] + [json.loads(json.dumps(proxy)) for _ in range(self.proxies)]
+        with open(os.path.join(cbdir, "config.json"), "w") as f:
+            json.dump(base, f, indent=2)
+        return cmd, cwd, env
+
+    def metered_pids(self) -> list[int]:
+        return list(self.labelled_pids().values())
+
+    def labelled_pids(self) -> dict[str, int]:
+        """"router", "proxy0", "proxy1", ...: the node's workers (the controller is left out)."""
+        labelled: dict[str, int] = {}
+        for pid in proc_descendants(self.proc.pid) if self.proc is not None else []:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()  # a worker's title, or its command line while it starts
+            except OSError:
+                continue
+            kind = "router" if b"RouterController" in cmdline else "proxy" if b"ProxyController" in cmdline else "other"
+            labelled[kind if kind == "router" else f"{kind}{sum(k.startswith(kind) for k in labelled)}"] = pid
+        return labelled
+
+
 async def _spread(url: str, realm: str, sequential: int, parallel: int) -> tuple[dict, dict]:
     codec = loadgen.Codec("json")
 
@@ -158,7 +216,7 @@ def main(argv=None) -> int:
     one = WorkerNode(cfg.tmp, taken, cfg.realm, python, 1)
     many = WorkerNode(cfg.tmp, taken, cfg.realm, python, cfg.workers)
     shared = WorkerNode(cfg.tmp, taken, cfg.realm, python, cfg.workers, "shared")
-    crossbar = None
+    crossbar = proxied = None
     rows: list[dict] = []
     starts: dict[str, dict] = {}
     spreads: dict[str, tuple[dict, dict]] = {}
@@ -188,6 +246,14 @@ def main(argv=None) -> int:
             starts["crossbar"] = {"first_welcome_s": round((t_welcome - crossbar.t_spawn) / 1e9, 3),
                                   "idle_rss_mb": round(sum(proc_rss_kb(p) for p in [crossbar.proc.pid,
                                                       *proc_descendants(crossbar.proc.pid)]) / 1024, 1)}  # fmt: skip
+            proxied = CrossbarProxied(os.path.join(cfg.tmp, "crossbar-proxied"), taken, cfg.realm, venv, cfg.workers)
+            proxied.spawn()
+            t_welcome, _ = asyncio.run(loadgen.wait_for_welcome(proxied.ws_url, cfg.realm, "json", deadline_s=90,
+                                                                give_up=lambda: not proxied.alive()))  # fmt: skip
+            time.sleep(1.0)
+            starts[proxied.name] = {"first_welcome_s": round((t_welcome - proxied.t_spawn) / 1e9, 3),
+                                    "idle_rss_mb": round(sum(proc_rss_kb(p) for p in [proxied.proc.pid,
+                                                        *proc_descendants(proxied.proc.pid)]) / 1024, 1)}  # fmt: skip
         m_one = Metered("1 process", one.tree())
         m_many = Metered(f"{cfg.workers} workers", many.tree())
         pipe = f"RPC {cfg.rpc_sessions}x{cfg.rpc_inflight}"
@@ -206,6 +272,10 @@ def main(argv=None) -> int:
         if crossbar is not None:
             m_cb = Metered("crossbar", {"crossbar": crossbar.metered_pids()[0]})
             attempt(scen_rpc_shared, cap, "Crossbar.io (one router worker)", m_cb, crossbar, cfg.rpc_procs * s, k)
+        if proxied is not None:
+            m_px = Metered(proxied.name, proxied.labelled_pids())
+            attempt(scen_rpc_shared, cap, f"Crossbar.io (router worker, {cfg.workers} proxy workers)", m_px, proxied,
+                    cfg.rpc_procs * s, k)  # fmt: skip
         cfg.procs = saved_procs
         fan = f"fan-out 1->{cfg.fanout} (per delivery)"
         parts = split(cfg.fanout, cfg.workers)
@@ -217,10 +287,13 @@ def main(argv=None) -> int:
         if crossbar is not None:
             attempt(scen_pubsub, fan, "Crossbar.io (one router worker)", m_cb, crossbar.ws_url,
                     [(crossbar.ws_url, n) for n in parts], cfg.fanout_window)  # fmt: skip
+        if proxied is not None:
+            attempt(scen_pubsub, fan, f"Crossbar.io (router worker, {cfg.workers} proxy workers)", m_px,
+                    proxied.ws_url, [(proxied.ws_url, n) for n in parts], cfg.fanout_window)  # fmt: skip
     except KeyboardInterrupt:
         failed = True
     finally:
-        for node in (one, many, shared, crossbar):
+        for node in (one, many, shared, crossbar, proxied):
             if node is not None:
                 node.stop()
 
