@@ -212,6 +212,7 @@ async def test_sigterm_says_goodbye_everywhere_and_leaves_no_process(tmp_path: P
     assert node.process.wait(20) == 0, node.log()
     assert not [pid for pid in below if _alive(pid)]
     assert "Traceback" not in node.log(), node.log()
+    assert not os.path.exists(node.unix_path)  # the parent bound the Unix socket, and removes it
 
 
 async def test_killing_the_parent_leaves_no_orphan(tmp_path: Path, nodes: list[WorkerNode]) -> None:

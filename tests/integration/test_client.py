@@ -179,6 +179,19 @@ async def test_round_trip(sessions: Sessions, transport: str, serializer: str) -
     assert list(args) == ARGS and kwargs == KWARGS
 
 
+async def test_websocket_library_logs_nothing_at_info(sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
+    """A client script with logging at INFO shows the client's own lines, not picows' "WS
+    connection established" for every connection (that is DEBUG)."""
+    caplog.set_level(logging.INFO)
+    await sessions.open("ws", "json")
+    assert "joined realm" in caplog.text
+    assert not [r for r in caplog.records if r.name.startswith(("picows", "cloverleaf.client.picows"))]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="cloverleaf.client.picows")
+    await sessions.open("ws", "json")
+    assert [r for r in caplog.records if "WS connection established" in r.getMessage() and r.levelno == logging.DEBUG]
+
+
 async def test_payloads_cross_serializers(sessions: Sessions) -> None:
     """The router translates between serializers: bytes and all values survive json <-> msgpack <-> cbor."""
     callee = await sessions.open("ws", "json")

@@ -47,6 +47,8 @@ async def test_shutdown_says_goodbye_to_every_session(fresh_router: RouterProces
     log = fresh_router.log()
     assert "Traceback" not in log
     assert "left realm realm1" in log
+    assert "stopped (3 sessions closed)" in log
+    assert not os.path.exists(fresh_router.unix_path)  # the socket file it bound goes with it
 
 
 async def test_shutdown_does_not_wait_forever_for_silent_clients(fresh_router: RouterProcess) -> None:
@@ -60,6 +62,7 @@ async def test_shutdown_does_not_wait_forever_for_silent_clients(fresh_router: R
     assert await client.closed(timeout=10)
     assert await asyncio.to_thread(fresh_router.process.wait, 10) == 0
     assert time.monotonic() - started < 8
+    assert "stopped (1 session closed)" in fresh_router.log()
 
 
 async def test_join_and_leave_are_logged_with_session_realm_and_peer(fresh_router: RouterProcess) -> None:

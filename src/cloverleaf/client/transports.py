@@ -7,6 +7,7 @@ Each moves whole WAMP payloads and nothing else: ``send(payload)`` out, ``on_mes
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -78,6 +79,17 @@ class Endpoint:
     @property
     def is_tls(self) -> bool:
         return self.scheme in ("wss", "rss")
+
+
+class _QuietLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows' log for the client: its "connection established" line on every connect, and its
+    other INFO chatter, goes to DEBUG; warnings and errors stay what they are."""
+
+    def info(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.debug(msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_PICOWS_LOG = _QuietLog(logging.getLogger("cloverleaf.client.picows"))
 
 
 class _WebSocketLink(WSListener):
@@ -212,7 +224,7 @@ async def open_link(
                     factory, url, ssl_context=ssl_context if endpoint.is_tls else None,
                     extra_headers={"Sec-WebSocket-Protocol": serializer.subprotocol},
                     websocket_handshake_timeout=timeout, read_buffer_init_size=4096,
-                    use_aiofastnet=False, logger_name="cloverleaf.client.picows",
+                    use_aiofastnet=False, logger_name=_PICOWS_LOG,
                 ),
                 timeout,
             )  # fmt: skip

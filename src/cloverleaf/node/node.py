@@ -226,6 +226,8 @@ class Node:
         self.servers: list[asyncio.Server] = []
         #: "ws://127.0.0.1:8080/ws"-style addresses actually bound (ports chosen by the OS resolved)
         self.addresses: list[str] = []
+        #: Unix socket files this process bound (removed when it stops)
+        self._bound_unix_paths: list[str] = []
         #: one TLS context per distinct TLS configuration (endpoints with the same files share one)
         self.tls_contexts: dict[TlsConfig, ReloadingContext] = {}
         #: the long-poll paths of web transports (their transports are ended on stop)
@@ -409,9 +411,11 @@ class Node:
                     self._record(server, "rss" if ssl_context else "rs", "")
                 else:
                     inherited = self._inherited(index)
-                    if inherited is None:
+                    if inherited is None:  # an inherited socket's file is its binder's (the workers' parent)
                         remove_stale_socket(endpoint.path)
                     server = await serve_rawsocket_unix(self.router, rs_settings, endpoint.path, inherited)
+                    if inherited is None:
+                        self._bound_unix_paths.append(endpoint.path)
                     self.servers.append(server)
                     self.addresses.append(f"unix://{endpoint.path}")
         if self._cluster_subscriptions:
@@ -640,7 +644,9 @@ class Node:
         for realm in self.router.realms.values():
             if realm.event_store is not None:
                 realm.event_store.close()
-        log.info("stopped (%d sessions closed)", count)
+        for path in self._bound_unix_paths:
+            remove_stale_socket(path)
+        log.info("stopped (%d session%s closed)", count, "" if count == 1 else "s")
 
 
 def _cookie_max_ages(config: NodeConfig) -> list[float]:

@@ -198,6 +198,9 @@ class Supervisor:
             for fd in {fd for fds in sockets for fd in fds.values()}:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            for transport in self.config.transports:  # the socket files this parent bound
+                if isinstance(transport.endpoint, UnixEndpoint):
+                    remove_stale_socket(transport.endpoint.path)
         log.info("node stopped (%d worker restarts)", self.restarts)
         return 0
 
