@@ -241,7 +241,10 @@ def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value).startswith(f"{path}: (top level): expected a mapping")
+    if text.strip() in ("", "# only a comment"):
+        assert str(info.value).startswith(f"{path}: the file is empty: a node config has at least realms: and")
+    else:
+        assert str(info.value).startswith(f"{path}: (top level): expected keys such as realms: and transports:, got ")
 
 
 def test_errors_in_a_file_name_the_file(tmp_path: Path) -> None:
@@ -376,11 +379,11 @@ def test_bad_enum(data: dict[str, Any], path: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("data", "path", "expected"),
     [
-        ({**MINIMAL, "transports": [{"type": "http", "endpoint": {"port": 1}}]}, "transports[0]",
-         "'websocket', 'rawsocket'"),
+        ({**MINIMAL, "transports": [{"type": "http", "endpoint": {"port": 1}}]}, "transports[0].type",
+         "unknown type 'http' (expected one of: websocket, rawsocket, web, websocket-testee)"),
         ({**MINIMAL, "transports": [{"endpoint": {"port": 1}}]}, "transports[0]", "type"),
         ({**MINIMAL, "transports": [{"type": "rawsocket", "endpoint": {"type": "pipe"}}]}, "transports[0].endpoint",
-         "'tcp', 'unix'"),
+         "unknown type 'pipe' (expected one of: tcp, unix)"),
     ],
     ids=["bad-type", "no-type", "bad-endpoint-type"],
 )
@@ -429,9 +432,22 @@ def test_problem_values_are_shortened() -> None:
     assert len(line) < 250
 
 
-@pytest.mark.parametrize("data", [[], None, "realms", 3], ids=repr)
-def test_top_level_must_be_a_mapping(data: Any) -> None:
-    assert _only_problem(data).startswith("node.yaml: (top level): expected a mapping of keys, got ")
+@pytest.mark.parametrize(("data", "got"), [([], "a list"), ("realms", "a single text"), (3, "a number")], ids=repr)
+def test_top_level_must_be_a_mapping(data: Any, got: str) -> None:
+    assert _only_problem(data) == f"node.yaml: (top level): expected keys such as realms: and transports:, got {got}"
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({**MINIMAL, "transports": [{"type": "websockets", "endpoint": {"port": 1}}]},
+     "transports[0].type: unknown type 'websockets' (expected one of: websocket, rawsocket, web, websocket-testee)"),
+    ({**MINIMAL, "transports": [{"endpoint": {"port": 1}}]},
+     "transports[0]: the type key is missing (expected one of: websocket, rawsocket, web, websocket-testee)"),
+    ({**MINIMAL, "transports": [{"type": "web", "endpoint": {"port": 1}, "paths": {"/": {"type": "statc"}}}]},
+     'transports[0].paths["/"].type: unknown type \'statc\' (expected one of: websocket, static, redirect, nodeinfo, '
+     "metrics, publisher, caller, webhook, console, longpoll)"),
+])  # fmt: skip
+def test_an_unknown_or_missing_type_names_the_types(data: Any, expected: str) -> None:
+    assert _only_problem(data) == f"node.yaml: {expected}"
 
 
 # -- CLI (subprocess) ----------------------------------------------------------------------------
@@ -504,6 +520,29 @@ def test_cli_check_json_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().out.strip() == f"{path}: OK"
 
 
+def test_cli_check_without_a_file_checks_what_start_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check"]) == 1
+    assert "no config file given, and none of cloverleaf.yaml, cloverleaf.yml, cloverleaf.json in" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "cloverleaf.yaml").write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
+    assert cli.main(["check"]) == 0
+    assert capsys.readouterr().out.strip() == "cloverleaf.yaml: OK"
+
+
+def test_cli_version_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from cloverleaf import __version__
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cloverleaf {__version__}"
+    assert cli.main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cloverleaf {__version__}"
+
+
 def test_cli_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main([])
@@ -522,6 +561,7 @@ def test_check_reports_unloadable_tls_files(tmp_path: Path) -> None:
                             text=True, timeout=60)  # fmt: skip
     assert result.returncode == 1
     assert f"{config}: transports[0].endpoint.tls.certificate: cannot read /nope/c.pem" in result.stderr
+    assert f"{config}: transports[0].endpoint.tls.key: cannot read /nope/k.pem" in result.stderr  # both, not the first
     assert "Traceback" not in result.stderr
 
 

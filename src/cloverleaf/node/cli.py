@@ -25,6 +25,7 @@ DEFAULT_REALM = "realm1"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloverleaf", description="Cloverleaf WAMP router")
+    parser.add_argument("--version", action="version", version=f"cloverleaf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="start a router (./cloverleaf.yaml, else the embedded default, "
                                 "without --config)")
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--autobahn-js", metavar="PATH", help="use this autobahn.min.js instead of fetching it")
     init.add_argument("--force", action="store_true", help="write into a directory that is not empty")
     check = commands.add_parser("check", help="validate a config file and print every problem")
-    check.add_argument("file")
+    check.add_argument("file", nargs="?", help="the config file (default: ./cloverleaf.yaml, as `start` reads it)")
     commands.add_parser("version", help="print the version")
     keygen = commands.add_parser(
         "keygen",
@@ -126,7 +127,7 @@ def _check_files(config: NodeConfig) -> list[str]:
             try:
                 ReloadingContext(config.resolved_tls(endpoint.tls), f"transports[{index}].endpoint.tls")
             except TlsError as exc:
-                problems.append(str(exc))
+                problems += exc.problems
     from .console import console_problems  # web consoles: their realms and the AutobahnJS file
 
     problems += console_problems(config)
@@ -174,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     from .node import install_event_loop_policy, run_node
 
     if args.command == "check":
+        if args.file is None:
+            args.file = _config_in_working_directory()
+            if args.file is None:
+                names = ", ".join(CONFIG_FILE_NAMES)
+                print(f"cloverleaf check: no config file given, and none of {names} in {os.getcwd()} "
+                      "(`cloverleaf start` would run the embedded default)", file=sys.stderr)  # fmt: skip
+                return 1
         try:
             checked = load_config(args.file)
         except ConfigError as exc:

@@ -749,6 +749,16 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
+def _union_tags(loc: tuple[int | str, ...]) -> list[str]:
+    """The ``type`` values the tagged item at ``loc`` may have (transport, path service, component)."""
+    named = [part for part in loc if isinstance(part, str)]
+    union: Any = {"transports": Transport, "components": Component}.get(named[-1] if named else "")
+    if (len(named) >= 2 and named[-2] == "paths") or named[-1:] == ["paths"]:
+        union = PathService
+    members = typing.get_args(typing.get_args(union)[0]) if union is not None else ()
+    return [tag for member in members for tag in typing.get_args(member.model_fields["type"].annotation)]
+
+
 def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "value_error":
@@ -756,6 +766,14 @@ def _describe(error: Any) -> str:
     path = _key_path(tuple(error["loc"]))
     if error["type"] == "missing":
         return f"{path}: required key is missing"
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # pydantic's "Input tag ... does not match any of the expected tags": say it as the file does
+        listed = str(error.get("ctx", {}).get("expected_tags", ""))
+        tags = [tag.strip(" '") for tag in listed.split(",") if tag.strip(" '")] or _union_tags(tuple(error["loc"]))
+        expected = f"expected one of: {', '.join(tags)}" if tags else "see docs/configuration.md"
+        if error["type"] == "union_tag_not_found":
+            return f"{path}: the type key is missing ({expected})"
+        return f"{path}.type: unknown type {error['ctx']['tag']!r} ({expected})"
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(tuple(error["loc"])[:-1])
         return f"{path}: unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
@@ -767,8 +785,14 @@ def _describe(error: Any) -> str:
 
 def parse_config(data: Any, source: str = "<config>") -> NodeConfig:
     """Validate already-parsed config data; raise :class:`ConfigError` listing every problem."""
+    if data is None:  # an empty file (or only comments)
+        raise ConfigError(source, ["the file is empty: a node config has at least realms: and transports: (see "
+                                   "docs/configuration.md); without a config file, `cloverleaf start` runs the "
+                                   "embedded default"])  # fmt: skip
     if not isinstance(data, dict):
-        raise ConfigError(source, [f"(top level): expected a mapping of keys, got {type(data).__name__}"])
+        shown = {list: "a list", str: "a single text", int: "a number", float: "a number", bool: "true/false"}
+        raise ConfigError(source, ["(top level): expected keys such as realms: and transports:, got "
+                                   + shown.get(type(data), type(data).__name__)])  # fmt: skip
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as exc:

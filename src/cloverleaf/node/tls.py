@@ -38,8 +38,13 @@ FileStamp = tuple[int, int, int, int] | None
 class TlsError(OSError):
     """TLS could not be set up at start (unreadable file, bad certificate or key, key mismatch).
 
-    An :class:`OSError`, so ``cloverleaf start`` reports it in one line, as it does a port in use.
+    An :class:`OSError`, so ``cloverleaf start`` reports it in one line, as it does a port in use;
+    :attr:`problems` lists each file's problem (``cloverleaf check`` prints one line each).
     """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 def _stamp(path: str) -> FileStamp:
@@ -134,20 +139,21 @@ class ReloadingContext:
         #: successful reloads since start (the first load not counted)
         self.reloads = 0
         self._task: asyncio.Task[None] | None = None
+        problems: list[str] = []  # every file's problem at once, not the first one only
         if config.ca_certificates is not None:
             try:
                 self.context.load_verify_locations(cafile=config.ca_certificates)
             except (OSError, ValueError) as exc:
-                raise TlsError(
-                    f"{where}.ca_certificates: cannot load {config.ca_certificates}: {_error_text(exc)}"
-                ) from None
+                problems.append(f"{where}.ca_certificates: cannot load {config.ca_certificates}: {_error_text(exc)}")
         self._stamps = self._stat()
         pair: list[bytes] = []
         for name, path in (("certificate", config.certificate), ("key", config.key)):
             try:
                 pair.append(_read(path))
             except OSError as exc:
-                raise TlsError(f"{where}.{name}: cannot read {path}: {_error_text(exc)}") from None
+                problems.append(f"{where}.{name}: cannot read {path}: {_error_text(exc)}")
+        if problems:
+            raise TlsError(*problems)
         try:
             _load_pair(self.context, pair[0], pair[1])
         except (OSError, ValueError) as exc:
