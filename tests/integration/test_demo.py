@@ -113,3 +113,44 @@ def test_init_with_a_local_autobahn_js(tmp_path: Path, autobahn_browser_js: Path
     missing = _cloverleaf("init", str(tmp_path / "other"), "--autobahn-js", str(tmp_path / "nope.js"))
     assert missing.returncode == 1
     assert "--autobahn-js: no such file" in missing.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["node"]  # nothing half-written is left
+
+
+def test_a_failed_init_leaves_nothing_and_the_retry_works(tmp_path: Path, autobahn_browser_js: Path) -> None:
+    no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # a Python, but no npm
+    failed = subprocess.run([sys.executable, "-m", "cloverleaf", "init", "mynode"], capture_output=True, text=True,
+                            cwd=tmp_path, env=no_npm, timeout=60)  # fmt: skip
+    assert failed.returncode == 1
+    assert "npm is needed to fetch AutobahnJS" in failed.stderr
+    assert list(tmp_path.iterdir()) == []
+    retried = _cloverleaf("init", "mynode", "--autobahn-js", str(autobahn_browser_js), cwd=tmp_path)
+    assert retried.returncode == 0, retried.stderr
+    assert (tmp_path / "mynode" / "cloverleaf.yaml").is_file()
+    assert oct((tmp_path / "mynode").stat().st_mode & 0o777) == oct(0o777 & ~_umask())
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def test_init_prints_a_start_command_that_works_where_the_user_stands(tmp_path: Path,
+                                                                      autobahn_browser_js: Path) -> None:  # fmt: skip
+    """The venv is not active (its bin/ is not on PATH): the printed command names the program itself."""
+    program = Path(sys.executable).parent / "cloverleaf"
+    port = free_port()
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    made = subprocess.run([str(program), "init", "my node", "--port", str(port), "--autobahn-js",
+                           str(autobahn_browser_js)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    line = made.stdout.splitlines()[1].strip()
+    assert line == f"cd 'my node' && {program} start", made.stdout
+    process = subprocess.Popen(["bash", "-c", line], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        wait_for_port(port)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: to the shell and the node it started
+        assert process.wait(15) == 0

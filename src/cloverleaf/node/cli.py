@@ -7,6 +7,8 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
+import shutil
 import sys
 import traceback
 from typing import TYPE_CHECKING
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cloverleaf init: {exc}", file=sys.stderr)
             return 1
         print(f"cloverleaf init: wrote a node to {args.directory}; start it with:\n"
-              f"  cd {args.directory} && cloverleaf start\nthen open http://127.0.0.1:{args.port}/")  # fmt: skip
+              f"  cd {shlex.quote(args.directory)} && {_this_command()} start\n"
+              f"then open http://127.0.0.1:{args.port}/")  # fmt: skip
         return 0
     from .config import ConfigError, default_config, load_config
     from .node import install_event_loop_policy, run_node
@@ -231,6 +234,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("cloverleaf.node").error("cannot start: %s", exc)
         return 1
     return 0
+
+
+def _this_command() -> str:
+    """How to run this same `cloverleaf` again from any folder: plain ``cloverleaf`` when that is
+    what the shell finds on PATH, else this program's absolute path (a venv that is not active),
+    else ``<python> -m cloverleaf``."""
+    program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(program) != "cloverleaf" or not os.access(program, os.X_OK):
+        return f"{shlex.quote(sys.executable)} -m cloverleaf"
+    on_path = shutil.which("cloverleaf")
+    if on_path is not None and os.path.realpath(on_path) == os.path.realpath(program):
+        return "cloverleaf"
+    return shlex.quote(program)
 
 
 #: what `cloverleaf start` looks for in the working directory when no --config is given

@@ -8,6 +8,7 @@ loads code from a CDN at run time.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -42,24 +43,39 @@ def init_node(directory: str | Path, *, port: int = 8080, autobahn_js: str | Pat
     if not 1 <= port <= 65535:
         raise InitError(f"--port must be 1..65535, got {port}")
     values = {"port": str(port), "autobahn_version": AUTOBAHN_VERSION}
-    written: list[Path] = []
-    source_root = resources.files("cloverleaf.node").joinpath("templates", "demo")
-    with resources.as_file(source_root) as source:
-        for path in sorted(Path(source).rglob("*")):
-            if path.is_dir() or "__pycache__" in path.parts:
-                continue
-            relative = path.relative_to(source)
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if relative.as_posix() in _TEMPLATED:
-                destination.write_text(Template(path.read_text("utf-8")).safe_substitute(values), "utf-8")
-            else:
-                shutil.copyfile(path, destination)
-            written.append(destination)
-    js_dir = target / "web" / "js"
-    js_dir.mkdir(parents=True, exist_ok=True)
-    written += install_autobahn_js(js_dir, autobahn_js)
-    return written
+    # Everything is written into a staging folder beside the target first and moved in at the end:
+    # a failure (no npm, no network) leaves nothing behind that would block the next attempt.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=target.parent))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would become the node folder's mode
+    try:
+        source_root = resources.files("cloverleaf.node").joinpath("templates", "demo")
+        with resources.as_file(source_root) as source:
+            for path in sorted(Path(source).rglob("*")):
+                if path.is_dir() or "__pycache__" in path.parts:
+                    continue
+                relative = path.relative_to(source)
+                destination = staging / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if relative.as_posix() in _TEMPLATED:
+                    destination.write_text(Template(path.read_text("utf-8")).safe_substitute(values), "utf-8")
+                else:
+                    shutil.copyfile(path, destination)
+        js_dir = staging / "web" / "js"
+        js_dir.mkdir(parents=True, exist_ok=True)
+        install_autobahn_js(js_dir, autobahn_js)
+        staged = sorted(path.relative_to(staging) for path in staging.rglob("*") if path.is_file())
+        if not target.exists():
+            staging.rename(target)
+        else:  # an empty folder, or --force: move the files in, replacing those of the same name
+            for relative in staged:
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / relative, target / relative)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [target / relative for relative in staged]
 
 
 def install_autobahn_js(js_dir: Path, local_file: str | Path | None = None) -> list[Path]:
