@@ -152,5 +152,7 @@ def test_init_prints_a_start_command_that_works_where_the_user_stands(tmp_path: 
     try:
         wait_for_port(port)
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: to the shell and the node it started
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        for child in children or [str(process.pid)]:  # Ctrl-C to the node: it stops cleanly, the shell ends with it
+            os.kill(int(child), signal.SIGINT)
         assert process.wait(15) == 0

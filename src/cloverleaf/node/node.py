@@ -663,11 +663,13 @@ def _cookie_max_ages(config: NodeConfig) -> list[float]:
 async def run_node(config: NodeConfig, worker: WorkerSpec | None = None) -> None:
     """Run until SIGINT or SIGTERM (a worker: or until its parent is gone), then shut down cleanly."""
     node = Node(config, worker)
-    await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # before the start: the ports listen (and a user may press Ctrl-C) while components still start;
+    # a signal then is acted on once the start is complete, never a KeyboardInterrupt traceback
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await node.start()
     if worker is not None:
         # (Linux delivers SIGTERM when the parent dies; this also covers other systems, and a parent
         # that died before the child could ask for that signal)
