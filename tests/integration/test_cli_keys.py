@@ -128,6 +128,28 @@ def test_passwd_ticket_salt_and_iterations() -> None:
     assert entry == passwd("ticket", "--kdf", "pbkdf2", "--iterations", "1000", "--salt", "some salt")
 
 
+def test_passwd_ticket_for_the_web_console_pastes_under_its_principals() -> None:
+    from cloverleaf.node.config import ConfigError, parse_config
+
+    result = cloverleaf("passwd", "ticket", "--console", "--authid", "admin", "--kdf", "pbkdf2", "--iterations", "10",
+                        stdin=PASSWORD + "\n")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert 'under transports[...].paths["/console"].principals' in result.stdout
+    principals = yaml.safe_load(result.stdout)
+    assert list(principals["admin"]) == ["ticket"]
+    console = {"type": "console", "realms": ["realm1"], "principals": principals}
+    config = {"realms": [{"name": "realm1"}],
+              "transports": [{"type": "web", "endpoint": {"port": 8080}, "paths": {"/console": console}}]}  # fmt: skip
+    parse_config(config)
+    # the transport form (with a role) pasted there says what to do
+    principals["admin"]["role"] = "user"
+    with pytest.raises(ConfigError) as error:
+        parse_config(config)
+    assert "no role key" in str(error.value) and "--console" in str(error.value)
+    refused = cloverleaf("passwd", "wampcra", "--console", stdin=PASSWORD + "\n")
+    assert refused.returncode == 1 and "web console users log in with a ticket" in refused.stderr
+
+
 @pytest.mark.parametrize("extra_args", [[], ["--iterations", "5000", "--salt", "NaCl"]])
 def test_passwd_wampcra(extra_args: list[str]) -> None:
     entry = passwd("wampcra", *extra_args)

@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                         "or 600000 (pbkdf2) by default")  # fmt: skip
     passwd.add_argument("--memory", type=int, metavar="KIB", help="scram with argon2: memory cost in KiB (512)")
     passwd.add_argument("--salt", metavar="S", help="this salt (text) instead of a random one (reproducible output)")
+    passwd.add_argument("--console", action="store_true",
+                        help="ticket: an entry for a web console's principals (no role)")  # fmt: skip
     return parser
 
 
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "keygen":
                 return keygen(args.out, force=args.force)
             return passwd(args.method, authid=args.authid, role=args.role, kdf=args.kdf, iterations=args.iterations,
-                          memory=args.memory, salt=args.salt)  # fmt: skip
+                          memory=args.memory, salt=args.salt, console=args.console)  # fmt: skip
         except (CredentialError, OSError) as exc:
             print(f"cloverleaf {args.command}: {exc}", file=sys.stderr)
             return 1

@@ -317,6 +317,14 @@ class ConsolePrincipal(_Strict):
     #: a hash from `cloverleaf passwd ticket` (the console takes no clear-text tickets)
     ticket: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_role(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "role" in data:  # pasted from `cloverleaf passwd ticket` without --console
+            raise ValueError("no role key: every console user has the console's own role; remove it "
+                             "(`cloverleaf passwd ticket --console` prints the entry without it)")  # fmt: skip
+        return data
+
     @field_validator("ticket")
     @classmethod
     def _ticket_is_a_hash(cls, value: str) -> str:

@@ -155,17 +155,29 @@ def passwd(
     iterations: int | None = None,
     memory: int | None = None,
     salt: str | None = None,
+    console: bool = False,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> int:
+    """Read a secret from the terminal (or ``stdin``) and print a principal entry to paste into a
+    node config: a transport's principals, or with ``console`` a web console user (no role: the
+    console gives its users its own)."""
     stdout = stdout or sys.stdout
     if memory is not None and (method != "scram" or kdf == "pbkdf2"):
         raise CredentialError("--memory is the Argon2 memory cost of WAMP-SCRAM (scram with an argon2 --kdf)")
+    if console and method != "ticket":
+        raise CredentialError("--console: web console users log in with a ticket (cloverleaf passwd ticket --console)")
     secret = read_secret("Ticket" if method == "ticket" else "Password", stdin=stdin)
     entry, where = principal_entry(
         method, secret, authid=authid, role=role, kdf=kdf, iterations=iterations, memory=memory, salt=salt
     )
-    print(f"# {method} principal {authid!r}: put it under transports[...].{where} of the node config", file=stdout)
+    if console:
+        del entry[authid]["role"]
+        print(f"# web console user {authid!r}: put it under transports[...].paths[\"/console\"].principals of the "
+              "node config", file=stdout)  # fmt: skip
+    else:
+        print(f"# {method} principal {authid!r}: put it under transports[...].{where} of the node config "
+              + ("(for a web console user: --console)" if method == "ticket" else ""), file=stdout)  # fmt: skip
     if method == "scram" and entry[authid]["scram"]["kdf"] == "argon2id13":
         print("# (kdf argon2id13 is the spec's; Autobahn|Python and Crossbar.io clients need --kdf argon2id-13 "
               "or pbkdf2)", file=stdout)  # fmt: skip
