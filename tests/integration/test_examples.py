@@ -1,38 +1,37 @@
-"""examples/ and every Python block of docs/client.md run as printed, against the test's router.
+"""examples/ and every Python block of README.md and docs/*.md run as printed, against real routers.
 
 Only the router address changes: ``ws://127.0.0.1:8080/ws`` (and the RawSocket and Unix socket
-addresses) become the fixture's. Each block of docs/client.md is preceded by a marker that says how
-it runs:
+addresses) become the router's. Each Python block of the documents is preceded by a marker that says
+how it runs (a block without one fails test_every_python_block_is_marked):
 
-- ``<!-- test: await -->``: top-level-await code, executed here on the test's event loop;
-- ``<!-- test: script -->``: a program, run as a subprocess;
+- ``<!-- test: script -->``: a program, saved to a file and run with Python, against the default router;
+- ``<!-- test: script auth -->``: the same against a router started on the config printed (```yaml)
+  above the block;
+- ``<!-- test: script testee -->``: the same against a router with a ``websocket-testee`` transport
+  (``ws://127.0.0.1:9001``);
+- ``<!-- test: script cluster -->``: against two nodes of a cluster (tests/cluster/test_docs_cluster.py);
 - ``<!-- test: service NAME -->`` / ``<!-- test: caller NAME -->``: the side-by-side programs; each
-  caller runs against each service (Cloverleaf and Autobahn|Python, both ways);
-- ``<!-- test: auth -->``: top-level-await code run against a stand-in router that authenticates
-  with ticket and WAMP-CRA (Cloverleaf's router admits anonymous clients only).
+  caller runs against each service (Cloverleaf and Autobahn|Python, both ways).
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import RouterProcess
+import yaml
+from tests.conftest import RouterProcess, free_port, launch_router, router_config
 from tests.processes import REPO, Service
 
-DOC = REPO / "docs" / "client.md"
 EXAMPLES = REPO / "examples"
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 
@@ -140,13 +139,14 @@ def test_service_app(router: RouterProcess, how: str) -> None:
     assert "Traceback" not in service.output, service.output
 
 
-# -- docs/client.md ---------------------------------------------------------------------------------
+# -- the Python blocks of README.md and docs/*.md ----------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Block:
-    kind: str  # await, script, service, caller, auth
-    name: str  # service/caller name, else ""
+    doc: Path
+    kind: str  # script, service, caller
+    name: str  # the router a script needs ("" the default, auth, cluster, testee); service/caller: the library
     code: str
     line: int
     section: str
@@ -154,23 +154,27 @@ class Block:
     @property
     def id(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", self.section.lower()).strip("-")
-        return f"{slug}-line{self.line}"
+        return f"{self.doc.stem}-{slug}-line{self.line}"
 
 
 MARKED = re.compile(r"<!-- test: (\w+)(?: (\w+))? -->\n```python\n(.*?)```", re.S)
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
-def doc_blocks() -> list[Block]:
-    text = DOC.read_text()
+def doc_blocks(doc: Path) -> list[Block]:
+    text = doc.read_text()
     blocks = []
     for match in MARKED.finditer(text):
         line = text.count("\n", 0, match.start(3)) + 1
         headings = re.findall(r"^#+ (.+)$", text[: match.start()], re.M)
-        blocks.append(Block(match.group(1), match.group(2) or "", match.group(3), line, headings[-1]))
+        blocks.append(Block(doc, match.group(1), match.group(2) or "", match.group(3), line,
+                            headings[-1] if headings else doc.stem))  # fmt: skip
     return blocks
 
 
-BLOCKS = doc_blocks()
+BLOCKS = [block for doc in DOCS for block in doc_blocks(doc)]
+#: blocks run against the default router by this module (cluster blocks: tests/cluster/test_docs_cluster.py)
+SCRIPTS = [b for b in BLOCKS if b.kind == "script" and b.name in ("", "auth", "testee")]
 
 
 def localize(code: str, router: RouterProcess) -> str:
@@ -182,15 +186,21 @@ def localize(code: str, router: RouterProcess) -> str:
 
 
 def test_every_python_block_is_marked() -> None:
-    text = DOC.read_text()
-    assert text.count("```python") == len(BLOCKS), "a Python block of docs/client.md has no <!-- test: ... --> marker"
-    assert {b.kind for b in BLOCKS} <= {"await", "script", "service", "caller", "auth"}
-    assert {b.name for b in BLOCKS if b.kind == "service"} == {"cloverleaf", "autobahn"}
-    assert {b.name for b in BLOCKS if b.kind == "caller"} == {"cloverleaf", "autobahn"}
+    """Every Python block of the README and the docs claims to run, so each says how it is run."""
+    for doc in DOCS:
+        text = doc.read_text()
+        assert text.count("```python") == len(doc_blocks(doc)), f"a Python block of {doc} has no <!-- test: --> marker"
+    assert {(b.kind, b.name) for b in BLOCKS} <= {("script", ""), ("script", "auth"), ("script", "cluster"),
+                                                   ("script", "testee"), ("service", "cloverleaf"),
+                                                   ("service", "autobahn"), ("caller", "cloverleaf"),
+                                                   ("caller", "autobahn")}  # fmt: skip
+    assert {b.doc.name for b in BLOCKS} >= {"README.md", "client.md", "cluster.md", "configuration.md"}
     assert sum(len(re.findall(r"print\(.*\)  # ", b.code)) for b in BLOCKS) >= 10  # promised outputs
     for block in BLOCKS:
-        ast.parse(block.code, mode="exec", feature_version=(3, 11))  # compiles at all (await blocks: in a coroutine)
-        assert DEFAULT_URL in block.code, f"{block.id} does not use the default router URL"
+        tree = ast.parse(block.code, mode="exec", feature_version=(3, 11))  # a program, as written: no top-level await
+        compile(tree, str(block.doc), "exec")
+        if block.kind == "script" and block.name in ("", "auth"):
+            assert DEFAULT_URL in block.code, f"{block.id} does not use the default router URL"
 
 
 def check_printed(block: Block, output: str) -> None:
@@ -201,27 +211,60 @@ def check_printed(block: Block, output: str) -> None:
         assert any(line.endswith(promised) for line in lines), f"{block.id}: no {promised!r} in:\n{output}"
 
 
-async def run_await_block(code: str, timeout: float = 10.0) -> None:
-    compiled = compile(code, str(DOC), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    result = eval(compiled, {"__name__": "__docs__"})
-    if asyncio.iscoroutine(result):
-        await asyncio.wait_for(result, timeout)
-
-
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "await"], ids=lambda b: b.id)
-async def test_doc_await_block(router: RouterProcess, block: Block, capsys: pytest.CaptureFixture[str]) -> None:
-    await run_await_block(localize(block.code, router))
-    check_printed(block, capsys.readouterr().out)
-
-
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "script"], ids=lambda b: b.id)
-def test_doc_script_block(router: RouterProcess, block: Block, tmp_path: Path) -> None:
-    script = tmp_path / "block.py"
-    script.write_text(localize(block.code, router))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+def run_script(block: Block, code: str, directory: Path) -> str:
+    """Run ``code`` as a file, as a user would; its standard output."""
+    script = directory / "block.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], cwd=directory, capture_output=True, text=True, timeout=60,
                             env=_environ())  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, f"{block.id}:\n{result.stdout}{result.stderr}"
     check_printed(block, result.stdout)
+    return result.stdout
+
+
+def preceding_yaml(block: Block) -> dict[str, Any]:
+    """The node config printed (```yaml) just before ``block`` in its document."""
+    text = block.doc.read_text()
+    before = text[: text.index(block.code)]
+    configs = re.findall(r"```yaml\n(.*?)```", before, re.S)
+    assert configs, f"{block.id}: no config block before it"
+    loaded: dict[str, Any] = yaml.safe_load(configs[-1])
+    return loaded
+
+
+@pytest.mark.parametrize("block", SCRIPTS, ids=lambda b: b.id)
+def test_doc_script_block(router: RouterProcess, block: Block, tmp_path: Path) -> None:
+    if block.name == "":
+        run_script(block, localize(block.code, router), tmp_path)
+        return
+    if block.name == "auth":  # the router of the config printed above the block
+        config = preceding_yaml(block)
+
+        def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+            config["transports"][0]["endpoint"]["port"] = ws_port
+            config["transports"].append({"type": "rawsocket", "endpoint": {"type": "tcp", "port": rs_port}})
+            return config
+
+    else:  # testee: the Autobahn|Testsuite transport, on a port of its own
+        testee_port = free_port()
+
+        def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+            config = router_config(ws_port, rs_port, unix_path)
+            config["transports"].append({"type": "websocket-testee", "endpoint": {"type": "tcp", "port": testee_port}})
+            return config
+
+    (tmp_path / "node").mkdir()
+    own = launch_router(tmp_path / "node", make_config)
+    try:
+        code = localize(block.code, own)
+        if block.name == "testee":
+            code = code.replace("ws://127.0.0.1:9001", f"ws://127.0.0.1:{testee_port}")
+        run_script(block, code, tmp_path)
+    finally:
+        assert own.stop() == 0, own.log()
+    assert "Traceback" not in own.log(), own.log()
+    if block.name == "auth":
+        assert "as alice/user (ticket)" in own.log() and "as alice/user (wampcra)" in own.log(), own.log()
 
 
 @pytest.mark.parametrize("service", ["cloverleaf", "autobahn"])
@@ -262,69 +305,6 @@ async def test_doc_side_by_side(router: RouterProcess, tmp_path: Path, service: 
             assert "Traceback" not in server.output, server.output
     finally:
         server.kill()
-
-
-# -- the authentication block, against a stand-in router that speaks ticket and WAMP-CRA ----------------
-
-USERS = {"alice": "s3cr3t"}
-SALT = {"salt": "pepper", "iterations": 100, "keylen": 32}
-
-
-async def fake_auth_router(websocket: Any) -> None:
-    """Just enough of a WAMP router (JSON over WebSocket) to authenticate and say goodbye."""
-    from autobahn.wamp import auth as autobahn_auth
-
-    hello = json.loads(await websocket.recv())
-    assert hello[0] == 1, hello
-    details = hello[2]
-    authid = details.get("authid")
-    method = next(m for m in details.get("authmethods", []) if m in ("ticket", "wampcra"))
-    session_id = int(uuid.uuid4().int % 2**53)
-    if method == "ticket":
-        await websocket.send(json.dumps([4, "ticket", {}]))
-        signature = json.loads(await websocket.recv())[1]
-        accepted = signature == USERS.get(authid)
-    else:
-        challenge = json.dumps({"authid": authid, "authrole": "user", "authmethod": "wampcra",
-                                "authprovider": "static", "nonce": uuid.uuid4().hex,
-                                "session": session_id})  # fmt: skip
-        await websocket.send(json.dumps([4, "wampcra", {"challenge": challenge, **SALT}]))
-        signature = json.loads(await websocket.recv())[1]
-        key = autobahn_auth.derive_key(USERS.get(authid, ""), SALT["salt"], SALT["iterations"], SALT["keylen"])
-        accepted = signature == autobahn_auth.compute_wcs(key, challenge).decode()
-    if not accepted:
-        await websocket.send(json.dumps([3, {}, "wamp.error.not_authorized"]))
-        return
-    welcome = {"authid": authid, "authrole": "user", "authmethod": method, "authprovider": "static",
-               "roles": {"broker": {"features": {}}, "dealer": {"features": {}}}}  # fmt: skip
-    await websocket.send(json.dumps([2, session_id, welcome]))
-    goodbye = json.loads(await websocket.recv())
-    assert goodbye[0] == 6, goodbye
-    await websocket.send(json.dumps([6, {}, "wamp.close.goodbye_and_out"]))
-
-
-@pytest.fixture
-async def auth_router() -> AsyncIterator[str]:
-    from websockets.asyncio.server import serve
-
-    async with serve(fake_auth_router, "127.0.0.1", 0, subprotocols=["wamp.2.json"]) as server:  # type: ignore[list-item]
-        port = next(iter(server.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/ws"
-
-
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "auth"], ids=lambda b: b.id)
-async def test_doc_auth_block(auth_router: str, block: Block, capsys: pytest.CaptureFixture[str]) -> None:
-    await run_await_block(block.code.replace(DEFAULT_URL, auth_router))
-    assert capsys.readouterr().out.splitlines() == ["ticket alice user", "wampcra alice user"]
-
-
-async def test_fake_auth_router_refuses_a_wrong_secret(auth_router: str) -> None:
-    from cloverleaf.client import ApplicationError, TicketAuth, WampCraAuth, connect
-
-    for authenticator in (TicketAuth("alice", "wrong"), WampCraAuth("alice", "wrong")):
-        with pytest.raises(ApplicationError) as error:
-            await asyncio.wait_for(connect(auth_router, "realm1", authenticators=[authenticator]), 5)
-        assert error.value.error == "wamp.error.not_authorized"
 
 
 def _environ() -> dict[str, str]:
