@@ -11,6 +11,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.browser import run_browser
@@ -156,3 +157,57 @@ def test_init_prints_a_start_command_that_works_where_the_user_stands(tmp_path: 
         for child in children or [str(process.pid)]:  # Ctrl-C to the node: it stops cleanly, the shell ends with it
             os.kill(int(child), signal.SIGINT)
         assert process.wait(15) == 0
+
+
+def test_the_page_comes_back_after_the_node_restarts(tmp_path: Path, autobahn_browser_js: Path) -> None:
+    """A normal restart: the node's GOODBYE (system_shutdown) ends AutobahnJS's retrying, so the
+    demo page reopens the connection itself and joins the restarted node."""
+    import threading
+    import time
+
+    folder, port = tmp_path / "node", free_port()
+    made = _cloverleaf("init", str(folder), "--port", str(port), "--autobahn-js", str(autobahn_browser_js))
+    assert made.returncode == 0, made.stderr
+    log_path = tmp_path / "node.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", "cloverleaf", "start"], cwd=folder, stdout=log,
+                                       stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wait_for_port(port)
+        return process
+
+    process = start()
+    results: list[Any] = []
+    browser = threading.Thread(target=lambda: results.extend(run_browser([
+        {"goto": f"http://127.0.0.1:{port}/"},
+        {"wait_text": "#status", "contains": "joined realm1"},
+        {"text": "#status"},
+        {"eval": "window.seen = []; new MutationObserver(() => seen.push(document.getElementById('status')"
+                 ".textContent)).observe(document.getElementById('status'), {childList: true, subtree: true,"
+                 " characterData: true}); 0"},
+        {"wait_for": "seen.some((text) => text.startsWith('joined realm1'))", "timeout": 30000},
+        {"text": "#status"},
+        {"eval": "seen"},
+        {"wait_for": "Number(document.getElementById('events').textContent) >= 2", "timeout": 15000},
+    ], timeout=120)))  # fmt: skip
+    browser.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "via websocket" not in log_path.read_text():  # the page joined
+            assert time.monotonic() < deadline and browser.is_alive(), log_path.read_text()
+            time.sleep(0.05)
+        time.sleep(1.0)  # the page watches its status line from now on
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0, log_path.read_text()
+        time.sleep(1.0)  # down for a moment: the page's first attempts find nothing
+        process = start()
+        browser.join(120)
+        assert not browser.is_alive()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(15)
+    first, again, seen = results[2], results[5], results[6]
+    assert first.startswith("joined realm1 as session") and again.startswith("joined realm1 as session")
+    assert first != again  # a new session on the restarted node
+    assert seen[0] == "the node is restarting, reconnecting…", seen  # what the page said in between

@@ -38,9 +38,17 @@ connection.onopen = (session) => {
 };
 
 connection.onclose = (reason, details) => {
-  statusText.textContent = `${reason}${details.will_retry ? ', reconnecting…' : ''}`;
+  // A node that stops says GOODBYE (wamp.close.system_shutdown) to every session, and AutobahnJS
+  // takes a GOODBYE as the end of the connection: it does not retry by itself. The node is coming
+  // back (a restart, a deploy), so open again; AutobahnJS then retries until it is up.
+  const restarting = !details.will_retry && details.reason === 'wamp.close.system_shutdown';
+  statusText.textContent = restarting ? 'the node is restarting, reconnecting…'
+    : `${reason}${details.will_retry ? ', reconnecting…' : ''}`;
   statusText.className = 'error';
   addButton.disabled = true;
+  if (restarting) {
+    setTimeout(() => connection.open(), 500);
+  }
 };
 
 connection.open();
