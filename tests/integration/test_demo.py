@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_init_writes_a_complete_node_folder(demo: tuple[Path, int]) -> None:
     folder, port = demo
     names = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
     assert {"cloverleaf.yaml", "backend.py", "README.md", "web/index.html", "web/app.js", "web/style.css",
-            "web/js/autobahn.min.js", "web/js/LICENSE-autobahn"} <= names  # fmt: skip
+            "web/favicon.svg", "web/js/autobahn.min.js", "web/js/LICENSE-autobahn"} <= names  # fmt: skip
     assert f"port: {port}" in (folder / "cloverleaf.yaml").read_text()
     assert (folder / "web" / "js" / "autobahn.min.js").stat().st_size > 100_000
     checked = _cloverleaf("check", "cloverleaf.yaml", cwd=folder)
@@ -71,6 +72,18 @@ def test_start_in_the_folder_serves_the_page_and_the_config(demo: tuple[Path, in
         assert b"Cloverleaf demo" in response.read()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/js/autobahn.min.js", timeout=5) as response:
         assert response.headers["Content-Type"].startswith(("application/javascript", "text/javascript"))
+    # the scaffold's files are revalidated on every load (an edit shows on the next reload), cheaply
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/app.js", timeout=5) as response:
+        assert response.headers["Cache-Control"] == "no-cache"
+        etag = response.headers["ETag"]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/app.js", headers={"If-None-Match": etag})
+    try:
+        urllib.request.urlopen(request, timeout=5)
+        raise AssertionError("expected 304 Not Modified")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 304
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/favicon.svg", timeout=5) as response:
+        assert response.headers["Content-Type"] == "image/svg+xml" and b"<svg" in response.read()
     log = (folder.parent / "node.log").read_text()
     assert f"config: {folder / 'cloverleaf.yaml'}" in log
 
@@ -81,19 +94,34 @@ def test_page_receives_the_counter_and_calls_python(demo: tuple[Path, int], tmp_
     results = run_browser([
         {"goto": f"http://127.0.0.1:{port}/"},
         {"wait_text": "#status", "contains": "joined realm1"},
+        # the sum of the initial values, without a click
+        {"wait_text": "#sum", "contains": "5"},
         # three counter events from the Python component, in order
         {"wait_for": "Number(document.getElementById('events').textContent) >= 3", "timeout": 15000},
         {"eval": "[Number(document.getElementById('counter').textContent),"
                  " Number(document.getElementById('events').textContent)]"},
         {"fill": "#a", "value": "40"},
         {"fill": "#b", "value": "2.5"},
+        {"wait_text": "#sum", "contains": "42.5"},  # as the numbers change
+        {"fill": "#a", "value": "1e308"},
+        {"fill": "#b", "value": "1e308"},
+        {"wait_text": "#sum", "contains": "error"},
+        {"fill": "#b", "value": "2"},
         {"click": "#add"},
+        {"wait_text": "#sum", "contains": "1e+308"},
+        {"fill": "#b", "value": "2.5"},
+        {"fill": "#a", "value": "40"},
         {"wait_text": "#sum", "contains": "42.5"},
+        {"eval": "document.querySelector('link[rel=icon]').href"},
         {"screenshot": str(screenshot)},
     ])  # fmt: skip
-    counter, events = results[3]
+    assert results[2] == "5"
+    counter, events = results[4]
     assert events >= 3 and counter >= events - 1  # the page may have joined after the first events
     assert results[7] == "42.5"
+    assert results[10] == "error: the sum is too large for a number"
+    assert results[13] == "1e+308"
+    assert results[17].endswith("/favicon.svg")
     if os.environ.get("CLOVERLEAF_SCREENSHOTS"):
         DOCS_IMAGES.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, DOCS_IMAGES / "demo.png")

@@ -354,7 +354,8 @@ class WebProtocol(asyncio.Protocol):
         size = file_stat.st_size
         etag = f'"{file_stat.st_mtime_ns:x}-{size:x}{_ETAG_SUFFIX[coding] if coding is not None else ""}"'
         response_headers = {
-            "Content-Type": _content_type(candidate.name), "ETag": etag, "Cache-Control": f"max-age={service.max_age}",
+            "Content-Type": _content_type(candidate.name), "ETag": etag,
+            "Cache-Control": _cache_control(service.max_age),
             "Last-Modified": formatdate(file_stat.st_mtime, usegmt=True), "Accept-Ranges": "bytes",
             **({"Content-Encoding": coding} if coding is not None else {}),
             **({"Vary": "Accept-Encoding"} if siblings else {}), **service.headers,
@@ -603,6 +604,12 @@ def _http_date(value: str) -> int | None:
 def _opaque(tag: str) -> str:
     tag = tag.strip()
     return tag[2:] if tag.startswith("W/") else tag
+
+
+def _cache_control(max_age: int) -> str:
+    """``max_age`` 0 is "ask every time": no-cache, so a browser revalidates (If-None-Match, a 304
+    while the file is unchanged) instead of using its copy."""
+    return "no-cache" if max_age == 0 else f"max-age={max_age}"
 
 
 def _not_modified(headers: Mapping[str, str], etag: str, mtime: float) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import platform
 
 from cloverleaf.client import App, ApplicationError, Session
@@ -19,9 +20,12 @@ _ticker: asyncio.Task[None] | None = None
 @app.register("com.example.add2")
 def add2(a: float, b: float) -> float:
     """Add two numbers (the web page calls this)."""
-    if not all(isinstance(x, (int, float)) for x in (a, b)):
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
         raise ApplicationError("com.example.invalid_argument", "add2 takes two numbers")
-    return a + b
+    total = a + b
+    if not math.isfinite(total):  # 1e308 + 1e308: WAMP's serializers carry no infinity
+        raise ApplicationError("com.example.out_of_range", "the sum is too large for a number")
+    return total
 
 
 @app.register("com.example.hello")

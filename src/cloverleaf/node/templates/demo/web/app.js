@@ -25,16 +25,26 @@ connection.onopen = (session) => {
     eventsText.textContent = String(++eventsReceived);
   });
 
-  document.getElementById('add-form').onsubmit = (event) => {
-    event.preventDefault();
-    const a = Number(document.getElementById('a').value);
-    const b = Number(document.getElementById('b').value);
-    sumText.textContent = '…';
+  const form = document.getElementById('add-form');
+  let latest = 0; // answers can overtake each other: show the newest call's
+  const add = () => {
+    const a = document.getElementById('a').valueAsNumber;
+    const b = document.getElementById('b').valueAsNumber;
+    if (Number.isNaN(a) || Number.isNaN(b)) {
+      sumText.textContent = 'enter two numbers';
+      return;
+    }
+    const call = ++latest;
     session.call('com.example.add2', [a, b]).then(
-      (result) => { sumText.textContent = String(result); },
-      (error) => { sumText.textContent = `error: ${error.error}`; },
+      (result) => { if (call === latest) sumText.textContent = String(result); },
+      (error) => {
+        if (call === latest) sumText.textContent = `error: ${error.args[0] || error.error}`;
+      },
     );
   };
+  form.onsubmit = (event) => { event.preventDefault(); add(); };
+  form.oninput = add;
+  add();
 };
 
 connection.onclose = (reason, details) => {
