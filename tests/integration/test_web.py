@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import urllib.error
@@ -112,7 +113,35 @@ async def test_redirect_and_nodeinfo(web: tuple[RouterProcess, int]) -> None:
     assert status == 301 and headers["Location"] == "/"
     status, headers, body = await asyncio.to_thread(_get, port, "/info")
     assert status == 200 and headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-store"  # live figures: never from a cache
     assert b'"realm1"' in body
+
+
+async def test_responses_carry_a_reason_phrase_and_the_date(web: tuple[RouterProcess, int]) -> None:
+    """RFC 9110: an origin server with a clock sends Date (6.6.1); the reason phrase is optional in
+    HTTP/1.1 but clients and people read it."""
+    import email.utils
+
+    _, port = web
+
+    def head_of(path: str) -> list[str]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return data.split(b"\r\n\r\n")[0].decode().split("\r\n")
+
+    for path, status_line in (("/", "HTTP/1.1 200 OK"), ("/nope.txt", "HTTP/1.1 404 Not Found"),
+                              ("/old", "HTTP/1.1 301 Moved Permanently")):  # fmt: skip
+        lines = await asyncio.to_thread(head_of, path)
+        assert lines[0] == status_line, lines
+        dates = [line.split(": ", 1)[1] for line in lines if line.lower().startswith("date: ")]
+        assert len(dates) == 1, lines
+        assert abs(email.utils.parsedate_to_datetime(dates[0]).timestamp() - time.time()) < 5
 
 
 async def test_wamp_on_the_web_port(web: tuple[RouterProcess, int], autobahn: AutobahnSessions) -> None:
@@ -335,3 +364,25 @@ async def test_a_body_over_the_limit_gets_its_413_even_while_still_uploading(web
 
     answer = await asyncio.to_thread(upload)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_a_node_whose_http_bridge_was_used_stops_at_once(tmp_path: Path) -> None:
+    """The bridge's session answers the shutdown GOODBYE itself: the node does not wait out its
+    shutdown_timeout for it."""
+    import signal
+
+    port = free_port()
+    router = _start_with(tmp_path, {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port},
+                                    "paths": {"/publish": {"type": "publisher", "realm": "realm1",
+                                                           "role": "anonymous"}}})  # fmt: skip
+    try:
+        wait_for_port(port)
+        status, _ = _post(port, "/publish", json.dumps({"topic": "com.bridge.used", "args": [1]}).encode())
+        assert status == 200
+        started = time.monotonic()
+        router.process.send_signal(signal.SIGINT)
+        assert router.process.wait(10) == 0
+        assert time.monotonic() - started < 1.5, router.log()
+    finally:
+        router.stop()
+    assert "stopped (1 session closed)" in router.log()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..wamp.errors import ApplicationError
-from ..wamp.messages import Call, Cancel, Error, Hello, Message, Publish, Published, Result, parse_message
+from ..wamp.messages import Call, Cancel, Error, Goodbye, Hello, Message, Publish, Published, Result, parse_message
 from ..wamp.serializers import MSGPACK, Serializer
 from .auth import Accept, HelloInfo, Identity, MaybeAwaitable, Reject
 from .realm import TRUSTED_ROLE
@@ -167,6 +167,16 @@ class ServiceSession:
             future = self._pending.pop(message.request, None)
             if future is not None and not future.done():
                 future.set_exception(ApplicationError(message.error, *(message.args or ()), **(message.kwargs or {})))
+        elif isinstance(message, Goodbye) and self._link is not None:
+            # the router is shutting down (or killed the session): answer at once, as a client
+            # would, rather than leave the node's shutdown to wait out its timeout for us; from
+            # the next loop pass, not from inside the router's send
+            asyncio.get_running_loop().call_soon(self._answer_goodbye, self._link)
+
+    def _answer_goodbye(self, link: InternalLink) -> None:
+        session = self._session
+        if session is not None and self._link is link and not link.closed:
+            session.receive(MSGPACK.encode(Goodbye({}, "wamp.close.goodbye_and_out").marshal()))
 
     def on_closed(self) -> None:
         for future in self._pending.values():

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, mktime_tz, parsedate_tz
+from http import HTTPStatus
 from pathlib import Path, PurePath
 from stat import S_ISREG
 from typing import Any, Literal, cast
@@ -281,7 +282,7 @@ class WebProtocol(asyncio.Protocol):
             self._respond(200, body, {"Content-Type": content_type, "Cache-Control": "no-store"})
         else:
             info = {"node": "cloverleaf", "version": __version__, "realms": self._router.stats().realms}
-            self._respond(200, orjson.dumps(info), {"Content-Type": "application/json"})
+            self._respond(200, orjson.dumps(info), {"Content-Type": "application/json", "Cache-Control": "no-store"})
 
     async def _answer_post(self, service: PostService | LongPollService, request: HttpRequest) -> None:
         headers: dict[str, str]
@@ -464,10 +465,10 @@ class WebProtocol(asyncio.Protocol):
         raw = self._raw
         if raw is None:
             return False
-        all_headers = [("Server", f"cloverleaf/{__version__}"), ("Content-Length", str(content_length)),
-                       *headers.items()]  # fmt: skip
+        all_headers = [("Server", f"cloverleaf/{__version__}"), ("Date", _date_now()),
+                       ("Content-Length", str(content_length)), *headers.items()]  # fmt: skip
         try:
-            head = self._http.send(h11.Response(status_code=status, headers=all_headers))
+            head = self._http.send(h11.Response(status_code=status, headers=all_headers, reason=_reason(status)))
         except h11.LocalProtocolError as exc:
             log.info("cannot answer %s: %s", raw.get_extra_info("peername"), exc)
             raw.close()
@@ -604,6 +605,27 @@ def _http_date(value: str) -> int | None:
 def _opaque(tag: str) -> str:
     tag = tag.strip()
     return tag[2:] if tag.startswith("W/") else tag
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The Date header RFC 9110 (6.6.1) asks an origin server with a clock to send: now, to the
+    second (formatted once per second)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def _reason(status: int) -> bytes:
+    """The reason phrase for ``status`` ("OK", "Not Found"; empty for a code Python does not know)."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def _cache_control(max_age: int) -> str:
