@@ -269,6 +269,16 @@ async def test_http_bridge_publisher_and_caller(web: tuple[RouterProcess, int]) 
     status, answer = await asyncio.to_thread(_post, port, "/signed?" + urlencode(params), body)
     assert status == 200
     assert await asyncio.wait_for(received.get(), 5) == (("signed",), {})
+    # the same signed request again (a replay, within the timestamp's window) is refused
+    status, answer = await asyncio.to_thread(_post, port, "/signed?" + urlencode(params), body)
+    assert status == 401 and answer["error"] == "cloverleaf.error.invalid_signature"
+    assert "replayed request" in answer["args"][0]
+    # a new request signed with a lower seq is a new request (seq need not increase: clients share keys)
+    status, answer = await asyncio.to_thread(_post, port, "/signed?" + urlencode(sign("k1", "s3cret", body, 1, 9)),
+                                             body)  # fmt: skip
+    assert status == 200
+    assert await asyncio.wait_for(received.get(), 5) == (("signed",), {})
+    assert received.empty()  # the replay published nothing
     await session.leave()
 
 

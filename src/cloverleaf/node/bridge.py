@@ -8,12 +8,20 @@ and answers ``{"id": publication}``. ``caller``: POST ``{"procedure": uri, "args
 one realm under one role, authorized like any client. With a ``key``/``secret`` pair, requests must
 be signed as Crossbar's bridge does: query parameters ``key``, ``timestamp``, ``seq``, ``nonce`` and
 ``signature`` = base64url(HMAC-SHA256(secret, key + timestamp + seq + nonce + body)).
+
+A signed request is accepted once: the bridge remembers each accepted signature until its timestamp
+leaves the window (15 minutes either side of now), and answers a replay 401. ``seq`` and ``nonce``
+only make two requests with the same body and timestamp differ; ``seq`` need not increase (several
+clients may share a key). The memory is bounded (:data:`MAX_REMEMBERED`): when full, the oldest
+entry is dropped and requests stamped at or before its timestamp are refused as too old, so the
+guarantee holds, with a shorter window.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import time
 from datetime import UTC, datetime
@@ -29,6 +37,9 @@ from ..wamp.serializers import JSON as JSON_SERIALIZER
 JSON = "application/json"
 #: how far a signed request's timestamp may be from now (seconds)
 SIGNATURE_WINDOW = 900
+#: accepted signatures remembered for replay protection, at most (about 110 signed requests per
+#: second over the whole window)
+MAX_REMEMBERED = 100_000
 
 
 class HttpBridge:
@@ -48,6 +59,11 @@ class HttpBridge:
         self.key = key
         self.secret = secret
         self.timeout = timeout
+        #: signatures accepted and still within the window, and a heap of (timestamp, signature)
+        self._accepted: set[str] = set()
+        self._expiry: list[tuple[float, str]] = []
+        #: requests stamped at or before this are refused (raised when the memory was full)
+        self._horizon = 0.0
 
     async def handle(self, http: HttpRequest) -> tuple[int, bytes, str]:
         query, body = http.query, http.body
@@ -117,6 +133,25 @@ class HttpBridge:
         expected = base64.urlsafe_b64encode(hmac.new(self.secret.encode(), message, hashlib.sha256).digest())
         if not hmac.compare_digest(expected, params["signature"].encode()):
             return "invalid signature"
+        return self._remember(params["signature"], stamp.timestamp())
+
+    def _remember(self, signature: str, stamp: float) -> str | None:
+        """Accept ``signature`` once; None, or why the request is refused."""
+        now = time.time()
+        while self._expiry and self._expiry[0][0] < now - SIGNATURE_WINDOW:  # out of the window anyway
+            self._accepted.discard(heapq.heappop(self._expiry)[1])
+        if signature in self._accepted:
+            return "replayed request (this signature was accepted before)"
+        if stamp <= self._horizon:
+            return "timestamp too old (the replay memory is full: send a fresh timestamp)"
+        if len(self._accepted) >= MAX_REMEMBERED:
+            oldest, dropped = heapq.heappop(self._expiry)
+            self._accepted.discard(dropped)
+            self._horizon = max(self._horizon, oldest)
+            if stamp <= self._horizon:
+                return "timestamp too old (the replay memory is full: send a fresh timestamp)"
+        self._accepted.add(signature)
+        heapq.heappush(self._expiry, (stamp, signature))
         return None
 
 
