@@ -468,7 +468,7 @@ async def test_console_in_a_browser_sees_every_worker(tmp_path: Path, nodes: lis
             {"goto": f"http://127.0.0.1:{web_port}/console/"},
             {"fill": "#login-user", "value": "admin"},
             {"fill": "#login-password", "value": PASSWORD},
-            {"fill": "#login-realm", "value": "realm1"},
+            {"select": "#login-realm", "value": "realm1"},
             {"click": "#login-button"},
             *({"wait_text": "#sessions", "contains": str(client.session_id)} for client in clients.values()),
             {"wait_text": "#registrations", "contains": "com.example.where_w0"},

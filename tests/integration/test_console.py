@@ -4,6 +4,7 @@ API from a browser."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -19,7 +20,15 @@ import pytest
 import yaml
 from tests.conftest import RouterProcess, free_port, launch_router, router_config
 
-from cloverleaf.client import NO_RECONNECT, ApplicationError, PublishOptions, Session, TicketAuth, connect
+from cloverleaf.client import (
+    NO_RECONNECT,
+    ApplicationError,
+    PublishOptions,
+    Session,
+    SubscribeOptions,
+    TicketAuth,
+    connect,
+)
 from cloverleaf.node.config import ConfigError, parse_config
 from cloverleaf.wamp.auth import hash_ticket
 
@@ -150,11 +159,37 @@ async def test_console_user_joins_with_the_console_role(console: Console, client
         await session.leave()
 
 
-async def test_realm_outside_the_console_is_refused(console: Console) -> None:
-    # strict.realm exists on the router, but the console does not manage it
+async def test_realm_outside_the_console_is_refused_with_a_clear_message(console: Console) -> None:
+    # strict.realm exists on the router, but the console does not manage it; the console's realms are
+    # public (the login page lists them), so the refusal says which ones there are
     with pytest.raises(ApplicationError) as refused:
         await console_login(console, realm="strict.realm")
-    assert refused.value.error == "wamp.error.authentication_failed"
+    assert refused.value.error == "wamp.error.no_such_realm"
+    assert refused.value.args == ("this console manages the realms realm1, realm2, not 'strict.realm'",)
+
+
+async def test_the_login_page_lists_the_console_realms(console: Console) -> None:
+    status, headers, body = await asyncio.to_thread(http_get, console.port, "/console/realms.json")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-store"
+    assert json.loads(body) == {"realms": ["realm1", "realm2"]}
+
+
+async def test_realm_stats_for_the_live_figures(console: Console, client: Session) -> None:
+    session = await console_login(console)
+    try:
+        before = await session.call("cloverleaf.realm.stats")
+        await client.publish("com.example.counted", 1, options=PublishOptions(acknowledge=True))
+        after = await session.call("cloverleaf.realm.stats")
+        assert set(after) == {"sessions", "joins", "messages_received", "messages_sent", "calls_routed",
+                              "events_delivered", "events_dropped", "errors_sent", "aborts"}  # fmt: skip
+        assert after["sessions"] >= 2
+        assert after["messages_received"] >= before["messages_received"] + 2  # the PUBLISH and the CALL
+        with pytest.raises(ApplicationError) as taken:  # the router's own procedure
+            await client.register("cloverleaf.realm.stats", lambda: {})
+        assert taken.value.error == "wamp.error.procedure_already_exists"
+    finally:
+        await session.leave()
 
 
 async def test_console_endpoint_offers_only_ticket(console: Console) -> None:
@@ -273,7 +308,7 @@ async def test_console_in_a_browser(console: Console, client: Session, tmp_path:
         {"click": "#login-button"},
         {"wait_text": "#login-error", "contains": "Login failed"},
         {"fill": "#login-password", "value": PASSWORD},
-        {"fill": "#login-realm", "value": "realm1"},
+        {"select": "#login-realm", "value": "realm1"},
         {"click": "#login-button"},
         # the realm's state, from the meta API
         {"wait_text": "#sessions", "contains": str(client.session_id)},
@@ -344,3 +379,221 @@ async def test_console_in_a_browser(console: Console, client: Session, tmp_path:
     if os.environ.get("CLOVERLEAF_SCREENSHOTS") == "1":
         (REPOSITORY / "docs" / "images").mkdir(exist_ok=True)
         shutil.copyfile(shot, REPOSITORY / "docs" / "images" / "console.png")
+
+
+async def test_console_details_kill_calls_publish_options_and_figures(console: Console, client: Session,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    """What a console user does all day, in Chromium: live router figures; a session's details and
+    killing it; a registration's callees (and its URI in the call form); a call with a timeout and
+    one cancelled; a subscription's subscribers (and streaming it, the table cleared per topic);
+    publishing with exclude, eligible and retain."""
+    from tests.browser import require_browser, run_browser
+
+    require_browser()
+    if not console.real_autobahn:
+        pytest.skip("AutobahnJS's browser build could not be fetched (npm pack autobahn-browser)")
+    victim = await connect(console.client_url, "realm1", reconnect=NO_RECONNECT)
+    left = asyncio.Event()
+    victim.on_leave(lambda session, reason: left.set())
+    interrupted = asyncio.Event()
+
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            interrupted.set()
+            raise
+        return "late"
+
+    await client.register("com.example.slow", slow)
+    received: list[Any] = []
+    await client.subscribe("com.example.alerts", lambda *args, **kwargs: received.append(args[0]))
+    done = asyncio.Event()
+
+    async def alerts() -> None:  # once the page streams com.example.alerts too
+        while not done.is_set():
+            if await client.call("wamp.subscription.count_subscribers",
+                                 await client.call("wamp.subscription.lookup", "com.example.alerts")) == 2:  # fmt: skip
+                break
+            await asyncio.sleep(0.05)
+        await client.publish("com.example.alerts", "disk full")
+
+    alerting = asyncio.get_running_loop().create_task(alerts())
+    me = client.session_id
+    steps: list[dict[str, Any]] = [
+        {"goto": f"http://127.0.0.1:{console.port}/console/"},
+        {"wait_for": "document.querySelectorAll('#login-realm option').length === 2"},
+        {"eval": "[...document.querySelectorAll('#login-realm option')].map((o) => o.value)", "name": "realms"},
+        {"fill": "#login-user", "value": "admin"},
+        {"fill": "#login-password", "value": PASSWORD},
+        {"select": "#login-realm", "value": "realm1"},
+        {"click": "#login-button"},
+        {"wait_text": "#sessions", "contains": str(victim.session_id)},
+        # live figures: a second sample gives rates
+        {"wait_for": "/^[0-9.]+$/.test(document.getElementById('fig-in').textContent)", "timeout": 8000},
+        {"text": "#fig-sessions", "name": "figure sessions"},
+        # the events table says why it is empty
+        {"text": "#events tbody", "name": "empty stream"},
+        # a session's details, and killing it (two clicks)
+        {"click": f"#sessions tr[data-session='{victim.session_id}']"},
+        {"wait_text": "#session-json", "contains": '"authrole": "anonymous"'},
+        {"click": "#kill-button"},
+        {"wait_text": "#kill-button", "contains": "Click again"},
+        {"click": "#kill-button"},
+        {"wait_text": "#kill-result", "contains": f"Killed session {victim.session_id}"},
+        {"wait_for": f"!document.getElementById('sessions').textContent.includes('{victim.session_id}')"},
+        # a registration: its callees, its URI in the call form
+        {"click": "#registrations tr:has-text('com.example.slow')"},
+        {"wait_text": "#registration-callees", "contains": str(me)},
+        {"eval": "document.getElementById('call-procedure').value", "name": "procedure"},
+        # a call with a timeout: the router ends it
+        {"fill": "#call-timeout", "value": "0.3"},
+        {"click": "#call-button"},
+        {"wait_text": "#call-result", "contains": "Error: wamp.error."},
+        {"text": "#call-result", "name": "timed out"},
+        # a call cancelled from the console
+        {"fill": "#call-timeout", "value": ""},
+        {"click": "#call-button"},
+        {"wait_for": "!document.getElementById('call-cancel').disabled"},
+        {"click": "#call-cancel"},
+        {"wait_text": "#call-result", "contains": "wamp.error.canceled"},
+        # a subscription: its subscribers, and streaming it
+        {"click": "#subscriptions tr:has-text('com.example.alerts')"},
+        {"wait_text": "#subscription-subscribers", "contains": str(me)},
+        {"wait_text": "#stream-status", "contains": "Streaming com.example.alerts"},
+        {"wait_text": "#events", "contains": "disk full"},
+        # another topic: a table of its own
+        {"fill": "#stream-topic", "value": "com.example.quiet"},
+        {"click": "#stream-button"},
+        {"wait_text": "#stream-status", "contains": "Streaming com.example.quiet"},
+        {"text": "#events-count", "name": "count after switching"},
+        {"text": "#events tbody", "name": "switched stream"},
+        # publish options: excluded, then only to the client, then retained
+        {"fill": "#publish-topic", "value": "com.example.alerts"},
+        {"fill": "#publish-args", "value": '["hidden"]'},
+        {"fill": "#publish-exclude", "value": str(me)},
+        {"click": "#publish-button"},
+        {"wait_text": "#publish-result", "contains": "Published to com.example.alerts"},
+        {"fill": "#publish-exclude", "value": ""},
+        {"fill": "#publish-eligible", "value": str(me)},
+        {"fill": "#publish-args", "value": '["only for you"]'},
+        {"click": "#publish-button"},
+        {"wait_text": "#publish-result", "contains": "(publication"},
+        {"fill": "#publish-eligible", "value": ""},
+        {"fill": "#publish-topic", "value": "com.example.state"},
+        {"fill": "#publish-args", "value": '["kept"]'},
+        {"click": "#publish-retain"},
+        {"click": "#publish-button"},
+        {"wait_text": "#publish-result", "contains": "retained"},
+        {"fill": "#publish-exclude", "value": "not a session"},
+        {"click": "#publish-button"},
+        {"wait_text": "#publish-result", "contains": "Exclude: session IDs"},
+        {"screenshot": str(tmp_path / "console-details.png"), "full_page": True},
+    ]
+    try:
+        results = await asyncio.to_thread(run_browser, steps)
+    finally:
+        done.set()
+        await alerting
+    named = {step["name"]: result for step, result in zip(steps, results, strict=True) if "name" in step}
+    assert named["realms"] == ["realm1", "realm2"]
+    assert int(named["figure sessions"]) >= 3  # the client, the victim, the console
+    assert "Not subscribed" in named["empty stream"]
+    assert named["procedure"] == "com.example.slow"
+    assert "wamp.error.timeout" in named["timed out"] or "wamp.error.canceled" in named["timed out"], named
+    assert await asyncio.wait_for(interrupted.wait(), 5)  # the cancel reached the callee
+    assert named["count after switching"] == "0"
+    assert "No events yet on com.example.quiet" in named["switched stream"]
+    await asyncio.wait_for(left.wait(), 5)  # the victim was killed
+    deadline = asyncio.get_running_loop().time() + 5
+    while "only for you" not in received and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert received == ["only for you"]  # "hidden" excluded the client ("disk full" was its own)
+    retained: list[Any] = []
+    got = asyncio.Event()
+    await client.subscribe("com.example.state", lambda *args, **kwargs: (retained.append(args[0]), got.set()),
+                           options=SubscribeOptions(get_retained=True))  # fmt: skip
+    await asyncio.wait_for(got.wait(), 5)
+    assert retained == ["kept"]
+    if os.environ.get("CLOVERLEAF_SCREENSHOTS"):
+        shutil.copyfile(tmp_path / "console-details.png", REPOSITORY / "docs" / "images" / "console-details.png")
+
+
+async def test_console_survives_a_router_restart(tmp_path: Path, autobahn_browser_js: Path) -> None:
+    """The node restarts under a signed-in console: the page reconnects with the credentials it holds
+    in memory (no new login), reloads the realm and resumes its event stream."""
+    import threading
+
+    from tests.browser import require_browser, run_browser
+
+    require_browser()
+    (tmp_path / "web" / "js").mkdir(parents=True)
+    shutil.copyfile(autobahn_browser_js, tmp_path / "web" / "js" / "autobahn.min.js")
+    port = free_port()
+
+    def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+        config = router_config(ws_port, rs_port, unix_path)
+        config["transports"].append({"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port},
+                                     "paths": {"/console": console_path(), "/ws": {"type": "websocket"}}})  # fmt: skip
+        return config
+
+    router = launch_router(tmp_path, make_config, wait_ports=(port,))
+    client_url = f"ws://127.0.0.1:{port}/ws"
+    results: list[Any] = []
+    failure: list[BaseException] = []
+
+    def browse() -> None:
+        try:
+            results.extend(run_browser([
+                {"goto": f"http://127.0.0.1:{port}/console/"},
+                {"wait_for": "document.querySelectorAll('#login-realm option').length === 1"},
+                {"fill": "#login-user", "value": "admin"},
+                {"fill": "#login-password", "value": PASSWORD},
+                {"click": "#login-button"},
+                {"fill": "#stream-topic", "value": "com.example.news"},
+                {"select": "#stream-match", "value": "prefix"},
+                {"click": "#stream-button"},
+                {"wait_text": "#stream-status", "contains": "Streaming com.example.news"},
+                {"eval": "window.seen = []; new MutationObserver(() => seen.push(document.getElementById("
+                         "'status-text').textContent)).observe(document.getElementById('status-text'), "
+                         "{childList: true, subtree: true, characterData: true}); 0"},
+                {"wait_for": "seen.includes('reconnecting…') && document.getElementById('status-text')"
+                             ".textContent === 'connected'", "timeout": 30000},
+                {"wait_text": "#stream-status", "contains": "Streaming com.example.news", "timeout": 10000},
+                {"wait_text": "#events", "contains": "after the restart", "timeout": 15000},
+                {"eval": "document.getElementById('login').hidden", "name": "login hidden"},
+                {"text": "#whoami"},
+            ], timeout=120))
+        except BaseException as exc:  # reported by the test, from its thread
+            failure.append(exc)
+
+    browser = threading.Thread(target=browse)
+    browser.start()
+    try:
+        # the page is streaming: a subscriber of com.example.news (prefix) exists
+        probe = await connect(client_url, "realm1", reconnect=NO_RECONNECT)
+        for _ in range(300):
+            if await probe.call("wamp.subscription.lookup", "com.example.news", {"match": "prefix"}) is not None:
+                break
+            await asyncio.sleep(0.05)
+        await probe.leave()
+        await asyncio.sleep(0.3)  # the page's status watcher is installed
+        assert router.stop() == 0, router.log()
+        await asyncio.sleep(1.0)  # down for a moment: the console's first attempts find nothing
+        router = launch_router(tmp_path, make_config, wait_ports=(port,))  # the same web port
+        publisher = await connect(client_url, "realm1", reconnect=NO_RECONNECT)
+        try:
+            for _ in range(300):  # once the console subscribed again
+                if await publisher.call("wamp.subscription.lookup", "com.example.news",
+                                        {"match": "prefix"}) is not None:  # fmt: skip
+                    break
+                await asyncio.sleep(0.05)
+            await publisher.publish("com.example.news.flash", "after the restart")
+        finally:
+            await publisher.leave()
+        await asyncio.to_thread(browser.join, 120)
+    finally:
+        router.stop()
+    assert not failure, failure
+    assert results[-2] is True  # never sent back to the login form
+    assert results[-1] == "admin @ realm1"

@@ -56,8 +56,16 @@ try {
         );
         results.push(await page.textContent(step.wait_text));
       } else if ('wait_for' in step) {
-        const handle = await page.waitForFunction(step.wait_for, null, { timeout });
-        results.push(await handle.jsonValue());
+        // polled with page.evaluate, not waitForFunction: a string predicate there is compiled by
+        // eval in the page, which a Content-Security-Policy without 'unsafe-eval' (the console's) forbids
+        const deadline = Date.now() + timeout;
+        let value = await page.evaluate(step.wait_for);
+        while (!value) {
+          if (Date.now() > deadline) throw new Error(`wait_for: still false after ${timeout} ms: ${step.wait_for}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          value = await page.evaluate(step.wait_for);
+        }
+        results.push(value);
       } else if ('text' in step) {
         results.push(await page.textContent(step.text, { timeout }));
       } else if ('eval' in step) {

@@ -107,6 +107,10 @@ class PendingCall:
 MAX_CALL_TIMEOUT_SECONDS = (2**31 - 1) / 1000
 
 
+#: URIs the router answers itself: the spec's meta API, and Cloverleaf's own (cloverleaf.realm.stats)
+ROUTER_PROCEDURE_PREFIXES = ("wamp.", "cloverleaf.realm.")
+
+
 def call_timeout_seconds(value: Any) -> float:
     """The CALL's ``timeout`` option in seconds (0: none), at most :data:`MAX_CALL_TIMEOUT_SECONDS`.
 
@@ -158,6 +162,10 @@ class Dealer:
         if procedure.startswith("wamp."):
             session.error(Register.MESSAGE_TYPE, request, errors.INVALID_URI,
                           f"procedure URI '{procedure}' is in the reserved 'wamp.' namespace")  # fmt: skip
+            return
+        if procedure.startswith(ROUTER_PROCEDURE_PREFIXES[1:]):  # the router answers these itself
+            session.error(Register.MESSAGE_TYPE, request, errors.PROCEDURE_ALREADY_EXISTS,
+                          f"procedures under '{ROUTER_PROCEDURE_PREFIXES[1]}' are the router's own")  # fmt: skip
             return
         if not self.realm.authorize(session, Action.REGISTER, procedure).allowed:
             session.error(Register.MESSAGE_TYPE, request, errors.NOT_AUTHORIZED,
@@ -326,7 +334,7 @@ class Dealer:
         except ValueError as exc:
             caller.error(Call.MESSAGE_TYPE, request, errors.INVALID_ARGUMENT, str(exc))
             return
-        if procedure.startswith("wamp."):
+        if procedure.startswith(ROUTER_PROCEDURE_PREFIXES):
             self._call_meta(caller, message)
             return
         self._route(caller, message, timeout, progressive_call, passthru, decision.disclose)

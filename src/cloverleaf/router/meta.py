@@ -139,6 +139,8 @@ class MetaApi:
             "wamp.subscription.list_subscribers": self._subscription_list_subscribers,
             "wamp.subscription.count_subscribers": self._subscription_count_subscribers,
             "wamp.subscription.get_events": self._subscription_get_events,
+            # not in the spec: the realm's counters on this node (the web console's live figures)
+            "cloverleaf.realm.stats": self._realm_stats,
         }
 
     # -- events -------------------------------------------------------------------------------
@@ -260,6 +262,10 @@ class MetaApi:
             found.extend(d["session"] for d in self.cluster.remote_sessions()
                          if roles is None or d.get("authrole") in roles)  # fmt: skip
         return found
+
+    def _realm_stats(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """This node's counters of the realm since it started, and its sessions now."""
+        return {"sessions": len(self.realm.sessions), **self.realm.stats.snapshot()}
 
     def _session_count(self, caller: RouterSession, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return len(self._session_ids(args))

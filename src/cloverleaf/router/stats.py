@@ -27,3 +27,16 @@ class RealmStats:
         self.joins = 0
         #: sessions ended by ABORT (protocol violations, refusals)
         self.aborts = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """The counters as one JSON-able mapping (totals over message types)."""
+        return {
+            "joins": self.joins,
+            "messages_received": sum(self.received),
+            "messages_sent": sum(self.sent),
+            "calls_routed": self.calls_routed,
+            "events_delivered": self.events_delivered,
+            "events_dropped": self.dropped_events,
+            "errors_sent": self.errors_sent,
+            "aborts": self.aborts,
+        }

@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ...router.auth import (
     Accept,
     Action,
@@ -29,7 +31,7 @@ from ...router.auth import (
 )
 from ...router.authenticators import verify_ticket
 from ...router.session import SessionOptions
-from ...transport.web import Service, StaticService, WampService
+from ...transport.web import MetricsService, Service, StaticService, WampService
 from ...transport.websocket import WebSocketSettings
 from ...wamp import errors
 from ...wamp.serializers import SERIALIZERS
@@ -150,6 +152,10 @@ class ConsoleAuthenticator:
     def hello(self, hello: HelloInfo) -> MaybeAwaitable:
         if not hello.authid:
             return Reject(errors.AUTHENTICATION_FAILED, "ticket authentication needs an authid")
+        if hello.realm not in self.realms:
+            # the console's realms are no secret (the login page lists them): say what is wrong
+            return Reject(errors.NO_SUCH_REALM, f"this console manages the realms {', '.join(self.realms)}, "
+                                                f"not '{hello.realm}'")  # fmt: skip
         return Challenge({})
 
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
@@ -205,7 +211,13 @@ def console_services(
     )
     log.info("web console on %s for realm%s %s", root, "s" if len(console.realms) > 1 else "",
              ", ".join(console.realms))  # fmt: skip
-    return {root: page, ws_root: WampService(settings, same_origin=console.allowed_origins is None)}
+    realms = orjson.dumps({"realms": list(console.realms)})
+    return {
+        root: page,
+        ws_root: WampService(settings, same_origin=console.allowed_origins is None),
+        # the login form's realm list (names only; the page cannot know them before a login)
+        root.rstrip("/") + "/realms.json": MetricsService(lambda: (realms, "application/json")),
+    }
 
 
 __all__ = [

@@ -28,6 +28,15 @@
   let stream = null;                // {subscription, topic, match}
   let eventCount = 0;
   let renderTimer = null;
+  // Reconnection after a lost connection (a router restart): the credentials stay in this page's
+  // memory while it is open (never stored), so the console signs in again by itself.
+  let reconnectTimer = null;
+  let reconnectDelay = 500;
+  let figuresTimer = null;
+  let lastFigures = null;           // {at, stats} of the previous sample
+  let picked = { session: null, registration: null, subscription: null };
+  let callInFlight = null;          // the pending call's promise (AutobahnJS gives it cancel())
+  let killArmedUntil = 0;
 
   // -- small helpers -------------------------------------------------------------------------
 
@@ -120,7 +129,17 @@
     (message ? $('login-password') : $('login-user')).focus();
   }
 
-  function connect(user, password, realmName, onFailure) {
+  function failure(reason, details) {
+    // why a connection that never opened failed: the router's ABORT, or no router at all
+    if (reason === 'unreachable') return { text: 'Cannot reach the router.', retry: true };
+    if (details && details.reason === 'wamp.error.no_such_realm') {
+      return { text: details.message || 'No such realm.', retry: false };
+    }
+    if (details && details.reason) return { text: 'Login failed.', retry: false };
+    return { text: 'Cannot reach the router.', retry: true };  // dropped before any answer
+  }
+
+  function connect(user, password, realmName, onFailure, resume) {
     const mine = ++generation;
     let opened = false;
     const conn = new autobahn.Connection({
@@ -150,27 +169,54 @@
       realms = Array.isArray(extra.realms) && extra.realms.length ? extra.realms.map(String) : [realmName];
       store(STORE_USER, user);
       store(STORE_REALM, realmName);
-      enter(details);
+      reconnectDelay = 500;
+      enter(details, resume);
     };
     conn.onclose = function (reason, details) {
       if (mine !== generation) return true;  // superseded: a newer connection or a logout
       connection = null;
       session = null;
+      stopFigures();
       if (!opened) {
-        onFailure(reason === 'unreachable' ? 'Cannot reach the router.' : 'Login failed.');
+        const why = failure(reason, details);
+        onFailure(why.text, why.retry);
       } else {
+        // lost (the router restarted, the network dropped): sign in again with the same
+        // credentials, and take the event stream along
+        const saved = { user: user, password: password };
+        const last = stream ? { topic: stream.topic, match: stream.match } : null;
         stream = null;
-        credentials = null;
-        setStatus(false);
-        showLogin('The connection was lost. Please log in again.');
+        setStatus(false, 'reconnecting…');
+        scheduleReconnect(saved, realmName, last);
       }
-      return true;  // no automatic reconnection
+      return true;  // the console reconnects itself (AutobahnJS stops after a GOODBYE anyway)
     };
     conn.open();
   }
 
+  function scheduleReconnect(saved, realmName, last) {
+    const delay = reconnectDelay;
+    reconnectDelay = Math.min(reconnectDelay * 2, 10000);
+    window.clearTimeout(reconnectTimer);
+    reconnectTimer = window.setTimeout(function () {
+      reconnectTimer = null;
+      connect(saved.user, saved.password, realmName, function (text, retry) {
+        if (retry) {
+          setStatus(false, 'reconnecting…');
+          scheduleReconnect(saved, realmName, last);
+        } else {
+          credentials = null;
+          showLogin('The router is back but refused the login: ' + text);
+        }
+      }, last);
+    }, delay);
+  }
+
   function logout() {
     generation += 1;
+    window.clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    stopFigures();
     const conn = connection;
     connection = null;
     session = null;
@@ -202,7 +248,7 @@
     $('status-text').textContent = text || (up ? 'connected' : 'disconnected');
   }
 
-  function enter(details) {
+  function enter(details, resume) {
     $('login').hidden = true;
     $('app').hidden = false;
     $('session-bar').hidden = false;
@@ -219,9 +265,58 @@
     select.disabled = realms.length < 2;
     setStatus(true);
     resetStream();
+    clearEvents();
+    picked = { session: null, registration: null, subscription: null };
+    $('session-details').hidden = true;
+    $('registration-details').hidden = true;
+    $('subscription-details').hidden = true;
+    startFigures(session);
     start(session).catch(function (error) {
       console.error('loading the realm failed', error);
     });
+    if (resume) {
+      $('stream-topic').value = resume.topic;
+      $('stream-match').value = resume.match;
+      subscribeStream(null);
+    }
+  }
+
+  // -- live figures: cloverleaf.realm.stats every 2 s ----------------------------------------
+
+  function startFigures(ses) {
+    stopFigures();
+    lastFigures = null;
+    const sample = function () {
+      ses.call('cloverleaf.realm.stats').then(function (stats) {
+        if (ses !== session || !stats) return;
+        showFigures(stats, performance.now());
+      }, function () { /* not authorized, or gone: the card keeps its last figures */ });
+    };
+    sample();
+    figuresTimer = window.setInterval(sample, 2000);
+  }
+
+  function stopFigures() {
+    if (figuresTimer !== null) window.clearInterval(figuresTimer);
+    figuresTimer = null;
+  }
+
+  function showFigures(stats, at) {
+    const rate = function (key) {
+      if (!lastFigures) return '…';
+      const seconds = (at - lastFigures.at) / 1000;
+      const delta = (stats[key] || 0) - (lastFigures.stats[key] || 0);
+      return seconds > 0 ? (delta / seconds).toFixed(delta / seconds < 10 ? 1 : 0) : '…';
+    };
+    $('fig-sessions').textContent = String(stats.sessions);
+    $('fig-in').textContent = rate('messages_received');
+    $('fig-out').textContent = rate('messages_sent');
+    $('fig-calls').textContent = rate('calls_routed');
+    $('fig-events').textContent = rate('events_delivered');
+    $('fig-dropped').textContent = String(stats.events_dropped);
+    $('fig-dropped').classList.toggle('alert', stats.events_dropped > 0);
+    $('fig-errors').textContent = String(stats.errors_sent);
+    lastFigures = { at: at, stats: stats };
   }
 
   // -- the realm's state: meta API and meta events ------------------------------------------
@@ -382,8 +477,10 @@
     const sessionRows = [...sessions.values()]
       .sort((a, b) => String(a.authid).localeCompare(String(b.authid)) || a.session - b.session)
       .map(function (info) {
-        const tr = el('tr', info.session === ownId ? 'self' : null);
+        const tr = el('tr', 'pickable' + (info.session === ownId ? ' self' : '') +
+          (info.session === picked.session ? ' picked' : ''));
         tr.dataset.session = String(info.session);
+        tr.addEventListener('click', function () { pickSession(info.session); });
         tr.append(cell(info.session), cell(info.authid), cell(info.authrole), pill(info.authmethod),
           cell(transportText(info.transport)));
         return tr;
@@ -391,10 +488,12 @@
     fill('sessions', sessionRows, 5, 'No sessions.');
     $('sessions-count').textContent = String(sessions.size);
 
-    const registrationRows = [...registrations.values()]
-      .sort((a, b) => String(a.uri).localeCompare(String(b.uri)))
-      .map(function (info) {
-        const tr = el('tr');
+    const registrationRows = [...registrations.entries()]
+      .sort((a, b) => String(a[1].uri).localeCompare(String(b[1].uri)))
+      .map(function ([id, info]) {
+        const tr = el('tr', 'pickable' + (id === picked.registration ? ' picked' : ''));
+        tr.dataset.registration = String(id);
+        tr.addEventListener('click', function () { pickRegistration(id); });
         tr.append(cell(info.uri), pill(info.match), pill(info.invoke), cell(info.callees, 'num'));
         return tr;
       });
@@ -402,16 +501,110 @@
     $('registrations-count').textContent = String(registrations.size);
 
     const showMeta = $('show-meta').checked;
-    const visible = [...subscriptions.values()].filter((info) => showMeta || !String(info.uri).startsWith('wamp.'));
+    const visible = [...subscriptions.entries()]
+      .filter(([, info]) => showMeta || !String(info.uri).startsWith('wamp.'));
     const subscriptionRows = visible
-      .sort((a, b) => String(a.uri).localeCompare(String(b.uri)))
-      .map(function (info) {
-        const tr = el('tr');
+      .sort((a, b) => String(a[1].uri).localeCompare(String(b[1].uri)))
+      .map(function ([id, info]) {
+        const tr = el('tr', 'pickable' + (id === picked.subscription ? ' picked' : ''));
+        tr.dataset.subscription = String(id);
+        tr.addEventListener('click', function () { pickSubscription(id); });
         tr.append(cell(info.uri), pill(info.match), cell(info.subscribers, 'num'));
         return tr;
       });
     fill('subscriptions', subscriptionRows, 3, showMeta ? 'No subscriptions.' : 'No subscriptions (wamp.* hidden).');
     $('subscriptions-count').textContent = String(visible.length);
+    if (picked.session !== null && !sessions.has(picked.session)) {
+      $('kill-result').textContent = 'The session has left.';
+      $('kill-button').disabled = true;
+    }
+  }
+
+  // -- picking a row: details, and what the row is good for ----------------------------------
+
+  async function pickSession(id) {
+    const ses = session;
+    if (!ses) return;
+    picked.session = id;
+    killArmedUntil = 0;
+    $('kill-button').textContent = 'Kill session';
+    $('kill-button').classList.remove('armed');
+    $('kill-button').disabled = id === ses.id;
+    $('kill-button').title = id === ses.id ? 'this is the console\'s own session' : '';
+    $('kill-result').textContent = '';
+    $('session-details-id').textContent = String(id);
+    $('session-json').textContent = 'loading…';
+    $('session-details').hidden = false;
+    scheduleRender();
+    try {
+      const info = await ses.call('wamp.session.get', [id]);
+      if (picked.session === id) $('session-json').textContent = json(info, true);
+    } catch (error) {
+      if (picked.session === id) $('session-json').textContent = 'Error: ' + errorText(error);
+    }
+  }
+
+  async function killPicked() {
+    const id = picked.session;
+    if (!session || id === null) return;
+    if (performance.now() > killArmedUntil) {  // two clicks: a kill cannot be undone
+      killArmedUntil = performance.now() + 4000;
+      $('kill-button').textContent = 'Click again to kill';
+      $('kill-button').classList.add('armed');
+      return;
+    }
+    killArmedUntil = 0;
+    $('kill-button').textContent = 'Kill session';
+    $('kill-button').classList.remove('armed');
+    try {
+      const who = credentials ? credentials.user : 'the console';
+      await session.call('wamp.session.kill', [id], { reason: 'wamp.close.killed',
+        message: 'killed from the web console by ' + who });
+      $('kill-result').textContent = 'Killed session ' + id + '.';
+      $('kill-button').disabled = true;
+    } catch (error) {
+      $('kill-result').textContent = 'Cannot kill: ' + errorText(error);
+    }
+  }
+
+  async function pickRegistration(id) {
+    const ses = session;
+    const info = registrations.get(id);
+    if (!ses || !info) return;
+    picked.registration = id;
+    $('call-procedure').value = info.uri;  // ready to call (a pattern: complete the URI)
+    $('registration-details-uri').textContent = info.uri + (info.match && info.match !== 'exact' ? ' (' + info.match + ')' : '');
+    $('registration-callees').textContent = 'loading…';
+    $('registration-details').hidden = false;
+    scheduleRender();
+    try {
+      const callees = await ses.call('wamp.registration.list_callees', [id]);
+      if (picked.registration === id) $('registration-callees').textContent = (callees || []).join(', ') || 'none';
+    } catch (error) {
+      if (picked.registration === id) $('registration-callees').textContent = 'Error: ' + errorText(error);
+    }
+  }
+
+  async function pickSubscription(id) {
+    const ses = session;
+    const info = subscriptions.get(id);
+    if (!ses || !info) return;
+    picked.subscription = id;
+    $('subscription-details-uri').textContent = info.uri + (info.match && info.match !== 'exact' ? ' (' + info.match + ')' : '');
+    $('subscription-subscribers').textContent = 'loading…';
+    $('subscription-details').hidden = false;
+    $('stream-topic').value = info.uri;  // and stream it
+    $('stream-match').value = info.match || 'exact';
+    subscribeStream(null);
+    scheduleRender();
+    try {
+      const subscribers = await ses.call('wamp.subscription.list_subscribers', [id]);
+      if (picked.subscription === id) {
+        $('subscription-subscribers').textContent = (subscribers || []).join(', ') || 'none';
+      }
+    } catch (error) {
+      if (picked.subscription === id) $('subscription-subscribers').textContent = 'Error: ' + errorText(error);
+    }
   }
 
   // -- call and publish ----------------------------------------------------------------------
@@ -422,10 +615,17 @@
     const procedure = $('call-procedure').value.trim();
     let args;
     let kwargs;
+    const options = {};
     try {
       if (!procedure) throw new Error('Procedure: a URI, such as com.example.add');
       args = parseJson($('call-args').value, 'list', 'Arguments');
       kwargs = parseJson($('call-kwargs').value, 'object', 'Keyword arguments');
+      const timeoutText = $('call-timeout').value.trim();
+      if (timeoutText) {
+        const seconds = Number(timeoutText);
+        if (!(seconds >= 0)) throw new Error('Timeout: seconds, such as 2.5 (empty: none)');
+        if (seconds > 0) options.timeout = Math.max(1, Math.round(seconds * 1000));  // WAMP: milliseconds
+      }
     } catch (error) {
       showOutcome(target, false, error.message, []);
       return;
@@ -435,7 +635,11 @@
     button.disabled = true;
     const started = performance.now();
     try {
-      const result = await session.call(procedure, args, kwargs);
+      const pending = session.call(procedure, args, kwargs, options);
+      callInFlight = pending;
+      $('call-cancel').disabled = false;
+      showOutcome(target, true, 'Calling ' + procedure + '…', []);
+      const result = await pending;
       const took = Math.round(performance.now() - started) + ' ms';
       if (result instanceof autobahn.Result) {
         const sections = [];
@@ -448,8 +652,26 @@
     } catch (error) {
       showOutcome(target, false, 'Error: ' + errorText(error), errorSections(error));
     } finally {
+      callInFlight = null;
+      $('call-cancel').disabled = true;
       button.disabled = false;
     }
+  }
+
+  function cancelCall() {
+    // mode kill: the router interrupts the callee and answers with wamp.error.canceled (AutobahnJS's
+    // default mode would reject at once and then take the router's answer for a protocol error)
+    if (callInFlight && typeof callInFlight.cancel === 'function') callInFlight.cancel({ mode: 'kill' });
+  }
+
+  function sessionIds(text, label) {
+    const trimmed = text.trim();
+    if (!trimmed) return null;
+    return trimmed.split(/[\s,]+/).map(function (part) {
+      const id = Number(part);
+      if (!Number.isInteger(id) || id <= 0) throw new Error(label + ': session IDs, such as 1234, 5678');
+      return id;
+    });
   }
 
   async function publish(event) {
@@ -458,10 +680,15 @@
     const topic = $('publish-topic').value.trim();
     let args;
     let kwargs;
+    const options = {};
     try {
       if (!topic) throw new Error('Topic: a URI, such as com.example.news');
       args = parseJson($('publish-args').value, 'list', 'Arguments');
       kwargs = parseJson($('publish-kwargs').value, 'object', 'Keyword arguments');
+      const exclude = sessionIds($('publish-exclude').value, 'Exclude');
+      const eligible = sessionIds($('publish-eligible').value, 'Only to');
+      if (exclude) options.exclude = exclude;
+      if (eligible) options.eligible = eligible;
     } catch (error) {
       showOutcome(target, false, error.message, []);
       return;
@@ -470,11 +697,15 @@
     const button = $('publish-button');
     button.disabled = true;
     try {
-      const options = { acknowledge: true };
+      const acknowledged = $('publish-ack').checked;
+      if (acknowledged) options.acknowledge = true;
       if ($('publish-me').checked) options.exclude_me = false;
+      if ($('publish-retain').checked) options.retain = true;
       const publication = await session.publish(topic, args, kwargs, options);
       const id = publication && publication.id !== undefined ? ' (publication ' + publication.id + ')' : '';
-      showOutcome(target, true, 'Published to ' + topic + id, []);
+      const retained = options.retain ? ', retained' : '';
+      showOutcome(target, true, (acknowledged ? 'Published to ' : 'Sent to ') + topic + id + retained +
+        (acknowledged ? '' : ' (not acknowledged)'), []);
     } catch (error) {
       showOutcome(target, false, 'Error: ' + errorText(error), errorSections(error));
     } finally {
@@ -489,11 +720,27 @@
     return Number.isFinite(value) ? Math.min(Math.max(value, 1), MAX_EVENTS) : 100;
   }
 
+  function eventRows() {
+    return $('events').tBodies[0].querySelectorAll('tr.event');
+  }
+
   function trimEvents() {
-    const body = $('events').tBodies[0];
+    const rows = eventRows();
     const limit = keep();
-    while (body.rows.length > limit) body.deleteRow(body.rows.length - 1);
-    $('events-count').textContent = String(body.rows.length);
+    for (let index = limit; index < rows.length; index += 1) rows[index].remove();
+    $('events-count').textContent = String(Math.min(rows.length, limit));
+  }
+
+  function showEmptyEvents() {
+    // the table's empty state says why it is empty
+    const body = $('events').tBodies[0];
+    if (eventRows().length) return;
+    const td = el('td', 'empty', stream ? 'No events yet on ' + stream.topic + ' (' + stream.match + ').'
+      : 'Not subscribed: enter a topic above, or click a subscription.');
+    td.colSpan = 4;
+    const tr = el('tr', 'empty-row');
+    tr.appendChild(td);
+    body.replaceChildren(tr);
   }
 
   function resetStream() {
@@ -502,6 +749,7 @@
     $('stream-stop').disabled = true;
     $('stream-status').textContent = 'Not subscribed.';
     $('stream-error').textContent = '';
+    showEmptyEvents();
   }
 
   function timeText(date) {
@@ -514,7 +762,7 @@
     return function (args, kwargs, details) {
       if (stream !== mine) return;
       eventCount += 1;
-      const tr = el('tr', 'fresh');
+      const tr = el('tr', 'event fresh');
       tr.append(
         cell(timeText(new Date()), 'time'),
         cell((details && details.topic) || mine.topic),
@@ -522,6 +770,7 @@
         cell(kwargs && Object.keys(kwargs).length ? json(kwargs) : ''),
       );
       const body = $('events').tBodies[0];
+      for (const empty of body.querySelectorAll('tr.empty-row')) empty.remove();
       body.insertBefore(tr, body.firstChild);
       trimEvents();
       $('stream-status').textContent = streamText(mine);
@@ -541,7 +790,7 @@
   }
 
   async function subscribeStream(event) {
-    event.preventDefault();
+    if (event) event.preventDefault();
     const topic = $('stream-topic').value.trim();
     const match = $('stream-match').value;
     $('stream-error').textContent = '';
@@ -554,6 +803,7 @@
     const mine = { subscription: null, topic: topic, match: match };
     stream = mine;
     eventCount = 0;
+    clearEvents();  // another topic: its own table and count
     $('stream-status').textContent = 'Subscribing to ' + topic + '…';
     try {
       const options = match === 'exact' ? {} : { match: match };
@@ -575,20 +825,41 @@
   function clearEvents() {
     $('events').tBodies[0].replaceChildren();
     $('events-count').textContent = '0';
+    showEmptyEvents();
+  }
+
+  async function loadRealms() {
+    // the login form's realms: the console's own list (realms.json beside this page)
+    const select = $('login-realm');
+    let names = [];
+    try {
+      const answer = await fetch('realms.json', { cache: 'no-store' });
+      const body = await answer.json();
+      names = Array.isArray(body.realms) ? body.realms.map(String) : [];
+    } catch (error) {
+      $('login-error').textContent = 'Cannot load the list of realms: is the node up?';
+    }
+    select.replaceChildren();
+    for (const name of names) {
+      const option = el('option', null, name);
+      option.value = name;
+      select.appendChild(option);
+    }
+    const last = recall(STORE_REALM);
+    if (last && names.includes(last)) select.value = last;
   }
 
   // -- wiring --------------------------------------------------------------------------------
 
   function init() {
     const user = recall(STORE_USER);
-    const lastRealm = recall(STORE_REALM);
     if (user) $('login-user').value = user;
-    if (lastRealm) $('login-realm').value = lastRealm;
+    loadRealms();
     $('login-form').addEventListener('submit', function (event) {
       event.preventDefault();
       const name = $('login-user').value.trim();
       const password = $('login-password').value;
-      const realmName = $('login-realm').value.trim();
+      const realmName = $('login-realm').value;
       if (!name || !password || !realmName) {
         $('login-error').textContent = 'User, password and realm are needed.';
         return;
@@ -604,6 +875,13 @@
     });
     $('show-meta').addEventListener('change', scheduleRender);
     $('call-form').addEventListener('submit', call);
+    $('call-cancel').addEventListener('click', cancelCall);
+    $('kill-button').addEventListener('click', killPicked);
+    $('session-details-close').addEventListener('click', function () {
+      picked.session = null;
+      $('session-details').hidden = true;
+      scheduleRender();
+    });
     $('publish-form').addEventListener('submit', publish);
     $('stream-form').addEventListener('submit', subscribeStream);
     $('stream-stop').addEventListener('click', stopStream);
