@@ -280,3 +280,17 @@ def test_keygen_file_is_not_readable_by_others_even_with_a_lax_umask(tmp_path: P
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+
+
+def test_passwd_takes_one_line_of_a_shared_standard_input() -> None:
+    """Two `cloverleaf passwd` in a script fed one secret per line: each takes its own line (a
+    buffered read took them all, and the second found an empty password)."""
+    program = f"{sys.executable} -m cloverleaf"
+    script = (f"{program} passwd ticket --authid one --kdf pbkdf2 --iterations 10 && "
+              f"{program} passwd ticket --authid two --kdf pbkdf2 --iterations 10")  # fmt: skip
+    result = subprocess.run(["bash", "-c", script], input="first\nsecond\n", capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    entries = [yaml.safe_load(part) for part in result.stdout.split("# ticket principal")[1:]]
+    assert auth.verify_ticket("first", entries[0]["one"]["ticket"])
+    assert auth.verify_ticket("second", entries[1]["two"]["ticket"])

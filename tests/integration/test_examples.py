@@ -309,3 +309,81 @@ async def test_doc_side_by_side(router: RouterProcess, tmp_path: Path, service: 
 
 def _environ() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+# -- the shell blocks of README.md and docs/*.md ----------------------------------------------------
+
+SHELL_MARKED = re.compile(r"(<!-- (?:test: shell(?: (\w+))?|not tested: [^>]+) -->\n)?```(?:bash|sh)\n(.*?)```", re.S)
+
+
+@dataclass(frozen=True)
+class ShellBlock:
+    doc: Path
+    marker: str  # "" (unmarked), "shell", "shell node", "not tested: ..."
+    code: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc.stem}-line{self.line}"
+
+
+def shell_blocks() -> list[ShellBlock]:
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for match in SHELL_MARKED.finditer(text):
+            marker = (match.group(1) or "").strip().removeprefix("<!-- ").removesuffix(" -->")
+            if marker.startswith("test: "):
+                marker = marker.removeprefix("test: ")
+            found.append(ShellBlock(doc, marker, match.group(3), text.count("\n", 0, match.start(3)) + 1))
+    return found
+
+
+SHELL_BLOCKS = shell_blocks()
+
+
+def test_every_shell_block_is_run_or_says_why_not() -> None:
+    unmarked = [b.id for b in SHELL_BLOCKS if not b.marker]
+    assert not unmarked, f"shell blocks without <!-- test: shell --> or <!-- not tested: reason -->: {unmarked}"
+    assert {b.marker for b in SHELL_BLOCKS if not b.marker.startswith("not tested: ")} == {"shell", "shell node"}
+
+
+def _shell_environ(tmp_path: Path) -> dict[str, str]:
+    """The venv's programs first on PATH (as after `source .venv/bin/activate`), HOME in the test's folder."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {**_environ(), "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+
+
+@pytest.mark.parametrize("block", [b for b in SHELL_BLOCKS if b.marker == "shell"], ids=lambda b: b.id)
+def test_doc_shell_block(block: ShellBlock, tmp_path: Path) -> None:
+    """Runs to completion, every command succeeding (bash -e); prompts read from standard input."""
+    result = subprocess.run(["bash", "-e", "-c", block.code], cwd=tmp_path, env=_shell_environ(tmp_path),
+                            input="secret\n" * 8, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, f"{block.id}:\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("block", [b for b in SHELL_BLOCKS if b.marker == "shell node"], ids=lambda b: b.id)
+def test_doc_shell_node_block(block: ShellBlock, tmp_path: Path) -> None:
+    """`cloverleaf init` and `cloverleaf start` as written, from a folder beside a `.venv` (the
+    checkout's), on a port the test chose (`init --port`); the node runs until Ctrl-C."""
+    from tests.conftest import wait_for_port
+
+    port = free_port()
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    code = re.sub(r"(cloverleaf init mynode)", rf"\1 --port {port}", block.code)
+    assert code != block.code, f"{block.id}: no `cloverleaf init mynode` to give a port"
+    process = subprocess.Popen(["bash", "-e", "-c", code], cwd=tmp_path, env=_shell_environ(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        wait_for_port(port, timeout=120)  # npm fetches AutobahnJS first
+        node = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        for pid in node or [str(process.pid)]:  # Ctrl-C to the node
+            os.kill(int(pid), signal.SIGINT)
+        output = process.communicate(timeout=20)[0].decode()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, f"{block.id}:\n{output}"
+    assert "cloverleaf router ready" in output and "Traceback" not in output, output

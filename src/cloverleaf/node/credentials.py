@@ -67,6 +67,23 @@ def keygen(out: str | None, *, force: bool = False, stdout: TextIO | None = None
     return 0
 
 
+def _read_line(stdin: TextIO) -> str:
+    """One line of ``stdin`` and not a byte more: a buffered readline() on a pipe takes everything
+    available, and a second command reading the same pipe (`cloverleaf passwd` twice in a script
+    fed one secret per line) would find it empty."""
+    try:
+        fd = stdin.fileno()
+    except (OSError, ValueError, AttributeError):  # not a real file (a StringIO in a test)
+        return stdin.readline()
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode("utf-8", errors="replace")
+
+
 def read_secret(what: str, *, stdin: TextIO | None = None) -> str:
     """The password/ticket: prompted twice on a terminal, else the first line of stdin."""
     stdin = stdin or sys.stdin
@@ -75,7 +92,7 @@ def read_secret(what: str, *, stdin: TextIO | None = None) -> str:
         if getpass.getpass(f"{what} (again): ") != secret:
             raise CredentialError(f"the two {what.lower()}s differ")
     else:
-        secret = stdin.readline()
+        secret = _read_line(stdin)
         if secret.endswith("\n"):
             secret = secret[:-1]
         if secret.endswith("\r"):
