@@ -291,6 +291,6 @@ def test_passwd_takes_one_line_of_a_shared_standard_input() -> None:
     result = subprocess.run(["bash", "-c", script], input="first\nsecond\n", capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    entries = [yaml.safe_load(part) for part in result.stdout.split("# ticket principal")[1:]]
+    entries = [yaml.safe_load(part.split("\n", 1)[1]) for part in result.stdout.split("# ticket principal")[1:]]
     assert auth.verify_ticket("first", entries[0]["one"]["ticket"])
     assert auth.verify_ticket("second", entries[1]["two"]["ticket"])
