@@ -485,9 +485,17 @@ async def test_console_details_kill_calls_publish_options_and_figures(console: C
         {"click": "#publish-retain"},
         {"click": "#publish-button"},
         {"wait_text": "#publish-result", "contains": "retained"},
+        {"click": "#publish-retain"},
+        {"click": "#publish-ack"},
+        {"fill": "#publish-args", "value": '["fire and forget"]'},
+        {"click": "#publish-button"},
+        {"wait_text": "#publish-result", "contains": "(not acknowledged)"},
         {"fill": "#publish-exclude", "value": "not a session"},
         {"click": "#publish-button"},
         {"wait_text": "#publish-result", "contains": "Exclude: session IDs"},
+        # placeholders read as examples, never as values
+        {"eval": "[...document.querySelectorAll('input[placeholder], textarea[placeholder]')]"
+                 ".map((e) => e.placeholder)", "name": "placeholders"},
         {"screenshot": str(tmp_path / "console-details.png"), "full_page": True},
     ]
     try:
@@ -497,6 +505,7 @@ async def test_console_details_kill_calls_publish_options_and_figures(console: C
         await alerting
     named = {step["name"]: result for step, result in zip(steps, results, strict=True) if "name" in step}
     assert named["realms"] == ["realm1", "realm2"]
+    assert all(text.startswith("e.g. ") or text in ("none", "everyone") for text in named["placeholders"]), named
     assert int(named["figure sessions"]) >= 3  # the client, the victim, the console
     assert "Not subscribed" in named["empty stream"]
     assert named["procedure"] == "com.example.slow"

@@ -7,8 +7,7 @@ how it runs (a block without one fails test_every_python_block_is_marked):
 - ``<!-- test: script -->``: a program, saved to a file and run with Python, against the default router;
 - ``<!-- test: script auth -->``: the same against a router started on the config printed (```yaml)
   above the block;
-- ``<!-- test: script testee -->``: the same against a router with a ``websocket-testee`` transport
-  (``ws://127.0.0.1:9001``);
+- ``<!-- not tested: reason -->``: not run here, for the reason given (rare: say where it is covered);
 - ``<!-- test: script cluster -->``: against two nodes of a cluster (tests/cluster/test_docs_cluster.py);
 - ``<!-- test: service NAME -->`` / ``<!-- test: caller NAME -->``: the side-by-side programs; each
   caller runs against each service (Cloverleaf and Autobahn|Python, both ways).
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import RouterProcess, free_port, launch_router, router_config
+from tests.conftest import RouterProcess, free_port, launch_router
 from tests.processes import REPO, Service
 
 EXAMPLES = REPO / "examples"
@@ -174,7 +173,7 @@ def doc_blocks(doc: Path) -> list[Block]:
 
 BLOCKS = [block for doc in DOCS for block in doc_blocks(doc)]
 #: blocks run against the default router by this module (cluster blocks: tests/cluster/test_docs_cluster.py)
-SCRIPTS = [b for b in BLOCKS if b.kind == "script" and b.name in ("", "auth", "testee")]
+SCRIPTS = [b for b in BLOCKS if b.kind == "script" and b.name in ("", "auth")]
 
 
 def localize(code: str, router: RouterProcess) -> str:
@@ -189,12 +188,15 @@ def test_every_python_block_is_marked() -> None:
     """Every Python block of the README and the docs claims to run, so each says how it is run."""
     for doc in DOCS:
         text = doc.read_text()
-        assert text.count("```python") == len(doc_blocks(doc)), f"a Python block of {doc} has no <!-- test: --> marker"
+        not_tested = len(re.findall(r"<!-- not tested: [^>]+ -->\n```python\n", text))
+        assert text.count("```python") == len(doc_blocks(doc)) + not_tested, (
+            f"a Python block of {doc} has no <!-- test: ... --> (or <!-- not tested: reason -->) marker"
+        )
     assert {(b.kind, b.name) for b in BLOCKS} <= {("script", ""), ("script", "auth"), ("script", "cluster"),
-                                                   ("script", "testee"), ("service", "cloverleaf"),
+                                                   ("service", "cloverleaf"),
                                                    ("service", "autobahn"), ("caller", "cloverleaf"),
                                                    ("caller", "autobahn")}  # fmt: skip
-    assert {b.doc.name for b in BLOCKS} >= {"README.md", "client.md", "cluster.md", "configuration.md"}
+    assert {b.doc.name for b in BLOCKS} >= {"README.md", "client.md", "cluster.md"}
     assert sum(len(re.findall(r"print\(.*\)  # ", b.code)) for b in BLOCKS) >= 10  # promised outputs
     for block in BLOCKS:
         tree = ast.parse(block.code, mode="exec", feature_version=(3, 11))  # a program, as written: no top-level await
@@ -237,34 +239,21 @@ def test_doc_script_block(router: RouterProcess, block: Block, tmp_path: Path) -
     if block.name == "":
         run_script(block, localize(block.code, router), tmp_path)
         return
-    if block.name == "auth":  # the router of the config printed above the block
-        config = preceding_yaml(block)
+    config = preceding_yaml(block)  # auth: the router of the config printed above the block
 
-        def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
-            config["transports"][0]["endpoint"]["port"] = ws_port
-            config["transports"].append({"type": "rawsocket", "endpoint": {"type": "tcp", "port": rs_port}})
-            return config
-
-    else:  # testee: the Autobahn|Testsuite transport, on a port of its own
-        testee_port = free_port()
-
-        def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
-            config = router_config(ws_port, rs_port, unix_path)
-            config["transports"].append({"type": "websocket-testee", "endpoint": {"type": "tcp", "port": testee_port}})
-            return config
+    def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+        config["transports"][0]["endpoint"]["port"] = ws_port
+        config["transports"].append({"type": "rawsocket", "endpoint": {"type": "tcp", "port": rs_port}})
+        return config
 
     (tmp_path / "node").mkdir()
     own = launch_router(tmp_path / "node", make_config)
     try:
-        code = localize(block.code, own)
-        if block.name == "testee":
-            code = code.replace("ws://127.0.0.1:9001", f"ws://127.0.0.1:{testee_port}")
-        run_script(block, code, tmp_path)
+        run_script(block, localize(block.code, own), tmp_path)
     finally:
         assert own.stop() == 0, own.log()
     assert "Traceback" not in own.log(), own.log()
-    if block.name == "auth":
-        assert "as alice/user (ticket)" in own.log() and "as alice/user (wampcra)" in own.log(), own.log()
+    assert "as alice/user (ticket)" in own.log() and "as alice/user (wampcra)" in own.log(), own.log()
 
 
 @pytest.mark.parametrize("service", ["cloverleaf", "autobahn"])
