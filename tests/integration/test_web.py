@@ -37,6 +37,9 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "/call": {"type": "caller", "realm": "realm1", "role": "anonymous"},
         "/signed": {"type": "publisher", "realm": "realm1", "role": "anonymous", "key": "k1", "secret": "s3cret"},
         "/hook": {"type": "webhook", "realm": "realm1", "role": "anonymous", "topic": "com.bridge.hook"},
+        "/config.json": {"type": "json", "value": {"realm": "realm1", "topics": ["a", "b"], "n": 1.5}},
+        "/public.json": {"type": "json", "value": [1, "two"], "options": {
+            "prettify": True, "allow_cross_origin": True, "discourage_caching": True}},
     }}  # fmt: skip
     router = _start_with(tmp, transport)
     wait_for_port(port)
@@ -115,6 +118,23 @@ async def test_redirect_and_nodeinfo(web: tuple[RouterProcess, int]) -> None:
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert headers["Cache-Control"] == "no-store"  # live figures: never from a cache
     assert b'"realm1"' in body
+
+
+async def test_json_path_serves_its_value(web: tuple[RouterProcess, int]) -> None:
+    """Crossbar's ``json`` path service: a fixed value, and its three options."""
+    _, port = web
+    status, headers, body = await asyncio.to_thread(_get, port, "/config.json")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"realm": "realm1", "topics": ["a", "b"], "n": 1.5}
+    assert b"\n" not in body and "Access-Control-Allow-Origin" not in headers and "Cache-Control" not in headers
+    status, headers, body = await asyncio.to_thread(_get, port, "/public.json")
+    assert status == 200 and json.loads(body) == [1, "two"]
+    assert body.startswith(b"[\n  1,")  # prettified
+    assert headers["Access-Control-Allow-Origin"] == "*" and headers["Cache-Control"] == "no-store"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/config.json", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
+    assert refused.value.code == 405
 
 
 async def test_responses_carry_a_reason_phrase_and_the_date(web: tuple[RouterProcess, int]) -> None:

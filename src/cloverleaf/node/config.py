@@ -288,6 +288,23 @@ class MetricsPath(_Strict):
     type: Literal["metrics"]
 
 
+class JsonPathOptions(_Strict):
+    #: indented output
+    prettify: bool = False
+    #: Access-Control-Allow-Origin: * (any web page may read it)
+    allow_cross_origin: bool = False
+    #: Cache-Control: no-store
+    discourage_caching: bool = False
+
+
+class JsonPath(_Strict):
+    """A fixed JSON value (Crossbar's ``json`` path service): configuration a web page reads."""
+
+    type: Literal["json"]
+    value: Any
+    options: JsonPathOptions = Field(default_factory=JsonPathOptions)
+
+
 class BridgePath(_Strict):
     """HTTP POST to WAMP: ``publisher`` publishes, ``caller`` calls (Crossbar's request shapes)."""
 
@@ -349,7 +366,8 @@ class ConsolePath(_Strict):
 
 
 PathService = Annotated[
-    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath | BridgePath | ConsolePath | LongPollPath,
+    WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath | BridgePath | ConsolePath | LongPollPath
+    | JsonPath,
     Field(discriminator="type"),
 ]
 

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..cluster.stats import ClusterStats
 from ..router.auth import (
     Action,
@@ -48,6 +50,7 @@ from ..transport.rawsocket import (
 )
 from ..transport.testee import TesteeSettings, serve_testee
 from ..transport.web import (
+    FixedService,
     LongPollService,
     MetricsService,
     NodeInfoService,
@@ -66,6 +69,7 @@ from .config import (
     BridgePath,
     ClusterConfig,
     ConsolePath,
+    JsonPath,
     LongPollPath,
     MethodAuth,
     MetricsPath,
@@ -568,6 +572,8 @@ class Node:
                 services[root] = RedirectService(service.url, service.status)
             elif isinstance(service, MetricsPath):
                 services[root] = MetricsService(self._metrics())
+            elif isinstance(service, JsonPath):
+                services[root] = json_service(service)
             elif isinstance(service, ConsolePath):
                 from .console import console_services
 
@@ -647,6 +653,18 @@ class Node:
         for path in self._bound_unix_paths:
             remove_stale_socket(path)
         log.info("stopped (%d session%s closed)", count, "" if count == 1 else "s")
+
+
+def json_service(path: JsonPath) -> FixedService:
+    """A ``json`` path: its value encoded once, with the headers its options ask for."""
+    options = path.options
+    body = orjson.dumps(path.value, option=orjson.OPT_INDENT_2 if options.prettify else 0)
+    headers = {"Content-Type": "application/json"}
+    if options.allow_cross_origin:
+        headers["Access-Control-Allow-Origin"] = "*"
+    if options.discourage_caching:
+        headers["Cache-Control"] = "no-store"
+    return FixedService(body, headers)
 
 
 def _cookie_max_ages(config: NodeConfig) -> list[float]:

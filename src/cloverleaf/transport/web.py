@@ -75,6 +75,14 @@ class NodeInfoService:
 
 
 @dataclass(frozen=True, slots=True)
+class FixedService:
+    """Answers GET and HEAD with the same body and headers every time (a ``json`` path)."""
+
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsService:
     """Answers with ``render()``: (body, content type), e.g. Prometheus text."""
 
@@ -122,6 +130,7 @@ class WampService:
 
 Service = (
     StaticService | RedirectService | NodeInfoService | MetricsService | PostService | WampService | LongPollService
+    | FixedService
 )
 
 
@@ -277,6 +286,8 @@ class WebProtocol(asyncio.Protocol):
             self._static(service, path, path[len(root) :], request.method == b"HEAD", headers)
         elif isinstance(service, RedirectService):
             self._respond(service.status, b"", {"Location": service.url})
+        elif isinstance(service, FixedService):
+            self._respond(200, service.body, service.headers)
         elif isinstance(service, MetricsService):
             body, content_type = service.render()
             self._respond(200, body, {"Content-Type": content_type, "Cache-Control": "no-store"})

@@ -31,7 +31,7 @@ from ...router.auth import (
 )
 from ...router.authenticators import verify_ticket
 from ...router.session import SessionOptions
-from ...transport.web import MetricsService, Service, StaticService, WampService
+from ...transport.web import FixedService, Service, StaticService, WampService
 from ...transport.websocket import WebSocketSettings
 from ...wamp import errors
 from ...wamp.serializers import SERIALIZERS
@@ -216,7 +216,8 @@ def console_services(
         root: page,
         ws_root: WampService(settings, same_origin=console.allowed_origins is None),
         # the login form's realm list (names only; the page cannot know them before a login)
-        root.rstrip("/") + "/realms.json": MetricsService(lambda: (realms, "application/json")),
+        root.rstrip("/") + "/realms.json": FixedService(realms, {"Content-Type": "application/json",
+                                                                 "Cache-Control": "no-store"}),
     }
 
 
