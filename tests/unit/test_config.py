@@ -380,7 +380,7 @@ def test_bad_enum(data: dict[str, Any], path: str, expected: str) -> None:
     ("data", "path", "expected"),
     [
         ({**MINIMAL, "transports": [{"type": "http", "endpoint": {"port": 1}}]}, "transports[0].type",
-         "unknown type 'http' (expected one of: websocket, rawsocket, web, websocket-testee)"),
+         "unknown type 'http' (expected one of: websocket, rawsocket, web, universal, websocket-testee)"),
         ({**MINIMAL, "transports": [{"endpoint": {"port": 1}}]}, "transports[0]", "type"),
         ({**MINIMAL, "transports": [{"type": "rawsocket", "endpoint": {"type": "pipe"}}]}, "transports[0].endpoint",
          "unknown type 'pipe' (expected one of: tcp, unix)"),
@@ -439,12 +439,14 @@ def test_top_level_must_be_a_mapping(data: Any, got: str) -> None:
 
 @pytest.mark.parametrize(("data", "expected"), [
     ({**MINIMAL, "transports": [{"type": "websockets", "endpoint": {"port": 1}}]},
-     "transports[0].type: unknown type 'websockets' (expected one of: websocket, rawsocket, web, websocket-testee)"),
+     "transports[0].type: unknown type 'websockets' (expected one of: websocket, rawsocket, web, universal, "
+     "websocket-testee)"),
     ({**MINIMAL, "transports": [{"endpoint": {"port": 1}}]},
-     "transports[0]: the type key is missing (expected one of: websocket, rawsocket, web, websocket-testee)"),
+     "transports[0]: the type key is missing (expected one of: websocket, rawsocket, web, universal, "
+     "websocket-testee)"),
     ({**MINIMAL, "transports": [{"type": "web", "endpoint": {"port": 1}, "paths": {"/": {"type": "statc"}}}]},
      'transports[0].paths["/"].type: unknown type \'statc\' (expected one of: websocket, static, redirect, nodeinfo, '
-     "metrics, publisher, caller, webhook, console, longpoll)"),
+     "metrics, publisher, caller, webhook, console, longpoll, json)"),
 ])  # fmt: skip
 def test_an_unknown_or_missing_type_names_the_types(data: Any, expected: str) -> None:
     assert _only_problem(data) == f"node.yaml: {expected}"

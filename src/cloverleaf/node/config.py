@@ -218,16 +218,20 @@ class WebSocketTesteeTransport(_WebSocketPings):
     handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
 
 
-class RawSocketTransport(_TransportBase):
-    type: Literal["rawsocket"]
-    endpoint: Endpoint
+class RawSocketOptions(_TransportBase):
+    """RawSocket's options where it shares a port (a ``universal`` transport's ``rawsocket``)."""
 
     @model_validator(mode="after")
-    def _no_cookies(self) -> RawSocketTransport:
+    def _no_cookies(self) -> RawSocketOptions:
         if self.auth.cookie is not None:
             raise ValueError("auth.cookie only on websocket transports and websocket/longpoll paths "
                              "(RawSocket has no cookies)")  # fmt: skip
         return self
+
+
+class RawSocketTransport(RawSocketOptions):
+    type: Literal["rawsocket"]
+    endpoint: Endpoint
 
 
 class WebSocketPath(_WebSocketPings, _TransportBase):
@@ -373,12 +377,26 @@ PathService = Annotated[
 
 
 class WebTransport(_Strict):
-    """One TCP (or TLS) port serving several path services; WAMP WebSockets run on picows."""
+    """One TCP (or TLS) port serving several path services; WAMP WebSockets run on picows.
 
-    type: Literal["web"]
+    ``type: universal`` is the same port also speaking RawSocket: a connection whose first byte is
+    RawSocket's magic 0x7F is a RawSocket one (with the ``rawsocket`` options), any other is HTTP.
+    A ``web`` transport does so too when it has a ``rawsocket`` key.
+    """
+
+    type: Literal["web", "universal"]
     endpoint: TcpEndpoint
     paths: Annotated[dict[str, PathService], Field(min_length=1)]
     handshake_timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: RawSocket on the same port (universal: on by default, with the defaults of a rawsocket transport)
+    rawsocket: RawSocketOptions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _universal_speaks_rawsocket(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "universal" and data.get("rawsocket") is None:
+            return {**data, "rawsocket": {}}
+        return data
 
     @field_validator("paths")
     @classmethod
@@ -707,9 +725,9 @@ class ConfigError(Exception):
 
 
 _UNION_TAGS = {
-    "websocket", "rawsocket", "web", "websocket-testee", "tcp", "unix",
+    "websocket", "rawsocket", "web", "universal", "websocket-testee", "tcp", "unix",
     "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
-    "app", "guest", "console", "longpoll",
+    "app", "guest", "console", "longpoll", "json",
 }  # fmt: skip
 
 
@@ -737,6 +755,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 _TAGGED: dict[str, type[BaseModel]] = {
     "websocket": WebSocketTransport,
+    "web": WebTransport,
+    "universal": WebTransport,
     "websocket-testee": WebSocketTesteeTransport,
     "rawsocket": RawSocketTransport,
     "tcp": TcpEndpoint,

@@ -74,6 +74,7 @@ from .config import (
     MethodAuth,
     MetricsPath,
     NodeConfig,
+    RawSocketOptions,
     RawSocketTransport,
     RealmConfig,
     RedirectPath,
@@ -196,7 +197,7 @@ def _router_key(value: str | None) -> CryptosignKey | None:
 
 
 def _session_options(
-    transport: WebSocketTransport | RawSocketTransport | WebSocketPath | LongPollPath,
+    transport: WebSocketTransport | RawSocketOptions | WebSocketPath | LongPollPath,
     authenticators: list[Authenticator],
 ) -> SessionOptions:
     """What the router needs to know of a transport for each session it carries."""
@@ -398,14 +399,7 @@ class Node:
                              f"[{host}]" if ":" in host else host, port)  # fmt: skip
             else:
                 assert isinstance(transport, RawSocketTransport)
-                rs_settings = RawSocketSettings(
-                    serializers=[SERIALIZERS[name] for name in transport.serializers],
-                    session=_session_options(transport, build_authenticators(transport.auth, self.router)),
-                    max_message_size=transport.max_message_size,
-                    handshake_timeout=transport.handshake_timeout,
-                    ping_interval=transport.ping_interval,
-                    ping_timeout=transport.ping_timeout,
-                )
+                rs_settings = self._rawsocket_settings(transport)
                 endpoint = transport.endpoint
                 if isinstance(endpoint, TcpEndpoint):
                     ssl_context = self.tls_contexts[endpoint.tls].context if endpoint.tls is not None else None
@@ -554,6 +548,16 @@ class Node:
                     log.warning("cluster: subscribing the worker's relays failed; retrying", exc_info=True)
             await asyncio.sleep(0.5)
 
+    def _rawsocket_settings(self, options: RawSocketOptions) -> RawSocketSettings:
+        return RawSocketSettings(
+            serializers=[SERIALIZERS[name] for name in options.serializers],
+            session=_session_options(options, build_authenticators(options.auth, self.router)),
+            max_message_size=options.max_message_size,
+            handshake_timeout=options.handshake_timeout,
+            ping_interval=options.ping_interval,
+            ping_timeout=options.ping_timeout,
+        )
+
     def _inherited(self, transport_index: int) -> socket.socket | None:
         """The listening socket the node's parent bound for this transport (workers), else None."""
         return None if self.worker is None else self.worker.socket_for(transport_index)
@@ -604,13 +608,19 @@ class Node:
                 services[root] = NodeInfoService()
         tcp = transport.endpoint
         ssl_context = self.tls_contexts[tcp.tls].context if tcp.tls is not None else None
+        rawsocket = self._rawsocket_settings(transport.rawsocket) if transport.rawsocket is not None else None
         server = await serve_web(self.router, WebSettings(services, transport.handshake_timeout), tcp.host, tcp.port,
-                                 ssl_context, sock)  # fmt: skip
+                                 ssl_context, sock, rawsocket)  # fmt: skip
         self._record(server, "https" if ssl_context else "http", "")
+        if rawsocket is not None:
+            self._record(None, "rss" if ssl_context else "rs", "", server)
 
-    def _record(self, server: asyncio.Server, scheme: str, path: str) -> None:
-        self.servers.append(server)
-        for sock in server.sockets:
+    def _record(self, server: asyncio.Server | None, scheme: str, path: str,
+                listening: asyncio.Server | None = None) -> None:  # fmt: skip
+        """Keep ``server`` and note its addresses (``server`` None: another scheme on ``listening``)."""
+        if server is not None:
+            self.servers.append(server)
+        for sock in (server or listening).sockets:  # type: ignore[union-attr]
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             self.addresses.append(f"{scheme}://{shown}:{port}{path}")

@@ -32,6 +32,7 @@ from .. import __version__
 from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
 from .link import describe_peer, linger_close
+from .rawsocket import RawSocketProtocol, RawSocketSettings
 from .rfc6455 import create_protocol
 from .websocket import WebSocketSettings, negotiate
 
@@ -702,12 +703,54 @@ def _byte_range(
     return first, end - first + 1
 
 
+class SniffingProtocol(asyncio.Protocol):
+    """A port of a ``universal`` transport: the connection's first byte decides what it speaks.
+
+    RawSocket opens with its magic byte 0x7F, which no HTTP request starts with; anything else is
+    HTTP (static files, long-poll, WebSocket upgrades). The chosen protocol takes over the transport
+    and gets that first data. A connection that sends nothing is closed after the handshake timeout.
+    """
+
+    def __init__(self, rawsocket: Callable[[], asyncio.Protocol], web: Callable[[], asyncio.Protocol],
+                 timeout: float) -> None:  # fmt: skip
+        self._rawsocket = rawsocket
+        self._web = web
+        self._timeout = timeout
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        chosen = self._rawsocket() if data[:1] == b"\x7f" else self._web()
+        self._transport.set_protocol(chosen)
+        chosen.connection_made(self._transport)
+        chosen.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 async def serve_web(
     router: Router, settings: WebSettings, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-    sock: socket.socket | None = None,
+    sock: socket.socket | None = None, rawsocket: RawSocketSettings | None = None,
 ) -> asyncio.Server:
+    """Serve ``settings``' path services on a port; with ``rawsocket``, RawSocket on the same port."""
     loop = asyncio.get_running_loop()
-    factory: Callable[[], WebProtocol] = lambda: WebProtocol(router, settings)  # noqa: E731
+    factory: Callable[[], asyncio.Protocol] = lambda: WebProtocol(router, settings)  # noqa: E731
+    if rawsocket is not None:
+        scheme = "tls" if ssl_context is not None else "tcp"
+        web = factory
+        factory = lambda: SniffingProtocol(  # noqa: E731
+            lambda: RawSocketProtocol(router, rawsocket, scheme), web, settings.handshake_timeout
+        )
     options: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
     if ssl_context is not None:
         options.update(ssl=ssl_context, ssl_handshake_timeout=settings.handshake_timeout)
