@@ -426,7 +426,7 @@ async def test_console_in_a_browser_sees_every_worker(tmp_path: Path, nodes: lis
     import shutil
 
     from tests.browser import require_browser, run_browser
-    from tests.integration.test_console import PASSWORD, console_path
+    from tests.integration.test_console import console_path, login_steps
 
     from cloverleaf.client import NO_RECONNECT, Session, connect
 
@@ -466,10 +466,7 @@ async def test_console_in_a_browser_sees_every_worker(tmp_path: Path, nodes: lis
         publishing = asyncio.get_running_loop().create_task(publisher())
         steps: list[dict[str, Any]] = [
             {"goto": f"http://127.0.0.1:{web_port}/console/"},
-            {"fill": "#login-user", "value": "admin"},
-            {"fill": "#login-password", "value": PASSWORD},
-            {"select": "#login-realm", "value": "realm1"},
-            {"click": "#login-button"},
+            *login_steps(),
             *({"wait_text": "#sessions", "contains": str(client.session_id)} for client in clients.values()),
             {"wait_text": "#registrations", "contains": "com.example.where_w0"},
             {"wait_text": "#registrations", "contains": "com.example.where_w1"},

@@ -113,6 +113,17 @@ async def console_login(console: Console, realm: str = "realm1", authid: str = "
     return await connect(console.url, realm, authenticators=[TicketAuth(authid, password)], reconnect=NO_RECONNECT)
 
 
+def login_steps(realm: str = "realm1") -> list[dict[str, Any]]:
+    """Browser steps that sign the console page in as admin on ``realm`` (picked from the list)."""
+    return [
+        {"wait_for": f"[...document.querySelectorAll('#login-realm option')].some((o) => o.value === '{realm}')"},
+        {"fill": "#login-user", "value": "admin"},
+        {"fill": "#login-password", "value": PASSWORD},
+        {"select": "#login-realm", "value": realm},
+        {"click": "#login-button"},
+    ]
+
+
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
@@ -424,10 +435,7 @@ async def test_console_details_kill_calls_publish_options_and_figures(console: C
         {"goto": f"http://127.0.0.1:{console.port}/console/"},
         {"wait_for": "document.querySelectorAll('#login-realm option').length === 2"},
         {"eval": "[...document.querySelectorAll('#login-realm option')].map((o) => o.value)", "name": "realms"},
-        {"fill": "#login-user", "value": "admin"},
-        {"fill": "#login-password", "value": PASSWORD},
-        {"select": "#login-realm", "value": "realm1"},
-        {"click": "#login-button"},
+        *login_steps(),
         {"wait_text": "#sessions", "contains": str(victim.session_id)},
         # live figures: a second sample gives rates
         {"wait_for": "/^[0-9.]+$/.test(document.getElementById('fig-in').textContent)", "timeout": 8000},
@@ -555,10 +563,7 @@ async def test_console_survives_a_router_restart(tmp_path: Path, autobahn_browse
         try:
             results.extend(run_browser([
                 {"goto": f"http://127.0.0.1:{port}/console/"},
-                {"wait_for": "document.querySelectorAll('#login-realm option').length === 1"},
-                {"fill": "#login-user", "value": "admin"},
-                {"fill": "#login-password", "value": PASSWORD},
-                {"click": "#login-button"},
+                *login_steps(),
                 {"fill": "#stream-topic", "value": "com.example.news"},
                 {"select": "#stream-match", "value": "prefix"},
                 {"click": "#stream-button"},
