@@ -411,9 +411,7 @@ class NatsCluster:
             await asyncio.sleep(0.01)
         for task in tasks:
             task.cancel()
-        for task in list(tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)  # a cancel of the caller still ends it
         tasks.clear()
         if watcher is not None:
             with contextlib.suppress(Exception):
@@ -515,9 +513,9 @@ class NatsCluster:
             await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        # gather, not `await task` under suppress(BaseException): that also swallowed a cancel of
+        # stop() itself, so a caller's timeout around stop() could not end it
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
@@ -525,9 +523,10 @@ class NatsCluster:
         kv = self._subscriptions_kv
         if kv is not None:
             mine = [key for key, entry in self._interest_entries.items() if entry.incarnation == self.incarnation]
-            for key in mine:
+            if mine:  # at once, and bounded as a whole (one second per key added up on a slow JetStream)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(kv.delete(key), 1.0)
+                    await asyncio.wait_for(asyncio.gather(*(kv.delete(key) for key in mine), return_exceptions=True),
+                                           1.5)  # fmt: skip
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._watcher.stop(), 1.0)

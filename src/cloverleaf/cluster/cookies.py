@@ -65,9 +65,7 @@ class SharedCookies:
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # a cancel of stop() itself still ends it
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._watcher.stop(), 1.0)

@@ -187,14 +187,10 @@ class SessionDirectory:
             for then in waiting:
                 then()
         self._testaments.clear()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)  # a cancel of stop() itself still ends it
         kv = self._kv
-        if kv is not None:
-            for key in [*self._deletes, *self._mine]:
-                with contextlib.suppress(Exception):
-                    await kv.delete(key)
+        if kv is not None and (self._deletes or self._mine):  # at once (the caller bounds the whole stop)
+            await asyncio.gather(*(kv.delete(key) for key in [*self._deletes, *self._mine]), return_exceptions=True)
         self._deletes.clear()
         self._mine.clear()
         if self._watcher is not None:

@@ -168,8 +168,7 @@ class WorkerMetricsExchange:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)  # a cancel of stop() itself still ends it
 
     async def _run(self) -> None:
         while True:

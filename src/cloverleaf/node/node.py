@@ -656,13 +656,21 @@ class Node:
         if self._cluster_keeper is not None:
             self._cluster_keeper.cancel()
         if self.cluster is not None:
-            await self.cluster.stop()
+            try:  # each step of leaving is bounded; this bounds them all, so a stop always ends
+                await asyncio.wait_for(self.cluster.stop(), CLUSTER_STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("cluster: leaving took over %.0f s; the other nodes clean up after this one as after "
+                            "a dead node", CLUSTER_STOP_TIMEOUT)  # fmt: skip
         for realm in self.router.realms.values():
             if realm.event_store is not None:
                 realm.event_store.close()
         for path in self._bound_unix_paths:
             remove_stale_socket(path)
         log.info("stopped (%d session%s closed)", count, "" if count == 1 else "s")
+
+
+#: seconds a stopping node gives the cluster to withdraw its state and say it leaves
+CLUSTER_STOP_TIMEOUT = 6.0
 
 
 def json_service(path: JsonPath) -> FixedService:
