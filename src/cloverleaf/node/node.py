@@ -613,14 +613,16 @@ class Node:
                                  ssl_context, sock, rawsocket)  # fmt: skip
         self._record(server, "https" if ssl_context else "http", "")
         if rawsocket is not None:
-            self._record(None, "rss" if ssl_context else "rs", "", server)
+            self._note_addresses(server, "rss" if ssl_context else "rs", "")
 
-    def _record(self, server: asyncio.Server | None, scheme: str, path: str,
-                listening: asyncio.Server | None = None) -> None:  # fmt: skip
-        """Keep ``server`` and note its addresses (``server`` None: another scheme on ``listening``)."""
-        if server is not None:
-            self.servers.append(server)
-        for sock in (server or listening).sockets:  # type: ignore[union-attr]
+    def _record(self, server: asyncio.Server, scheme: str, path: str) -> None:
+        """Keep ``server`` and note its addresses."""
+        self.servers.append(server)
+        self._note_addresses(server, scheme, path)
+
+    def _note_addresses(self, server: asyncio.Server, scheme: str, path: str) -> None:
+        """Note ``server``'s addresses under ``scheme`` (a universal port is noted as http and rs)."""
+        for sock in server.sockets:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             self.addresses.append(f"{scheme}://{shown}:{port}{path}")
