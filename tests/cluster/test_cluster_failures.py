@@ -133,3 +133,45 @@ async def test_nats_server_frozen_nodes_move_to_another(tmp_path: Path, nats_clu
         for node in (a, b):
             assert node.stop() == 0, node.log()
             assert "Traceback" not in node.log(), node.log()
+
+
+async def test_joins_go_on_while_the_sessions_bucket_elects_a_new_leader(
+        tmp_path: Path, nats_cluster: NatsCluster, autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """SIGKILL the NATS server leading the sessions bucket: JetStream needs seconds to elect a new
+    leader (4-9 s, a Raft election), but sessions still join on both nodes within the claim's
+    patience (1 s) plus the handshake, welcomed on their random IDs; their claims land in the
+    background once JetStream answers again, and the other node's meta API sees them then."""
+    import nats
+
+    n1, n2, _n3 = nats_cluster.servers
+    a = cluster_router(tmp_path / "a", n1.url, "a", replicas=3)
+    b = cluster_router(tmp_path / "b", n2.url, "b", replicas=3)
+    try:
+        watcher = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+        nc = await nats.connect(servers=nats_cluster.urls)
+        try:
+            info = await nc.jetstream(timeout=5).stream_info("KV_cloverleaf-test-sessions")
+        finally:
+            await nc.close()
+        assert info.cluster is not None and info.cluster.leader is not None
+        nats_cluster.server(info.cluster.leader).kill()
+
+        joined = []
+        for node in (a, b, a):
+            started = time.monotonic()
+            joined.append(await autobahn.open(autobahn_transport(node, "websocket", "json")))
+            assert time.monotonic() - started < 3.0, f"a join on node {node} took {time.monotonic() - started:.1f} s"
+        assert all(session.is_attached() for session in joined)
+
+        async def seen_from_b() -> bool:
+            try:
+                return all([await watcher.call("wamp.session.get", s._session_id) for s in joined])
+            except ApplicationError:
+                return False
+
+        await wait_until(seen_from_b, 30, "the claims of the sessions that joined during the election never landed")
+        assert "same ID" not in a.log() + b.log()
+    finally:
+        for node in (a, b):
+            assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()

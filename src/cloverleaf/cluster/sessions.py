@@ -5,7 +5,8 @@ sessions for the meta API, kills sent to the node holding the session.
 session's ID is claimed with a JetStream KV ``create()`` in the bucket
 ``cloverleaf-<cluster token>-sessions`` (key ``<realm>.<session id>``, value the MessagePack of
 ``[details, incarnation, node]``, the details as ``wamp.session.get`` gives them) before the router
-WELCOMEs it; a clash makes the router draw another ID. The entry is deleted when the session
+WELCOMEs it; a clash makes the router draw another ID. While JetStream does not answer (a leader
+election), the session is welcomed after :data:`CLAIM_PATIENCE` and claimed in the background. The entry is deleted when the session
 leaves. Every node watches the bucket and keeps the other nodes' sessions per realm
 (:class:`RealmSessions`, the realm's ``meta.cluster``).
 
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from .backend import NatsCluster
 
 log = logging.getLogger("cloverleaf.cluster.sessions")
+#: seconds a join waits for JetStream to take its session ID claim before it is welcomed anyway
+CLAIM_PATIENCE = 1.0
+#: seconds a join waits for the other nodes to apply its claim (read your writes) before WELCOME
+CLAIM_SYNC_TIMEOUT = 3.0
 limited_log = RateLimitedLog(log)
 
 
@@ -283,17 +288,36 @@ class SessionDirectory:
         raise TimeoutError("the sessions bucket did not take the write in time")
 
     async def claim(self, realm: str, session_id: int, details: dict[str, Any]) -> bool:
+        """Claim the ID by KV ``create()`` and wait until every live node has the session in its
+        view (the meta API of any node sees it once it is WELCOMEd).
+
+        JetStream may not answer for seconds (a stream leader's server died: a Raft election takes
+        4-9 s). A join does not wait for that: past :data:`CLAIM_PATIENCE` without an answer, or on
+        an error other than a clash, the session is welcomed on its random ID (a clash with another
+        node's session then has the odds of one in 2^53 per live session) and the claim carries on
+        in the background until JetStream takes it."""
         kv = self._kv
         assert kv is not None
         key = kv_key(realm, str(session_id))
-        try:
-            revision = await kv.create(key, self._value(details))
-        except self._clash:
+        value = self._value(details)
+        loop = asyncio.get_running_loop()
+        create = loop.create_task(kv.create(key, value))
+        done, _pending = await asyncio.wait((create,), timeout=CLAIM_PATIENCE)
+        if create in done and isinstance(create.exception(), self._clash):
             log.info("session ID %d is taken in realm %s on another node: drawing another", session_id, realm)
             return False
+        error = create.exception() if create in done else None
+        if create not in done or error is not None:
+            failure = "no answer" if error is None else (str(error) or type(error).__name__)
+            limited_log.warning("claim deferred", "session %d: JetStream did not take its ID claim (%s): welcomed on "
+                                "its random ID, claiming in the background", session_id, failure)  # fmt: skip
+            self._claiming.add(key)
+            self._spawn(self._claim_in_background(key, value, session_id, create if create not in done else None))
+            return True
         self._mine.add(key)
-        # WELCOME once every node has the session in its view: the meta API of any node sees it then
-        await self.cluster.barrier(self._bucket, revision)
+        # WELCOME once every node has the session in its view; a node whose watch lags longer
+        # (re-subscribing after a leader change) gets it later
+        await self.cluster.barrier(self._bucket, create.result(), CLAIM_SYNC_TIMEOUT)
         return True
 
     def claim_soon(self, realm: str, session_id: int, details: dict[str, Any]) -> None:
@@ -301,19 +325,39 @@ class SessionDirectory:
         self._claiming.add(key)
         self._spawn(self._claim_in_background(key, self._value(details), session_id))
 
-    async def _claim_in_background(self, key: str, value: bytes, session_id: int) -> None:
+    async def _claim_in_background(self, key: str, value: bytes, session_id: int,
+                                   pending: asyncio.Task[int] | None = None) -> None:  # fmt: skip
+        """Create the session's entry (``pending``: a create already on its way), retrying while
+        JetStream does not take it and the session is still here."""
         kv = self._kv
         assert kv is not None
-        try:
-            await kv.create(key, value)
-        except self._clash:
-            self._claiming.discard(key)
-            log.error("in-memory session %d: another node's session has the same ID", session_id)
-            return
-        except Exception as exc:
-            self._claiming.discard(key)
-            limited_log.warning("background claim", "in-memory session %d: claiming its ID failed: %s",
-                                session_id, exc)  # fmt: skip
+        delay = 0.1
+        while key in self._claiming:
+            try:
+                if pending is not None:
+                    attempt, pending = pending, None
+                    await attempt
+                else:
+                    await kv.create(key, value)
+                break
+            except self._clash:
+                # an earlier attempt may have been stored after its answer timed out
+                with contextlib.suppress(Exception):
+                    if (await kv.get(key)).value == value:
+                        break
+                self._claiming.discard(key)
+                log.error("session %d: another node's session has the same ID (a 1 in 2^53 draw while JetStream "
+                          "was unavailable)", session_id)  # fmt: skip
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                limited_log.warning("background claim", "session %d: claiming its ID failed: %s (retrying)",
+                                    session_id, exc or type(exc).__name__)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+        else:  # the session left before an attempt was confirmed; one may still have been stored
+            self._delete_soon([key])
             return
         if key in self._claiming:
             self._claiming.discard(key)
