@@ -623,3 +623,36 @@ def test_websocket_ping_timeout_must_fit_in_the_interval(transport: dict[str, An
     assert "ping_timeout (40) at most ping_interval (5)" in problems[0]
     target.update(ping_interval=0)  # no pings: the timeout does not matter
     parse_config({"realms": [{"name": "realm1"}], "transports": [transport]}, "node.yaml")
+
+
+def test_environment_references_are_substituted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOVERLEAF_TEST_TICKET", "s3cret")
+    data = yaml.safe_load("""
+realms: [{name: realm1}]
+transports:
+  - type: websocket
+    endpoint: {port: 8080}
+    auth:
+      ticket:
+        principals:
+          joe: {role: anonymous, ticket: "${CLOVERLEAF_TEST_TICKET}"}
+          ann: {role: anonymous, ticket: "x${CLOVERLEAF_TEST_TICKET}"}
+""")
+    config = parse_config(data)
+    ticket = config.transports[0].auth.ticket  # type: ignore[union-attr]
+    assert ticket is not None
+    assert ticket.principals["joe"].ticket == "s3cret"
+    assert ticket.principals["ann"].ticket == "x${CLOVERLEAF_TEST_TICKET}"  # only whole values
+
+
+def test_an_unset_environment_variable_names_key_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLOVERLEAF_TEST_UNSET", raising=False)
+    data = {"realms": [{"name": "realm1"}], "transports": [{
+        "type": "websocket", "endpoint": {"port": 8080},
+        "auth": {"ticket": {"principals": {"joe": {"role": "anonymous", "ticket": "${CLOVERLEAF_TEST_UNSET}"}}}},
+    }]}  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "node.yaml")
+    assert caught.value.problems == [
+        'transports[0].auth.ticket.principals["joe"].ticket: the environment variable CLOVERLEAF_TEST_UNSET is not set'
+    ]

@@ -7,8 +7,10 @@ Every error names the file, the key path and what was expected, e.g.
 from __future__ import annotations
 
 import json
+import os
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -582,7 +584,179 @@ class GuestComponent(_Strict):
         return " ".join([Path(self.executable).name, *self.arguments[:1]])
 
 
-Component = Annotated[AppComponent | GuestComponent, Field(discriminator="type")]
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _check_http_url(value: str, what: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host (else ValueError naming ``what``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"{what}: an http:// or https:// URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in value for c in " \t\r\n\\"):
+        raise ValueError(f"{what}: an absolute http:// or https:// URL with a host, e.g. https://example.com/path")
+    return value
+
+
+def _check_topic(topic: str, match: str) -> None:
+    if match == "wildcard":
+        valid = is_valid_uri(topic, allow_empty_components=True)
+    else:
+        valid = is_valid_uri(topic[:-1] if match == "prefix" and topic.endswith(".") else topic)
+    if not valid:
+        raise ValueError(f"topic: a WAMP URI{' pattern' if match != 'exact' else ''} for match: {match} "
+                         f"(got {topic!r})")  # fmt: skip
+
+
+class HttpSubscription(_Strict):
+    """One topic forwarded to one URL."""
+
+    topic: str
+    url: str
+    #: how ``topic`` matches (WAMP pattern-based subscriptions)
+    match: Literal["exact", "prefix", "wildcard"] = "exact"
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str) -> str:
+        return _check_http_url(value, "url")
+
+    @model_validator(mode="after")
+    def _topic_is_a_uri(self) -> HttpSubscription:
+        _check_topic(self.topic, self.match)
+        return self
+
+
+class _HttpComponent(_Strict):
+    """What the outgoing HTTP components share: a session on a realm and an HTTP client."""
+
+    #: shown in log lines (default: type and first topic, or type and procedure)
+    name: Annotated[str, Field(min_length=1)] | None = None
+    realm: str
+    #: the authrole it joins as, authorized like any client's; omitted: the router's trusted internal role
+    role: Annotated[str, Field(min_length=1)] | None = None
+    #: default: "component:<name>"
+    authid: Annotated[str, Field(min_length=1)] | None = None
+    #: sent with every request (an Authorization header, say)
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: seconds one HTTP request may take, from connecting to the end of the response
+    timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: HTTP requests in flight at most (and connections open at most)
+    max_in_flight: Annotated[int, Field(ge=1, le=1000)] = 10
+    #: seconds the requests still queued or in flight may take to finish on shutdown
+    stop_timeout: Annotated[float, Field(ge=0)] = 5.0
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"HTTP header names (letters, digits and !#$%&'*+.^_`|~-), got {name!r}")
+            if any(c in text for c in "\r\n\0"):
+                raise ValueError(f"header {name}: a value on one line (no CR, LF or NUL)")
+        return value
+
+
+def _check_codes(value: int | list[int] | None) -> int | list[int] | None:
+    codes = [value] if isinstance(value, int) else value or []
+    if isinstance(value, list) and not value:
+        raise ValueError("at least one status code (or leave expected_code out)")
+    for code in codes:
+        if not 100 <= code <= 599:
+            raise ValueError(f"HTTP status codes from 100 to 599, got {code}")
+    return value
+
+
+class HttpSubscriberComponent(_HttpComponent):
+    """Events become HTTP requests (Crossbar's MessageForwarder): each event on a subscribed topic
+    is sent to its URL with ``{"args": [...], "kwargs": {...}}`` as the JSON body."""
+
+    type: Literal["http-subscriber"]
+    subscriptions: Annotated[list[HttpSubscription], Field(min_length=1)]
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    #: the status (or statuses) that count as delivered; omitted: any 2xx
+    expected_code: int | list[int] | None = None
+    #: events waiting for a free request slot at most; further events are dropped (counted, logged)
+    max_queue: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    #: attempts after the first on a connection error, a timeout, a 5xx or a 429 answer
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    #: seconds before the first retry, doubled for each further one up to retry_max_delay
+    retry_delay: Annotated[float, Field(gt=0)] = 0.5
+    retry_max_delay: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("expected_code")
+    @classmethod
+    def _codes_are_statuses(cls, value: int | list[int] | None) -> int | list[int] | None:
+        return _check_codes(value)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> HttpSubscriberComponent:
+        if self.retry_max_delay < self.retry_delay:
+            raise ValueError(f"retry_max_delay: at least retry_delay ({self.retry_delay:g})")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"http-subscriber:{self.subscriptions[0].topic}"
+
+
+#: the methods an http-callee performs unless its ``methods`` says otherwise
+HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class HttpCalleeComponent(_HttpComponent):
+    """A procedure that performs HTTP requests below a base URL (Crossbar's RESTCallee): the call's
+    keyword arguments say method, url, headers, params and body; the result is the response."""
+
+    type: Literal["http-callee"]
+    procedure: str
+    #: every request goes to this URL or below it (a call's url is relative to it)
+    base_url: str
+    #: the methods a call may ask for (others are refused with wamp.error.invalid_argument)
+    methods: Annotated[list[HttpMethod], Field(min_length=1)] = Field(default_factory=lambda: list(HTTP_METHODS))
+    #: the status (or statuses) returned as a result; others answer cloverleaf.error.http_status.
+    #: Omitted: every response is a result (as Crossbar's RESTCallee), the caller reads its code
+    expected_code: int | list[int] | None = None
+    #: calls waiting for a free request slot at most; further calls answer cloverleaf.error.http_busy
+    max_queue: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    #: the largest response body read, in bytes (a larger one answers cloverleaf.error.http_response_too_large)
+    max_response_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+    @field_validator("expected_code")
+    @classmethod
+    def _codes_are_statuses(cls, value: int | list[int] | None) -> int | list[int] | None:
+        return _check_codes(value)
+
+    @field_validator("procedure")
+    @classmethod
+    def _procedure_is_a_uri(cls, value: str) -> str:
+        if not is_valid_uri(value):
+            raise ValueError("a WAMP URI such as com.example.weather")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_a_folder(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        _check_http_url(value, "base_url")
+        parts = urlsplit(value)
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("base_url: a URL without ?query or #fragment (a call adds its own params)")
+        return value if value.endswith("/") else value + "/"  # a call's url is below it, never beside it
+
+    @property
+    def label(self) -> str:
+        return self.name or f"http-callee:{self.procedure}"
+
+
+Component = Annotated[
+    AppComponent | GuestComponent | HttpSubscriberComponent | HttpCalleeComponent, Field(discriminator="type")
+]
 
 
 class NatsTlsConfig(_Strict):
@@ -654,7 +828,8 @@ class NodeConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     #: seconds to wait for sessions to answer GOODBYE on shutdown
     shutdown_timeout: Annotated[float, Field(ge=0)] = 5.0
-    #: Apps run in-process and guest programs, started after the transports, stopped before the router
+    #: Apps run in-process, guest programs and the outgoing HTTP components (http-subscriber,
+    #: http-callee), started after the transports, stopped before the router
     components: list[Component] = Field(default_factory=list)
     #: the cluster this node shares its realms with (docs/cluster.md); None: a node on its own
     cluster: ClusterConfig | None = None
@@ -697,7 +872,7 @@ class NodeConfig(_Strict):
         realms = [realm.name for realm in self.realms]
         labels = [component.label for component in self.components]
         for index, component in enumerate(self.components):
-            if isinstance(component, AppComponent) and component.realm not in realms:
+            if not isinstance(component, GuestComponent) and component.realm not in realms:
                 raise ValueError(f"components[{index}].realm: one of the configured realms ({', '.join(realms)}), "
                                  f"got '{component.realm}'")  # fmt: skip
             if labels.count(component.label) > 1:
@@ -727,7 +902,7 @@ class ConfigError(Exception):
 _UNION_TAGS = {
     "websocket", "rawsocket", "web", "universal", "websocket-testee", "tcp", "unix",
     "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
-    "app", "guest", "console", "longpoll", "json",
+    "app", "guest", "http-subscriber", "http-callee", "console", "longpoll", "json",
 }  # fmt: skip
 
 
@@ -763,6 +938,8 @@ _TAGGED: dict[str, type[BaseModel]] = {
     "unix": UnixEndpoint,
     "app": AppComponent,
     "guest": GuestComponent,
+    "http-subscriber": HttpSubscriberComponent,
+    "http-callee": HttpCalleeComponent,
 }
 
 
@@ -829,8 +1006,40 @@ def _describe(error: Any) -> str:
     return f"{path}: {message} (got {shown!r:.80})"
 
 
+#: a value that is exactly ``${NAME}`` is read from the environment (as Crossbar.io's config does)
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute_environment(data: Any, environ: Mapping[str, str] | None = None) -> tuple[Any, list[str]]:
+    """``data`` with every string value that is exactly ``${NAME}`` replaced by the environment
+    variable NAME (secrets kept out of config files, as in Crossbar.io); also the problems: one
+    per variable that is not set, with its key path. Only whole values are replaced, never a part
+    of a string, and keys are left as they are."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def walk(value: Any, loc: tuple[int | str, ...]) -> Any:
+        if isinstance(value, str):
+            match = _ENV_REFERENCE.fullmatch(value)
+            if match is None:
+                return value
+            name = match.group(1)
+            if name not in env:
+                problems.append(f"{_key_path(loc)}: the environment variable {name} is not set")
+                return value
+            return env[name]
+        if isinstance(value, dict):
+            return {key: walk(item, (*loc, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, (*loc, index)) for index, item in enumerate(value)]
+        return value
+
+    return walk(data, ()), problems
+
+
 def parse_config(data: Any, source: str = "<config>") -> NodeConfig:
-    """Validate already-parsed config data; raise :class:`ConfigError` listing every problem."""
+    """Validate already-parsed config data (after :func:`substitute_environment`); raise
+    :class:`ConfigError` listing every problem."""
     if data is None:  # an empty file (or only comments)
         raise ConfigError(source, ["the file is empty: a node config has at least realms: and transports: (see "
                                    "docs/configuration.md); without a config file, `cloverleaf start` runs the "
@@ -839,6 +1048,9 @@ def parse_config(data: Any, source: str = "<config>") -> NodeConfig:
         shown = {list: "a list", str: "a single text", int: "a number", float: "a number", bool: "true/false"}
         raise ConfigError(source, ["(top level): expected keys such as realms: and transports:, got "
                                    + shown.get(type(data), type(data).__name__)])  # fmt: skip
+    data, missing = substitute_environment(data)
+    if missing:
+        raise ConfigError(source, missing)
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as exc:
