@@ -6,8 +6,8 @@ session's ID is claimed with a JetStream KV ``create()`` in the bucket
 ``cloverleaf-<cluster token>-sessions`` (key ``<realm>.<session id>``, value the MessagePack of
 ``[details, incarnation, node]``, the details as ``wamp.session.get`` gives them) before the router
 WELCOMEs it; a clash makes the router draw another ID. While JetStream does not answer (a leader
-election), the session is welcomed after :data:`CLAIM_PATIENCE` and claimed in the background. The entry is deleted when the session
-leaves. Every node watches the bucket and keeps the other nodes' sessions per realm
+election), the session is welcomed after :data:`CLAIM_PATIENCE` and claimed in the background. The
+entry is deleted when the session leaves. Every node watches the bucket and keeps the other nodes' sessions per realm
 (:class:`RealmSessions`, the realm's ``meta.cluster``).
 
 When a node dies, every survivor drops its sessions from its view and tells its own subscribers
