@@ -45,9 +45,17 @@ def static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RouterPro
     (site / "escape.js.gz").symlink_to(tmp / "outside.gz")
     (tmp / "secret.txt").write_text("outside the site")
     (tmp / "secret.txt.gz").write_bytes(gzip.compress(b"outside the site"))
+    # a folder listed (directory_listing), with names that need escaping, a hidden file and a link out
+    listed = tmp / "listed"
+    (listed / "sub dir").mkdir(parents=True)
+    (listed / "sub dir" / "inner.txt").write_text("inner")
+    (listed / "a<b>&c.txt").write_text("x")
+    (listed / ".hidden").write_text("hidden")
+    (listed / "out").symlink_to(tmp / "secret.txt")
     port = free_port()
-    transport = {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port},
-                 "paths": {"/": {"type": "static", "directory": str(site)}}}  # fmt: skip
+    paths = {"/": {"type": "static", "directory": str(site)},
+             "/listed": {"type": "static", "directory": str(listed), "directory_listing": True}}
+    transport = {"type": "web", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port}, "paths": paths}
     router = _start_with(tmp, transport)
     wait_for_port(port)
     yield router, port
@@ -306,3 +314,23 @@ def test_if_none_match(static: tuple[RouterProcess, int]) -> None:
     answer = _raw(port, f"GET /app.js HTTP/1.1\r\nHost: x\r\nIf-None-Match: {plain['etag']}\r\n"
                         f"Connection: close\r\n\r\n".encode())  # fmt: skip
     assert answer.startswith(b"HTTP/1.1 304") and b"content-length: 0\r\n" not in answer.lower()
+
+
+# directory listing
+
+
+def test_a_folder_without_index_is_404_unless_listed(static: tuple[RouterProcess, int]) -> None:
+    _router, port = static
+    assert _request(port, "/")[0] == 404
+    status, headers, body = _request(port, "/listed/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    page = body.decode()
+    # folders first, names escaped, links percent-encoded; no hidden entry, no link out of the folder
+    assert page.index("sub%20dir/") < page.index("a%3Cb%3E%26c.txt")
+    assert "a&lt;b&gt;&amp;c.txt" in page and "<b>" not in page
+    assert ".hidden" not in page and '"out"' not in page
+    assert '"../"' not in page  # the listed folder's root has no parent link
+    status, _headers, body = _request(port, "/listed/sub%20dir/")
+    assert status == 200 and "inner.txt" in body.decode() and '"../"' in body.decode()
+    assert _request(port, "/listed/sub%20dir/inner.txt")[2] == b"inner"

@@ -571,7 +571,8 @@ class Node:
                 services[root] = WampService(self._websocket_settings(service, root, tls=tls))
             elif isinstance(service, StaticPath):
                 directory = self.config.resolve(service.directory)
-                services[root] = StaticService(directory, tuple(service.index), service.max_age)
+                services[root] = StaticService(directory, tuple(service.index), service.max_age,
+                                               directory_listing=service.directory_listing)
             elif isinstance(service, RedirectPath):
                 services[root] = RedirectService(service.url, service.status)
             elif isinstance(service, MetricsPath):

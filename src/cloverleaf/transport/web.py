@@ -62,6 +62,8 @@ class StaticService:
     files: Mapping[str, Path] = field(default_factory=dict)
     #: extra response headers; they replace the defaults of the same name (e.g. Cache-Control)
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: a folder without an index file is answered with a list of its entries (else 404)
+    directory_listing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,8 +354,14 @@ class WebProtocol(asyncio.Protocol):
                 self._respond(301, b"", {"Location": path + "/"})  # as for the mount point
                 return
             if candidate.is_dir():
+                folder = candidate
                 index = (candidate / i for i in service.index if (candidate / i).is_file())
                 candidate = next(index, candidate).resolve()  # an index file that is a symlink: checked too
+                if candidate.is_dir() and service.directory_listing:
+                    self._respond(200, _listing(folder, root, path), {
+                        "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache",
+                        "X-Content-Type-Options": "nosniff", **service.headers})  # fmt: skip
+                    return
                 if root not in candidate.parents:
                     self._respond(404, b"not found\n")
                     return
@@ -549,6 +557,34 @@ _ENCODED_TYPES = {"gzip": "application/gzip", "br": "application/x-brotli", "bzi
 _NOT_MODIFIED_KEEPS = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary"})
 _QVALUE = re.compile(r"[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
 _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+def _listing(folder: Path, root: Path, path: str) -> bytes:
+    """An HTML page listing ``folder``'s entries (a static path's ``directory_listing``): folders
+    first, then files, by name; hidden entries (a leading dot) and links pointing out of ``root``
+    are left out. Every name is escaped, every link percent-encoded."""
+    from html import escape
+    from urllib.parse import quote
+
+    entries: list[tuple[bool, str]] = []
+    try:
+        for entry in folder.iterdir():
+            if entry.name.startswith("."):
+                continue
+            target = entry.resolve()
+            if target != root and root not in target.parents:
+                continue
+            entries.append((not target.is_dir(), entry.name))
+    except OSError:
+        entries = []
+    rows = "".join(
+        f'<li><a href="{quote(name)}{"" if is_file else "/"}">{escape(name)}{"" if is_file else "/"}</a></li>'
+        for is_file, name in sorted(entries)
+    )
+    title = escape(path)
+    up = '<li><a href="../">../</a></li>' if folder != root else ""
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>"
+            f"<body><h1>Index of {title}</h1><ul>{up}{rows}</ul></body></html>\n").encode()  # fmt: skip
 
 
 def _content_type(name: str) -> str:
