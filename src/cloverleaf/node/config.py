@@ -274,6 +274,8 @@ class StaticPath(_Strict):
     directory: str
     index: list[str] = Field(default_factory=lambda: ["index.html"])
     max_age: Annotated[int, Field(ge=0)] = 3600
+    #: a folder without an index file shows a list of its entries (hidden ones left out) instead of 404
+    directory_listing: bool = False
 
 
 class RedirectPath(_Strict):
