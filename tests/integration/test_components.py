@@ -151,7 +151,8 @@ async def test_shutdown_says_goodbye_over_the_in_memory_link(memory_router: Rout
     ({"type": "guest", "executable": "x", "restart": {"initial_delay": 5, "max_delay": 1}},
      "components[0].restart: expected max_delay: at least initial_delay"),
     ({"type": "guest"}, "components[0].executable: required key is missing"),
-    ({"type": "container"}, "components[0].type: unknown type 'container' (expected one of: app, guest)"),
+    ({"type": "container"},
+     "components[0].type: unknown type 'container' (expected one of: app, guest, http-subscriber, http-callee)"),
 ])  # fmt: skip
 def test_config_errors_name_the_key(component: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as error:

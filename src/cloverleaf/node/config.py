@@ -13,6 +13,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -589,17 +590,15 @@ class GuestComponent(_Strict):
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
-def _check_http_url(value: str, what: str) -> str:
-    """``value`` if it is an absolute http(s) URL with a host (else ValueError naming ``what``)."""
-    from urllib.parse import urlsplit
-
+def _check_http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host (else ValueError)."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
     except ValueError as exc:
-        raise ValueError(f"{what}: an http:// or https:// URL ({exc})") from None
+        raise ValueError(f"an http:// or https:// URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c in value for c in " \t\r\n\\"):
-        raise ValueError(f"{what}: an absolute http:// or https:// URL with a host, e.g. https://example.com/path")
+        raise ValueError("an absolute http:// or https:// URL with a host, e.g. https://example.com/path")
     return value
 
 
@@ -624,7 +623,7 @@ class HttpSubscription(_Strict):
     @field_validator("url")
     @classmethod
     def _url_is_http(cls, value: str) -> str:
-        return _check_http_url(value, "url")
+        return _check_http_url(value)
 
     @model_validator(mode="after")
     def _topic_is_a_uri(self) -> HttpSubscription:
@@ -662,13 +661,18 @@ class _HttpComponent(_Strict):
         return value
 
 
-def _check_codes(value: int | list[int] | None) -> int | list[int] | None:
-    codes = [value] if isinstance(value, int) else value or []
-    if isinstance(value, list) and not value:
-        raise ValueError("at least one status code (or leave expected_code out)")
-    for code in codes:
-        if not 100 <= code <= 599:
-            raise ValueError(f"HTTP status codes from 100 to 599, got {code}")
+def _status_codes(value: Any) -> Any:
+    """``expected_code`` as a list: one code becomes a list of one; codes are 100 to 599."""
+    single = isinstance(value, int) and not isinstance(value, bool)
+    if single:
+        value = [value]
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(type(code) is int for code in value):
+        raise ValueError("an HTTP status code such as 200, or a list of them such as [200, 204]")
+    for code in value:
+        if not 100 <= code <= 599:  # (the message shows a single code itself)
+            raise ValueError("an HTTP status code from 100 to 599" + ("" if single else f" (not {code})"))
     return value
 
 
@@ -679,8 +683,8 @@ class HttpSubscriberComponent(_HttpComponent):
     type: Literal["http-subscriber"]
     subscriptions: Annotated[list[HttpSubscription], Field(min_length=1)]
     method: Literal["POST", "PUT", "PATCH"] = "POST"
-    #: the status (or statuses) that count as delivered; omitted: any 2xx
-    expected_code: int | list[int] | None = None
+    #: a status code, or a list of them, that counts as delivered; omitted: any 2xx
+    expected_code: list[int] | None = None
     #: events waiting for a free request slot at most; further events are dropped (counted, logged)
     max_queue: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     #: attempts after the first on a connection error, a timeout, a 5xx or a 429 answer
@@ -689,10 +693,10 @@ class HttpSubscriberComponent(_HttpComponent):
     retry_delay: Annotated[float, Field(gt=0)] = 0.5
     retry_max_delay: Annotated[float, Field(gt=0)] = 30.0
 
-    @field_validator("expected_code")
+    @field_validator("expected_code", mode="before")
     @classmethod
-    def _codes_are_statuses(cls, value: int | list[int] | None) -> int | list[int] | None:
-        return _check_codes(value)
+    def _codes_are_statuses(cls, value: Any) -> Any:
+        return _status_codes(value)
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> HttpSubscriberComponent:
@@ -705,9 +709,9 @@ class HttpSubscriberComponent(_HttpComponent):
         return self.name or f"http-subscriber:{self.subscriptions[0].topic}"
 
 
-#: the methods an http-callee performs unless its ``methods`` says otherwise
-HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: the methods an http-callee performs unless its ``methods`` says otherwise
+HTTP_METHODS: list[HttpMethod] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class HttpCalleeComponent(_HttpComponent):
@@ -720,18 +724,18 @@ class HttpCalleeComponent(_HttpComponent):
     base_url: str
     #: the methods a call may ask for (others are refused with wamp.error.invalid_argument)
     methods: Annotated[list[HttpMethod], Field(min_length=1)] = Field(default_factory=lambda: list(HTTP_METHODS))
-    #: the status (or statuses) returned as a result; others answer cloverleaf.error.http_status.
+    #: a status code, or a list of them, returned as a result; others answer cloverleaf.error.http_status.
     #: Omitted: every response is a result (as Crossbar's RESTCallee), the caller reads its code
-    expected_code: int | list[int] | None = None
+    expected_code: list[int] | None = None
     #: calls waiting for a free request slot at most; further calls answer cloverleaf.error.http_busy
     max_queue: Annotated[int, Field(ge=0, le=1_000_000)] = 100
     #: the largest response body read, in bytes (a larger one answers cloverleaf.error.http_response_too_large)
     max_response_size: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
 
-    @field_validator("expected_code")
+    @field_validator("expected_code", mode="before")
     @classmethod
-    def _codes_are_statuses(cls, value: int | list[int] | None) -> int | list[int] | None:
-        return _check_codes(value)
+    def _codes_are_statuses(cls, value: Any) -> Any:
+        return _status_codes(value)
 
     @field_validator("procedure")
     @classmethod
@@ -743,12 +747,10 @@ class HttpCalleeComponent(_HttpComponent):
     @field_validator("base_url")
     @classmethod
     def _base_url_is_a_folder(cls, value: str) -> str:
-        from urllib.parse import urlsplit
-
-        _check_http_url(value, "base_url")
+        _check_http_url(value)
         parts = urlsplit(value)
         if parts.query or parts.fragment or "?" in value or "#" in value:
-            raise ValueError("base_url: a URL without ?query or #fragment (a call adds its own params)")
+            raise ValueError("a URL without ?query or #fragment (a call adds its own params)")
         return value if value.endswith("/") else value + "/"  # a call's url is below it, never beside it
 
     @property
