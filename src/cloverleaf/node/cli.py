@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                                 "without --config)")
     start.add_argument("--config", "-c", help="node config file (YAML or JSON; default: ./cloverleaf.yaml, "
                        "./cloverleaf.json, else the embedded default)")
+    start.add_argument("--crossbar", metavar="PATH",
+                       help="run a Crossbar.io node config (its .crossbar folder or config file) converted in "
+                       "memory; nothing is written (docs/migrating-from-crossbar.md)")  # fmt: skip
     start.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level")
     start.add_argument("--workers", "-w", type=_workers_option, metavar="N|auto",
                        help="worker processes sharing the node's ports (docs/workers.md); overrides the config's "
@@ -64,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="write into a directory that is not empty")
     check = commands.add_parser("check", help="validate a config file and print every problem")
     check.add_argument("file", nargs="?", help="the config file (default: ./cloverleaf.yaml, as `start` reads it)")
+    convert = commands.add_parser(
+        "convert",
+        help="turn a Crossbar.io node config into a Cloverleaf config (or a Cloverleaf config into JSON/YAML)",
+        description="Read a Crossbar.io node config (a .crossbar folder, or its config.json/config.yaml) and write "
+        "the equivalent Cloverleaf config, checked as `cloverleaf check` would; everything that could not be carried "
+        "is listed on standard error with its Crossbar key path. Exit status: 0 complete, 1 something not carried, "
+        "2 not a Crossbar config. Given a Cloverleaf config, write it in the other format (--to).",
+    )
+    convert.add_argument("path", metavar="PATH", help="a .crossbar folder, a folder holding one, or a config file")
+    convert.add_argument("--output", "-o", metavar="FILE", help="write here (default: standard output); relative "
+                         "paths in the result are made relative to FILE's folder")  # fmt: skip
+    convert.add_argument("--to", choices=["yaml", "json"],
+                         help="output format (default: json for a .json FILE, else yaml)")  # fmt: skip
     commands.add_parser("version", help="print the version")
     keygen = commands.add_parser(
         "keygen",
@@ -176,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
               f"  cd {shlex.quote(args.directory)} && {_this_command()} start\n"
               f"then open http://127.0.0.1:{args.port}/")  # fmt: skip
         return 0
+    if args.command == "convert":
+        from .convert import convert_command
+
+        return convert_command(args.path, args.output, args.to)
     from .config import ConfigError, default_config, load_config
     from .node import install_event_loop_policy, run_node
 
@@ -199,11 +219,19 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.file}: OK")
         return 0
+    if args.crossbar is not None:
+        if args.config is not None:
+            print("cloverleaf start: --config or --crossbar, not both", file=sys.stderr)
+            return 1
+        return _start_crossbar(args)
     try:
         config_file = args.config or _config_in_working_directory()
         config: NodeConfig = load_config(config_file) if config_file else default_config()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        if config_file and _looks_like_crossbar(config_file):
+            print(f"({config_file} is a Crossbar.io config: run it with `cloverleaf start --crossbar {config_file}`, "
+                  "or convert it with `cloverleaf convert`)", file=sys.stderr)  # fmt: skip
         return 1
     from .workers import WorkerSpec, worker_count
 
@@ -234,6 +262,49 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_node(config, worker))
     except OSError as exc:  # typically: address already in use
         logging.getLogger("cloverleaf.node").error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def _looks_like_crossbar(path: str) -> bool:
+    from .convert import NotCrossbarConfig, read_crossbar
+
+    try:
+        read_crossbar(path)
+    except NotCrossbarConfig:
+        return False
+    return True
+
+
+def _start_crossbar(args: argparse.Namespace) -> int:
+    """`cloverleaf start --crossbar PATH`: the Crossbar config converted in memory, started as is
+    when everything was carried; what was not is logged (the node starts anyway: it is what the
+    user asked for, and each loss is named)."""
+    from .config import ConfigError
+    from .convert import NotCrossbarConfig, load_converted
+    from .node import install_event_loop_policy, run_node
+
+    try:
+        config, conversion = load_converted(args.crossbar)
+    except NotCrossbarConfig as exc:
+        print(f"cloverleaf start: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if (args.workers or 1) != 1:
+        print("cloverleaf start: --workers needs a config file: `cloverleaf convert` it first", file=sys.stderr)
+        return 1
+    _configure_logging(args.log_level or config.logging.level)
+    log = logging.getLogger("cloverleaf.node")
+    log.info("config: the Crossbar.io config %s, converted in memory", os.path.abspath(args.crossbar))
+    for line in conversion.report():
+        (log.info if line.startswith("note:") else log.warning)("crossbar config: %s", line)
+    install_event_loop_policy()
+    try:
+        asyncio.run(run_node(config, None))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
         return 1
     return 0
 
