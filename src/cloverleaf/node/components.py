@@ -11,8 +11,12 @@ A **guest** component is a program the node starts once its transports listen, w
 to the node log line by line, which is started again when it exits (exponential backoff), and which
 is stopped on shutdown: SIGTERM to its process group, SIGKILL after ``stop_timeout``.
 
-The node starts components after its transports (apps first, in the order listed, then guests) and
-stops them before the router says GOODBYE to everyone: guests first, then apps.
+**http-subscriber** and **http-callee** components (:mod:`cloverleaf.node.httpout`) turn events into
+HTTP requests and calls into HTTP requests, on an in-memory session like an app's.
+
+The node starts components after its transports (the HTTP components first, then the apps in the
+order listed, then the guests) and stops them before the router says GOODBYE to everyone: guests
+first, then apps, then the HTTP components (which deliver what the others sent last).
 """
 
 from __future__ import annotations
@@ -34,12 +38,22 @@ from ..router.internal import FixedRoleAuthenticator, TrustedAuthenticator
 from ..router.memory import connect_in_memory
 from ..router.session import SessionOptions
 from ..wamp.serializers import MSGPACK, Serializer
-from .config import AppComponent, GuestComponent, NodeConfig, WebSocketPath, WebTransport
+from .config import (
+    AppComponent,
+    GuestComponent,
+    HttpCalleeComponent,
+    HttpSubscriberComponent,
+    NodeConfig,
+    WebSocketPath,
+    WebTransport,
+)
 
 if TYPE_CHECKING:
     from ..client.app import App
+    from ..client.session import Session
     from ..client.transports import ClientLink, LinkOpener, LostHandler, MessageHandler
     from ..router.router import Router
+    from .httpout import HttpComponentRunner
 
 log = logging.getLogger("cloverleaf.components")
 #: the lines guests write (stdout and stderr)
@@ -77,6 +91,20 @@ def in_memory_opener(router: Router, options: SessionOptions, peer: str) -> Link
         return connect_in_memory(router, options, serializer, on_message, on_lost, peer)
 
     return open_link
+
+
+async def connect_component(router: Router, realm: str, role: str | None, authid: str, name: str) -> Session:
+    """A client session of the node's own, on an in-memory link: under ``role``, authorized like
+    any client's, or (None) under the router's trusted internal role; reconnected if the router
+    ever closes it, its registrations and subscriptions made again."""
+    from ..client.session import connect
+
+    authenticator: TrustedAuthenticator | FixedRoleAuthenticator = (
+        TrustedAuthenticator(authid) if role is None else FixedRoleAuthenticator(authid, role)
+    )
+    opener = in_memory_opener(router, SessionOptions([authenticator]), f"component:{name}")
+    return await connect(f"in-memory:{name}", realm, serializer=MSGPACK, opener=opener,
+                         authenticators=[_InMemoryMethod(authenticator.method, authid)])  # fmt: skip
 
 
 def _cause(exc: BaseException) -> str:
@@ -369,14 +397,22 @@ class Components:
         self._config = config
         self.apps = [AppRunner(c, config, router) for c in config.components if isinstance(c, AppComponent)]
         self.guests = [GuestRunner(c, config) for c in config.components if isinstance(c, GuestComponent)]
+        self.http: list[HttpComponentRunner] = []
+        outgoing = [c for c in config.components if isinstance(c, (HttpSubscriberComponent, HttpCalleeComponent))]
+        if outgoing:  # (aiohttp loads only when one is configured)
+            from .httpout import http_runner
+
+            self.http = [http_runner(c, router) for c in outgoing]
 
     async def start(self, addresses: list[str]) -> None:
-        """Start the apps one after the other (in the order listed), then the guests.
+        """Start the HTTP components (all at once: an app may call or publish to them as it
+        starts), then the apps one after the other (in the order listed), then the guests.
 
         Guests get ``CLOVERLEAF_URL`` (the node's first plain WAMP address, as ``cloverleaf run``
         reads it) and ``PYTHONUNBUFFERED=1`` (output forwarded line by line), unless the node's
         environment or the guest's ``env`` says otherwise.
         """
+        await asyncio.gather(*(runner.start() for runner in self.http))
         started: set[int] = set()
         for app in self.apps:
             await app.start(started)
@@ -388,10 +424,12 @@ class Components:
             guest.start(defaults)
 
     async def stop(self) -> None:
-        """Stop the guests (all at once: SIGTERM, then SIGKILL), then let the apps leave."""
+        """Stop the guests (all at once: SIGTERM, then SIGKILL), then let the apps leave, then stop
+        the HTTP components (all at once: each lets its requests finish, then closes its client)."""
         await asyncio.gather(*(guest.stop() for guest in self.guests))
         for app in reversed(self.apps):
             await app.stop()
+        await asyncio.gather(*(runner.stop() for runner in self.http))
 
 
 def check_components(config: NodeConfig) -> list[str]:
@@ -415,7 +453,7 @@ def check_components(config: NodeConfig) -> list[str]:
                     sys.path.remove(folder)
             if not found:
                 problems.append(f"{where}.app: cannot find module {module!r} (in {folder} or on sys.path)")
-        else:
+        elif isinstance(component, GuestComponent):
             env = {**os.environ, **component.env}
             try:
                 resolve_executable(component, config, env)
