@@ -1,0 +1,227 @@
+"""`cloverleaf convert`: the mapping of Crossbar.io config shapes, the findings, exit statuses and
+paths (in process; tests/integration/test_convert.py starts what it writes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cloverleaf.node import cli
+from cloverleaf.node.config import parse_config
+from cloverleaf.node.convert import NotCrossbarConfig, convert, read_crossbar
+
+
+def router(*, realms: list[Any] | None = None, transports: list[Any] | None = None, **more: Any) -> dict[str, Any]:
+    return {"version": 2, "workers": [{"type": "router", "realms": realms or [{"name": "realm1", "roles": []}],
+                                       "transports": transports or [], **more}]}  # fmt: skip
+
+
+def write(folder: Path, config: dict[str, Any], name: str = "config.json") -> Path:
+    (folder / ".crossbar").mkdir(parents=True, exist_ok=True)
+    path = folder / ".crossbar" / name
+    path.write_text(json.dumps(config) if name.endswith(".json") else yaml.safe_dump(config))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = cli.main(["convert", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+TCP = {"type": "tcp", "interface": "127.0.0.1", "port": 8080}
+
+
+def test_permissions_roles_and_store() -> None:
+    realm = {"name": "realm1", "roles": [
+        {"name": "frontend", "permissions": [
+            {"uri": "com.example.*", "allow": {"call": True, "subscribe": True}},   # the older prefix spelling
+            {"uri": "com.example.add2", "match": "exact", "allow": {"register": True, "publish": False},
+             "disclose": {"caller": True}, "cache": True},
+            {"uri": "com..on", "match": "wildcard", "allow": {"subscribe": True}}]},
+        {"name": "nothing"},   # no permissions: nothing allowed (Cloverleaf's default would allow all)
+        {"name": "dynamic", "authorizer": "com.example.authorize", "authorizer-realm": "auth"},
+    ], "store": {"type": "memory", "event-history": [{"uri": "com.example.oncounter", "match": "exact",
+                                                      "limit": 50}]}}  # fmt: skip
+    conversion = convert(router(realms=[realm]), Path("/node/.crossbar"), Path("/node"))
+    roles = conversion.config["realms"][0]["roles"]
+    assert roles[0]["permissions"] == [
+        {"uri": "com.example.", "match": "prefix", "allow": ["call", "subscribe"]},
+        {"uri": "com.example.add2", "match": "exact", "allow": ["register"],
+         "disclose": {"caller": True, "publisher": False}},
+        {"uri": "com..on", "match": "wildcard", "allow": ["subscribe"]},
+    ]  # fmt: skip
+    assert roles[1] == {"name": "nothing", "permissions": []}
+    assert roles[2] == {"name": "dynamic", "authorizer": "com.example.authorize", "authorizer_realm": "auth",
+                        "permissions": []}  # fmt: skip
+    assert conversion.config["realms"][0]["event_history"] == [{"uri": "com.example.oncounter", "match": "exact",
+                                                                 "limit": 50}]  # fmt: skip
+    assert conversion.complete
+    parse_config({**conversion.config, "transports": [{"type": "websocket", "endpoint": {"port": 1}}]})
+
+
+def test_what_is_not_carried_is_named_with_its_key_path_and_exit_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    config = router(transports=[
+        {"type": "websocket", "endpoint": {**TCP, "port": 8080}, "serializers": ["json", "ubjson"],
+         "options": {"auto_ping_interval": 10000, "frobnicate": 1}},
+        {"type": "mqtt", "endpoint": {**TCP, "port": 1883}},
+        {"type": "web", "endpoint": {**TCP, "port": 8081}, "paths": {
+            "/": {"type": "wsgi", "module": "app", "object": "app"},
+            "ws": {"type": "websocket"}}},
+    ])  # fmt: skip
+    config["workers"].append({"type": "proxy"})
+    write(tmp_path, config)
+    status, out, err = run(capsys, str(tmp_path), "-o", str(tmp_path / "out.yaml"))
+    assert status == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert 'not carried: workers[0].transports[0].serializers: \'ubjson\' is not spoken; clients use json, msgpack ' \
+           'or cbor instead' in lines
+    assert any(line.startswith("not carried: workers[0].transports[0].options.frobnicate: ") for line in lines)
+    assert any(line.startswith("not carried: workers[0].transports[1]: a 'mqtt' transport") for line in lines)
+    assert any(line.startswith('not carried: workers[0].transports[2].paths["/"]: a \'wsgi\' path service') and
+               "reverse proxy" in line for line in lines)  # fmt: skip
+    assert any(line.startswith("not carried: workers[1]: a 'proxy' worker") and "--workers" in line for line in lines)
+    assert lines[-1].startswith("cloverleaf convert: incomplete")
+    written = yaml.safe_load((tmp_path / "out.yaml").read_text())
+    assert [t["type"] for t in written["transports"]] == ["websocket", "web"]  # what could be carried is there
+    assert written["transports"][0]["serializers"] == ["json"]
+
+
+def test_not_a_crossbar_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.json").write_text('{"hello": 1}')
+    status, _out, err = run(capsys, str(tmp_path / "a.json"))
+    assert status == 2 and "not a Crossbar.io node config" in err
+    (tmp_path / "v1.json").write_text('{"controller": {}, "workers": []}')
+    assert run(capsys, str(tmp_path / "v1.json"))[0] == 2  # version 1: `crossbar upgrade` first
+    assert run(capsys, str(tmp_path / "nothing-here"))[0] == 2
+    with pytest.raises(NotCrossbarConfig, match="nothing to route"):
+        convert({"version": 2, "workers": [{"type": "guest", "executable": "x"}]}, tmp_path, None)
+
+
+def test_paths_resolve_from_the_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node = tmp_path / "node"
+    (node / "web").mkdir(parents=True)
+    tls = {"certificate": "server.crt", "key": "server.key", "ca_certificates": ["ca.crt"]}
+    write(node, router(transports=[
+        {"type": "web", "endpoint": {**TCP, "tls": tls}, "paths": {"/": {"type": "static", "directory": "../web"}}},
+        {"type": "rawsocket", "endpoint": {"type": "unix", "path": "../router.sock"}},
+    ]))  # fmt: skip
+    out = tmp_path / "deploy" / "cloverleaf.yaml"
+    out.parent.mkdir()
+    _status, _out, err = run(capsys, str(node / ".crossbar"), "-o", str(out))
+    written = yaml.safe_load(out.read_text())
+    web, rawsocket = written["transports"]
+    assert web["paths"]["/"]["directory"] == "../node/web"
+    assert web["endpoint"]["tls"] == {"certificate": "../node/.crossbar/server.crt",
+                                      "key": "../node/.crossbar/server.key",
+                                      "ca_certificates": "../node/.crossbar/ca.crt", "client_certificates": "optional"}
+    assert rawsocket["endpoint"]["path"] == str(node / "router.sock")  # absolute: bound where the node runs
+    assert "check: " in err  # the TLS files do not exist: the result is checked as `cloverleaf check` would
+
+
+def test_universal_transport_and_nested_paths() -> None:
+    transport = {
+        "type": "universal", "endpoint": TCP,
+        "rawsocket": {"serializers": ["msgpack"], "options": {"max_message_size": 4096}},
+        "websocket": {"ws": {"type": "websocket", "options": {"auto_ping_interval": 5000, "auto_ping_timeout": 9000}}},
+        "web": {"paths": {"/": {"type": "redirect", "url": "/info"}, "info": {"type": "nodeinfo"},
+                          "api": {"type": "path", "paths": {"/": {"type": "json", "value": 1},
+                                                            "v2": {"type": "json", "value": 2}}}}},
+    }  # fmt: skip
+    conversion = convert(router(transports=[transport]), Path("/n/.crossbar"), Path("/n"))
+    [out] = conversion.config["transports"]
+    assert out["type"] == "universal" and out["endpoint"] == {"type": "tcp", "host": "127.0.0.1", "port": 8080}
+    assert out["rawsocket"] == {"serializers": ["msgpack"], "max_message_size": 4096}
+    assert out["paths"]["/ws"]["ping_interval"] == 5.0
+    assert out["paths"]["/ws"]["ping_timeout"] == 5.0  # shortened to the interval, with a note
+    assert set(out["paths"]) == {"/", "/info", "/api", "/api/v2", "/ws"}
+    assert conversion.complete
+    # a universal port with RawSocket alone is a rawsocket transport
+    alone = convert(router(transports=[{"type": "universal", "endpoint": TCP, "rawsocket": {}}]), Path("/n"), None)
+    assert alone.config["transports"][0]["type"] == "rawsocket"
+
+
+def test_auth_methods_map_onto_principals() -> None:
+    auth = {
+        "anonymous": {"type": "static", "role": "guest"},
+        "ticket": {"type": "static", "principals": {"joe": {"ticket": "${JOE_TICKET}", "role": "user"}}},
+        "wampcra": {"type": "static", "users": {"ann": {"secret": "s", "role": "user", "salt": "x", "iterations": 10,
+                                                        "keylen": 32}}},
+        "cryptosign": {"type": "static", "principals": {"dev": {"authorized_keys": ["ab" * 32], "role": "device",
+                                                                "realm": "realm1", "extra": {"k": 1}}}},
+        "scram": {"type": "static", "principals": {"sam": {"kdf": "argon2id-13", "iterations": 4096, "memory": 512,
+                                                           "salt": "00", "stored-key": "11", "server-key": "22",
+                                                           "role": "user"}}},
+        "tls": {"type": "static", "principals": {"client": {"certificate-sha1": "AA:BB", "role": "backend"}}},
+        "cookie": {},
+    }  # fmt: skip
+    transport = {"type": "websocket", "endpoint": TCP, "auth": auth, "cookie": {"name": "sid", "max_age": 60,
+                                                                                "store": {"type": "file"}}}
+    conversion = convert(router(transports=[transport]), Path("/n"), None)
+    converted = conversion.config["transports"][0]["auth"]
+    assert converted["anonymous"] == {"role": "guest"}
+    assert converted["ticket"] == {"principals": {"joe": {"role": "user", "ticket": "${JOE_TICKET}"}}}
+    assert converted["wampcra"]["principals"]["ann"] == {"role": "user", "secret": "s", "salt": "x",
+                                                         "iterations": 10, "keylen": 32}  # fmt: skip
+    assert converted["cryptosign"]["principals"]["dev"] == {"role": "device", "pubkeys": ["ab" * 32],
+                                                            "authextra": {"k": 1}}  # fmt: skip
+    assert converted["scram"]["principals"]["sam"]["scram"]["stored-key"] == "11"
+    assert converted["tls"]["principals"]["client"] == {"role": "backend", "certificate_sha1": "AA:BB"}
+    assert converted["cookie"] == {"name": "sid", "max_age": 60}
+    losses = [f.path for f in conversion.findings if not f.carried]
+    assert losses == ['workers[0].transports[0].auth.cryptosign.principals["dev"].realm']
+
+
+def test_components_become_guests(tmp_path: Path) -> None:
+    config = router(components=[{"type": "class", "classname": "app.Backend", "realm": "realm1", "role": "backend",
+                                 "extra": {"a": 1}}], options={"pythonpath": [".."]})  # fmt: skip
+    config["workers"] += [
+        {"type": "container", "options": {"pythonpath": ["../lib"]}, "components": [
+            {"type": "class", "classname": "lib.Worker", "realm": "realm1",
+             "transport": {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 8080},
+                           "url": "ws://127.0.0.1:8080/ws"}}]},
+        {"type": "guest", "executable": "node", "arguments": ["backend.js"],
+         "options": {"workdir": "../node", "env": {"vars": {"A": "1"}}}},
+    ]  # fmt: skip
+    conversion = convert(config, tmp_path / ".crossbar", tmp_path)
+    backend, worker, guest = conversion.config["components"]
+    assert backend["type"] == "guest" and backend["arguments"][:4] == ["-m", "cloverleaf.node.classrunner",
+                                                                       "--classname", "app.Backend"]  # fmt: skip
+    transport = json.loads(backend["arguments"][backend["arguments"].index("--transport") + 1])
+    socket = transport["endpoint"]["path"]
+    assert socket == str(tmp_path / ".cloverleaf-backend.sock")
+    # the node offers that socket, whose anonymous clients get the component's role
+    assert {"type": "rawsocket", "endpoint": {"type": "unix", "path": socket},
+            "auth": {"anonymous": {"role": "backend"}}} in conversion.config["transports"]  # fmt: skip
+    assert backend["env"] == {"PYTHONPATH": "."}
+    assert json.loads(worker["arguments"][worker["arguments"].index("--transport") + 1])["url"] == \
+        "ws://127.0.0.1:8080/ws"
+    assert worker["env"] == {"PYTHONPATH": "lib"}
+    assert guest == {"type": "guest", "executable": "node", "arguments": ["backend.js"], "cwd": "node",
+                     "env": {"A": "1"}}  # fmt: skip
+    assert conversion.complete
+
+
+def test_yaml_input_and_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, router(transports=[{"type": "rawsocket", "endpoint": TCP}]), "config.yaml")
+    data, cbdir = read_crossbar(tmp_path)
+    assert cbdir == (tmp_path / ".crossbar").resolve() and data["version"] == 2
+    status, out, _err = run(capsys, str(tmp_path), "--to", "json")
+    assert status == 0
+    assert json.loads(out)["transports"][0]["type"] == "rawsocket"
+
+
+def test_to_json_and_back_between_cloverleaf_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "node.yaml"
+    source.write_text("# comment\nrealms: [{name: realm1}]\ntransports:\n  - {type: rawsocket, endpoint: {port: 9}}\n")
+    status, _out, err = run(capsys, str(source), "-o", str(tmp_path / "node.json"))
+    assert status == 0 and "comments are not carried" in err
+    assert json.loads((tmp_path / "node.json").read_text())["realms"] == [{"name": "realm1"}]
+    status, out, _err = run(capsys, str(tmp_path / "node.json"), "--to", "yaml")
+    assert status == 0 and yaml.safe_load(out) == yaml.safe_load(source.read_text())
