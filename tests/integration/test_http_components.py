@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from tests.conftest import launch_router, router_config
 
 from cloverleaf.client import NO_RECONNECT, ApplicationError, Session, connect
-from cloverleaf.client.types import PublishOptions
-from cloverleaf.node.config import ConfigError, NodeConfig, parse_config
+from cloverleaf.client.types import CallOptions, PublishOptions
+from cloverleaf.node.config import ConfigError, HttpCalleeComponent, HttpSubscriberComponent, NodeConfig, parse_config
 from cloverleaf.node.httpout import HttpCalleeRunner, HttpSubscriberRunner
 from cloverleaf.node.node import Node
 
@@ -46,6 +48,8 @@ class Target:
     requests: list[dict[str, Any]] = field(default_factory=list)
     #: /flaky answers 503 this many more times, then 200
     failures_left: int = 0
+    #: requests to /slow whose client closed the connection before the answer
+    abandoned: int = 0
     #: /blocked waits for this before answering
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -77,7 +81,11 @@ def _app(target: Target) -> web.Application:
 
     async def slow(request: web.Request) -> web.Response:
         await record(request)
-        await asyncio.sleep(float(request.query.get("seconds", "1")))
+        try:
+            await asyncio.sleep(float(request.query.get("seconds", "1")))
+        except asyncio.CancelledError:
+            target.abandoned += 1  # the client went away (a timeout, a canceled call)
+            raise
         return web.Response(text="late")
 
     async def blocked(request: web.Request) -> web.Response:
@@ -384,6 +392,19 @@ async def test_callee_http_failures_are_wamp_errors(target: Target, start: Any) 
     assert "ClientConnectorError" in unreachable.value.args[0]
 
 
+async def test_a_canceled_call_aborts_its_request(target: Target, start: Any) -> None:
+    running = await start([_callee(target)])
+    runner: HttpCalleeRunner = running.runner()
+    with pytest.raises(ApplicationError) as timed_out:  # the router cancels the call after 0.2 s
+        await running.client.call("com.rest", url="slow", params={"seconds": 5}, options=CallOptions(timeout=0.2))
+    assert timed_out.value.error == "wamp.error.timeout", timed_out.value
+    await _until(lambda: target.abandoned == 1 and runner._calls == 0)  # the request was aborted, not left running
+    call = asyncio.ensure_future(running.client.call("com.rest", url="slow", params={"seconds": 5}))
+    await _until(lambda: target.paths().count("/api/slow") == 2)
+    call.cancel()  # the caller's cancel (killnowait) interrupts the callee too
+    await _until(lambda: target.abandoned == 2 and runner._calls == 0)
+
+
 async def test_callee_concurrency_is_bounded(target: Target, start: Any) -> None:
     running = await start([_callee(target, max_in_flight=2, max_queue=1)])
     client = running.client
@@ -491,3 +512,23 @@ def test_config_defaults_and_names() -> None:
     assert (subscriber.method, subscriber.max_queue, subscriber.retries, subscriber.timeout) == ("POST", 1000, 3, 10)
     with pytest.raises(ConfigError, match="a name of its own"):
         _config([{"type": "http-callee", "realm": "realm1", "procedure": "com.rest", "base_url": "http://h/"}] * 2)
+
+
+def test_the_documented_example_is_valid_and_shows_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    web_md = Path(__file__).resolve().parents[2] / "docs" / "web.md"
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", web_md.read_text(), re.S) if "http-callee" in b]
+    monkeypatch.setenv("CRM_AUTHORIZATION", "Bearer abc")
+    monkeypatch.setenv("WEATHER_KEY", "k3y")
+    documented = yaml.safe_load(block)
+    realms = [{"name": "realm1", "roles": [{"name": "forwarder"}, {"name": "backend"}]}]
+    config = parse_config({"realms": realms, "transports": [{"type": "websocket", "endpoint": {"port": 0}}],
+                           **documented})  # fmt: skip
+    subscriber, callee = config.components
+    assert isinstance(subscriber, HttpSubscriberComponent) and isinstance(callee, HttpCalleeComponent)
+    assert subscriber.headers == {"Authorization": "Bearer abc"} and callee.headers == {"X-Api-Key": "k3y"}
+    for model, shown in ((HttpSubscriberComponent, documented["components"][0]),
+                         (HttpCalleeComponent, documented["components"][1])):  # fmt: skip
+        for key in ("timeout", "max_in_flight", "max_queue", "retries", "retry_delay", "retry_max_delay",
+                    "stop_timeout", "max_response_size", "method"):  # fmt: skip
+            if key in shown:
+                assert shown[key] == model.model_fields[key].default, (model.__name__, key)
