@@ -209,3 +209,23 @@ async def test_unknown_role_is_refused(tmp_path: Path) -> None:
         assert await client.closed()
     finally:
         router.stop()
+
+
+async def test_stopping_with_clients_that_answer_goodbye_and_go_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A client answers the shutdown GOODBYE and closes at once: the router's half-close of a
+    socket the peer already shut (ENOTCONN from shutdown(SHUT_WR)) is not an internal error."""
+    import logging
+
+    from cloverleaf.client import NO_RECONNECT, connect
+    from cloverleaf.node.config import parse_config
+    from cloverleaf.node.node import Node
+
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        node = Node(parse_config({"realms": [{"name": "realm1"}], "transports": [
+            {"type": "websocket", "endpoint": {"port": 0}}, {"type": "rawsocket", "endpoint": {"port": 0}}]}))
+        await node.start()
+        for address in node.addresses:
+            await connect(address, "realm1", reconnect=NO_RECONNECT)
+        await node.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -70,7 +70,11 @@ def linger_close(raw: asyncio.Transport) -> None:
     if raw.is_closing():
         return
     if raw.can_write_eof():
-        raw.write_eof()
+        try:
+            raw.write_eof()
+        except OSError:  # the peer is gone already (ENOTCONN): nothing left to deliver
+            raw.abort()
+            return
         asyncio.get_running_loop().call_later(LINGER_SECONDS, raw.abort)
     else:
         raw.close()
