@@ -225,3 +225,25 @@ def test_to_json_and_back_between_cloverleaf_formats(tmp_path: Path, capsys: pyt
     assert json.loads((tmp_path / "node.json").read_text())["realms"] == [{"name": "realm1"}]
     status, out, _err = run(capsys, str(tmp_path / "node.json"), "--to", "yaml")
     assert status == 0 and yaml.safe_load(out) == yaml.safe_load(source.read_text())
+
+
+def test_crossbar_http_bridge_classes_become_http_components(tmp_path: Path) -> None:
+    config = router(realms=[{"name": "realm1", "roles": [{"name": "bridge"}]}], components=[
+        {"type": "class", "classname": "crossbar.bridge.rest.MessageForwarder", "realm": "realm1", "role": "bridge",
+         "extra": {"subscriptions": [{"url": "https://example.com/hook", "topic": "com.example.t1"}],
+                   "method": "PUT", "expectedcode": 200, "debug": True}}])  # fmt: skip
+    config["workers"].append({"type": "container", "components": [
+        {"type": "class", "classname": "crossbar.bridge.rest.RESTCallee", "realm": "realm1",
+         "extra": {"procedure": "com.example.rest", "baseurl": "https://example.com/api"},
+         "transport": {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 8080},
+                       "url": "ws://127.0.0.1:8080/ws"}}]})  # fmt: skip
+    conversion = convert(config, tmp_path, tmp_path)
+    subscriber, callee = conversion.config["components"]
+    assert subscriber == {"type": "http-subscriber", "realm": "realm1", "role": "bridge", "method": "PUT",
+                          "subscriptions": [{"topic": "com.example.t1", "url": "https://example.com/hook"}],
+                          "expected_code": 200}  # fmt: skip
+    assert callee == {"type": "http-callee", "realm": "realm1", "procedure": "com.example.rest",
+                      "base_url": "https://example.com/api"}  # fmt: skip
+    assert conversion.complete
+    checked = parse_config({**conversion.config, "transports": [{"type": "websocket", "endpoint": {"port": 1}}]})
+    assert [c.type for c in checked.components] == ["http-subscriber", "http-callee"]

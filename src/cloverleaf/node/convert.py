@@ -33,6 +33,8 @@ import yaml
 from .. import __version__
 from .config import ConfigError, NodeConfig, load_config, parse_config
 
+#: Crossbar's HTTP bridge classes (crossbar.bridge.rest.*) -> Cloverleaf's own component types
+HTTP_BRIDGE_CLASSES = {"MessageForwarder": "http-subscriber", "RESTCallee": "http-callee"}
 #: Crossbar's serializers that Cloverleaf speaks
 SERIALIZERS = ("json", "msgpack", "cbor")
 #: Cloverleaf's bounds on a transport's max_message_size
@@ -858,6 +860,10 @@ class _Converter:
         if not classname or not realm:
             self.lost(where, "a class component needs classname and realm")
             return
+        if classname.rpartition(".")[2] in HTTP_BRIDGE_CLASSES and classname.startswith(("crossbar.bridge.rest.",
+                                                                                         "crossbar.adapter.rest.")):
+            self.http_bridge_component(component, where, classname.rpartition(".")[2])
+            return
         arguments = ["-m", "cloverleaf.node.classrunner", "--classname", classname, "--realm", realm,
                      "--transport", json.dumps(transport, separators=(",", ":"))]  # fmt: skip
         if component.get("extra") is not None:
@@ -869,6 +875,39 @@ class _Converter:
         self.components.append(out)
         self.origins[("components", len(self.components) - 1)] = (
             f"{where} (class {classname}, run by cloverleaf.node.classrunner with Autobahn)")
+
+    def http_bridge_component(self, component: dict[str, Any], where: str, kind: str) -> None:
+        """Crossbar's HTTP bridge classes become Cloverleaf's own http components (in the node)."""
+        extra = component.get("extra") or {}
+        out: dict[str, Any] = {"type": HTTP_BRIDGE_CLASSES[kind], "realm": component["realm"]}
+        if component.get("id"):
+            out["name"] = component["id"]
+        if component.get("role"):
+            out["role"] = component["role"]
+        elif "transport" in component:
+            self.note(where, "runs in the node under its trusted internal role (it joined over a transport "
+                             "before)", "give it a role: to authorize it like a client")  # fmt: skip
+        known = {"MessageForwarder": {"subscriptions", "method", "expectedcode", "debug"},
+                 "RESTCallee": {"procedure", "baseurl"}}[kind]  # fmt: skip
+        self.unknown_keys(f"{where}.extra", extra, known)
+        if kind == "MessageForwarder":
+            subscriptions = extra.get("subscriptions") or []
+            out["subscriptions"] = [{"topic": item.get("topic"), "url": item.get("url")} for item in subscriptions]
+            if "method" in extra:
+                out["method"] = extra["method"]
+            if extra.get("expectedcode") is not None:
+                out["expected_code"] = extra["expectedcode"]
+            self.note(where, "a request that fails (connection error, 5xx, 429) is retried up to 3 times with "
+                             "backoff; Crossbar's forwarder did not retry", "retries: 0 keeps Crossbar's behaviour")
+        else:
+            out["procedure"] = extra.get("procedure")
+            out["base_url"] = extra.get("baseurl")
+            self.note(f"{where}.extra.baseurl", "calls may only reach URLs below the base URL (no '..', no "
+                                                "absolute URLs) and redirects are returned, not followed")  # fmt: skip
+        if extra.get("debug"):
+            self.note(f"{where}.extra.debug", "no equivalent needed (log level debug)")
+        self.components.append(out)
+        self.origins[("components", len(self.components) - 1)] = f"{where} ({component['classname']})"
 
     def container(self, worker: dict[str, Any], where: str) -> None:
         self.unknown_keys(where, worker, {"type", "id", "options", "components", "connections"})
