@@ -105,10 +105,10 @@ async def exercise(autobahn: AutobahnSessions, ws_url: str, rs_port: int) -> dic
             "authrole": caller._authrole}  # fmt: skip
 
 
-async def run_js(url: str) -> dict[str, Any]:
+async def run_js(url: str, *args: str) -> dict[str, Any]:
     node = shutil.which("node")
     assert node is not None, "node is needed for the AutobahnJS run"
-    process = await asyncio.create_subprocess_exec(node, "interop.mjs", url, "realm1", cwd=JS_DIR,
+    process = await asyncio.create_subprocess_exec(node, "interop.mjs", url, "realm1", *args, cwd=JS_DIR,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 30)
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
@@ -231,7 +231,9 @@ def every_shape_config(directory: Path, ws_port: int, universal_port: int, key_h
                         {"name": "anonymous", "permissions": [
                             {"uri": "com.example.", "match": "prefix",
                              "allow": {"call": True, "register": False, "publish": True, "subscribe": True},
-                             "disclose": {"caller": True, "publisher": True}, "cache": True}]},
+                             "disclose": {"caller": True, "publisher": True}, "cache": True},
+                            {"uri": "com.example.js.", "match": "prefix",   # AutobahnJS's own procedures
+                             "allow": {"call": True, "register": True, "publish": True, "subscribe": True}}]},
                         {"name": "user", "permissions": [
                             {"uri": "*", "allow": {"call": True, "subscribe": True, "publish": True}}]},
                         {"name": "backend", "permissions": [
@@ -356,6 +358,7 @@ async def test_a_config_with_every_shape_and_auth_method(tmp_path: Path, autobah
         ws = await autobahn.open({"type": "websocket", "url": f"ws://127.0.0.1:{universal_port}/ws",
                                   "serializers": ["msgpack"]})  # fmt: skip
         assert await ws.call("com.example.whoami") == {"role": "backend", "extra": "hello"}
+        await run_js(f"ws://127.0.0.1:{universal_port}/ws", "--serializers", "json,msgpack")
         assert http_get(universal_port, "/api/v1") == (200, json.dumps({"version": 1}, indent=2))
         assert json.loads(http_get(universal_port, "/api")[1]) == {"api": True}
         assert "converted" in http_get(universal_port, "/")[1]
