@@ -103,3 +103,47 @@ def test_config_universal_and_web_with_rawsocket() -> None:
         parse_config({**base, "transports": [{"type": "universal", "endpoint": {"port": 8080}, "paths": paths,
                                               "rawsocket": {"serializers": ["yaml"]}}]})  # fmt: skip
     assert "transports[0].rawsocket.serializers[0]" in str(error.value)
+
+
+async def test_universal_over_tls(tmp_path: Any) -> None:
+    """TLS first, then the sniffing: rss:// (RawSocket), wss:// and https:// on one TLS port."""
+    from tests.integration.test_tls import make_pki
+
+    pki = make_pki(tmp_path)
+    port = free_port()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<h1>one TLS port</h1>")
+
+    def make_config(ws_port: int, rs_port: int, unix_path: str) -> dict[str, Any]:
+        config = router_config(ws_port, rs_port, unix_path)
+        config["transports"].append({
+            "type": "universal", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": port,
+                                              "tls": pki.tls_config()},
+            "paths": {"/": {"type": "static", "directory": str(tmp_path / "site")}, "/ws": {"type": "websocket"}},
+        })  # fmt: skip
+        return config
+
+    router = launch_router(tmp_path, make_config, wait_ports=(port,))
+    context = pki.client_context()
+    try:
+        callee = await connect(f"rss://127.0.0.1:{port}", "realm1", serializer="cbor", ssl_context=context,
+                               reconnect=NO_RECONNECT)  # fmt: skip
+        caller = await connect(f"wss://127.0.0.1:{port}/ws", "realm1", ssl_context=context, reconnect=NO_RECONNECT)
+        try:
+            await callee.register("com.universal.tls", lambda: "over TLS")
+            assert await caller.call("com.universal.tls") == "over TLS"
+        finally:
+            await callee.leave()
+            await caller.leave()
+
+        def get() -> bytes:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=5, context=context) as response:
+                return bytes(response.read())
+
+        assert await asyncio.to_thread(get) == b"<h1>one TLS port</h1>"
+        # a client that speaks plain text to the TLS port gets nothing routed
+        with pytest.raises((ConnectionError, OSError, TimeoutError)):
+            await connect(f"rs://127.0.0.1:{port}", "realm1", reconnect=NO_RECONNECT, connect_timeout=2)
+    finally:
+        assert router.stop() == 0, router.log()
+        assert "Traceback" not in router.log(), router.log()
