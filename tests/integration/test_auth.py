@@ -332,3 +332,23 @@ async def test_repeated_failures_are_slowed_down(auth_router: RouterProcess) -> 
     await client.send([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"], "authid": "joe"}])
     await client.recv()
     assert (await client.request([5, "joes-ticket", {}]))[0] == 2
+
+
+async def test_a_principal_bound_to_a_realm_joins_only_that_realm(tmp_path: Path, autobahn: AutobahnSessions) -> None:
+    """A principal's ``realm`` (Crossbar's principals have one) limits it to that realm, even where
+    its role exists too; an unbound principal joins both."""
+    auth = {"ticket": {"principals": {"joe": {"role": "user", "ticket": "joes", "realm": "realm1"},
+                                      "ann": {"role": "user", "ticket": "anns"}}}}  # fmt: skip
+    realms = [{"name": "realm1", "roles": [{"name": "user"}]}, {"name": "other", "roles": [{"name": "user"}]}]
+    router = start_router(tmp_path, realms=realms, ws_options={"auth": auth})
+    try:
+        transport = _transport(router)
+        joe = {"ticket": {"authid": "joe", "ticket": "joes"}}
+        assert (await autobahn.open(transport, realm="realm1", authentication=joe))._authid == "joe"
+        with pytest.raises(ConnectionError):
+            await autobahn.open(transport, realm="other", authentication=joe)
+        ann = {"ticket": {"authid": "ann", "ticket": "anns"}}
+        for realm in ("realm1", "other"):
+            assert (await autobahn.open(transport, realm=realm, authentication=ann))._authid == "ann"
+    finally:
+        router.stop()

@@ -170,12 +170,11 @@ def test_auth_methods_map_onto_principals() -> None:
     assert converted["wampcra"]["principals"]["ann"] == {"role": "user", "secret": "s", "salt": "x",
                                                          "iterations": 10, "keylen": 32}  # fmt: skip
     assert converted["cryptosign"]["principals"]["dev"] == {"role": "device", "pubkeys": ["ab" * 32],
-                                                            "authextra": {"k": 1}}  # fmt: skip
+                                                            "realm": "realm1", "authextra": {"k": 1}}  # fmt: skip
     assert converted["scram"]["principals"]["sam"]["scram"]["stored-key"] == "11"
     assert converted["tls"]["principals"]["client"] == {"role": "backend", "certificate_sha1": "AA:BB"}
     assert converted["cookie"] == {"name": "sid", "max_age": 60}
-    losses = [f.path for f in conversion.findings if not f.carried]
-    assert losses == ['workers[0].transports[0].auth.cryptosign.principals["dev"].realm']
+    assert conversion.complete
 
 
 def test_components_become_guests(tmp_path: Path) -> None:

@@ -103,6 +103,9 @@ class PrincipalConfig(_Strict):
     #: tls: pin the client certificate's SHA-1 fingerprint (hex, colons allowed)
     certificate_sha1: str | None = None
     authextra: dict[str, Any] = Field(default_factory=dict)
+    #: the only realm this principal may join (as Crossbar's principals' realm); omitted: any realm
+    #: whose roles include its role
+    realm: str | None = None
 
 
 class CookieAuth(_Strict):

@@ -800,8 +800,7 @@ class _Converter:
             elif key in ("extra", "authextra"):
                 out["authextra"] = value
             elif key == "realm":
-                self.lost(f"{where}.realm", "principals are not bound to one realm",
-                          "leave the principal's role out of the other realms to keep it there")  # fmt: skip
+                out["realm"] = value
             else:
                 self.lost(f"{where}.{key}", "a principal key with no equivalent")
         return out

@@ -154,7 +154,7 @@ def _principals(method: MethodAuth, router: Router) -> Principals:
         authid: Principal(
             authid=authid, role=p.role, ticket=p.ticket, secret=p.secret, salt=p.salt, iterations=p.iterations,
             keylen=p.keylen, pubkeys=tuple(p.pubkeys), scram=dict(p.scram), certificate_sha1=p.certificate_sha1,
-            authextra=dict(p.authextra),
+            authextra=dict(p.authextra), realm=p.realm,
         )
         for authid, p in method.principals.items()
     }  # fmt: skip

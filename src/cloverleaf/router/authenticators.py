@@ -48,6 +48,8 @@ class Principal:
     #: certificate the transport's CA verified whose common name is the authid
     certificate_sha1: str | None = None
     authextra: dict[str, Any] = field(default_factory=dict)
+    #: the only realm the principal may join (None: any realm whose roles include its role)
+    realm: str | None = None
 
 
 def principal_from_answer(authid: str, answer: Any) -> Principal | None:
@@ -72,6 +74,7 @@ def principal_from_answer(authid: str, answer: Any) -> Principal | None:
         scram={k: v for k, v in answer.items() if k in ("kdf", "iterations", "memory", "salt", "stored-key",
                                                         "server-key", "stored_key", "server_key")},
         authextra=extra if isinstance(extra, dict) else {},
+        realm=answer["realm"] if isinstance(answer.get("realm"), str) else None,
     )  # fmt: skip
 
 
@@ -96,6 +99,13 @@ class Principals:
     def dynamic(self) -> bool:
         return self.procedure is not None
 
+    def find(self, authid: str | None, realm: str) -> Principal | None:
+        """The configured principal ``authid``, if it may join ``realm``."""
+        principal = self.static.get(authid or "")
+        if principal is not None and principal.realm is not None and principal.realm != realm:
+            return None
+        return principal
+
     async def ask(self, hello: HelloInfo, method: str, extra: dict[str, Any]) -> Principal | None:
         """Call the dynamic authenticator; None when it refuses."""
         assert self.procedure is not None and self.call is not None
@@ -110,7 +120,10 @@ class Principals:
                                      self.timeout)  # fmt: skip
         except Exception:
             return None
-        return principal_from_answer(authid, answer)
+        principal = principal_from_answer(authid, answer)
+        if principal is not None and principal.realm is not None and principal.realm != hello.realm:
+            return None  # (Crossbar's authenticators may name a realm: one other than asked is refused)
+        return principal
 
 
 def _identity(principal: Principal, method: str, provider: str) -> Identity:
@@ -133,7 +146,7 @@ class TicketAuthenticator:
     def authenticate(self, hello: HelloInfo, state: Any, signature: str, extra: dict[str, Any]) -> MaybeAwaitable:
         if self.principals.dynamic:
             return self._dynamic(hello, signature)
-        principal = self.principals.static.get(hello.authid or "")
+        principal = self.principals.find(hello.authid, hello.realm)
         if principal is None or principal.ticket is None or not verify_ticket(signature, principal.ticket):
             return Reject()
         return Accept(_identity(principal, self.method, "static"))
@@ -170,7 +183,7 @@ class WampCraAuthenticator:
             return Reject(errors.AUTHENTICATION_FAILED, "wampcra authentication needs an authid")
         if self.principals.dynamic:
             return self._dynamic(hello)
-        principal = self.principals.static.get(hello.authid)
+        principal = self.principals.find(hello.authid, hello.realm)
         return self._challenge(hello, principal)
 
     async def _dynamic(self, hello: HelloInfo) -> Challenge | Reject:
@@ -246,7 +259,7 @@ class CryptosignAuthenticator:
             return Reject(errors.AUTHENTICATION_FAILED, "cryptosign needs authextra.pubkey")
         if self.principals.dynamic:
             return self._dynamic(hello, pubkey)
-        principal = self.principals.static.get(hello.authid or "")
+        principal = self.principals.find(hello.authid, hello.realm)
         if principal is None and not hello.authid:  # no authid: find the principal by its key
             principal = next((p for p in self.principals.static.values() if pubkey.lower() in
                               {k.lower() for k in p.pubkeys}), None)  # fmt: skip
@@ -306,7 +319,7 @@ class ScramAuthenticator:
             return Reject(errors.AUTHENTICATION_FAILED, "SCRAM needs an authid")
         if self.principals.dynamic:
             return self._dynamic(hello)
-        return self._challenge(hello, self.principals.static.get(hello.authid))
+        return self._challenge(hello, self.principals.find(hello.authid, hello.realm))
 
     async def _dynamic(self, hello: HelloInfo) -> Challenge | Reject:
         return self._challenge(hello, await self.principals.ask(hello, self.method, {}))
@@ -398,7 +411,7 @@ class TlsAuthenticator:
         authid = hello.authid or common_name or ""
         if self.principals.dynamic:
             return self._dynamic(hello, sha1, common_name)
-        principal = self.principals.static.get(authid)
+        principal = self.principals.find(authid, hello.realm)
         if principal is None:
             return Reject()
         if principal.certificate_sha1 is not None:
