@@ -352,3 +352,45 @@ async def test_a_principal_bound_to_a_realm_joins_only_that_realm(tmp_path: Path
             assert (await autobahn.open(transport, realm=realm, authentication=ann))._authid == "ann"
     finally:
         router.stop()
+
+
+async def test_dynamic_wampcra_answers_the_password_with_its_salt_as_for_crossbar(
+        tmp_path: Path, autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """A Crossbar WAMP-CRA authenticator answers the user's password with salt, iterations and
+    keylen; the router derives the key (a static config holds the derived key instead)."""
+    realms = [{"name": "realm1", "roles": [{"name": "user"}]}, {"name": "auth", "roles": [{"name": "anonymous"}]}]
+    auth = {"anonymous": {"role": "anonymous"},
+            "wampcra": {"type": "dynamic", "authenticator": "com.auth.cra", "authenticator_realm": "auth"}}
+    router = start_router(tmp_path, realms=realms, ws_options={"auth": auth})
+    try:
+        backend = await autobahn.open({"type": "websocket", "url": router.ws_url}, realm="auth")
+        users = {"plain": {"secret": "plain-password", "role": "user"},
+                 "salty": {"secret": "salty-password", "role": "user", "salt": SALT, "iterations": ITERATIONS,
+                           "keylen": KEYLEN}}  # fmt: skip
+        await backend.register(lambda realm, authid, details: users[authid], "com.auth.cra")
+        for authid, password in (("plain", "plain-password"), ("salty", "salty-password")):
+            session = await autobahn.open({"type": "websocket", "url": router.ws_url}, realm="realm1",
+                                          authentication={"wampcra": {"authid": authid, "secret": password}})
+            assert (session._authid, session._authmethod) == (authid, "wampcra")
+        with pytest.raises(ConnectionError):
+            await autobahn.open({"type": "websocket", "url": router.ws_url}, realm="realm1",
+                                authentication={"wampcra": {"authid": "salty", "secret": "wrong"}})
+    finally:
+        router.stop()
+
+
+async def test_anonymous_bound_to_a_realm_on_a_websocket_transport_of_any_path(
+        tmp_path: Path, autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """Crossbar's anonymous ``realm`` and its WebSocket transport answering on any path (``path: "*"``)."""
+    realms = [{"name": "realm1"}, {"name": "other"}]
+    router = start_router(tmp_path, realms=realms, ws_options={"path": "*", "auth": {
+        "anonymous": {"role": "anonymous", "realm": "realm1"}}})  # fmt: skip
+    try:
+        base = router.ws_url.removesuffix("/ws")
+        for path in ("/ws", "/", "/any/thing"):
+            session = await autobahn.open({"type": "websocket", "url": base + path}, realm="realm1")
+            assert session._authmethod == "anonymous"
+        with pytest.raises(ConnectionError):
+            await autobahn.open({"type": "websocket", "url": router.ws_url}, realm="other")
+    finally:
+        router.stop()

@@ -13,6 +13,7 @@ import yaml
 from cloverleaf.node import cli
 from cloverleaf.node.config import parse_config
 from cloverleaf.node.convert import NotCrossbarConfig, convert, read_crossbar
+from cloverleaf.router.authenticators import salted_wampcra_key
 
 
 def router(*, realms: list[Any] | None = None, transports: list[Any] | None = None, **more: Any) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def test_what_is_not_carried_is_named_with_its_key_path_and_exit_1(
             "/": {"type": "wsgi", "module": "app", "object": "app"},
             "ws": {"type": "websocket"}}},
     ])  # fmt: skip
-    config["workers"].append({"type": "proxy"})
+    config["workers"].append({"type": "xbrmm"})
     write(tmp_path, config)
     status, out, err = run(capsys, str(tmp_path), "-o", str(tmp_path / "out.yaml"))
     assert status == 1
@@ -86,7 +87,7 @@ def test_what_is_not_carried_is_named_with_its_key_path_and_exit_1(
     assert any(line.startswith("not carried: workers[0].transports[1]: a 'mqtt' transport") for line in lines)
     assert any(line.startswith('not carried: workers[0].transports[2].paths["/"]: a \'wsgi\' path service') and
                "reverse proxy" in line for line in lines)  # fmt: skip
-    assert any(line.startswith("not carried: workers[1]: a 'proxy' worker") and "--workers" in line for line in lines)
+    assert any(line.startswith("not carried: workers[1]: a 'xbrmm' worker") for line in lines)
     assert lines[-1].startswith("cloverleaf convert: incomplete")
     written = yaml.safe_load((tmp_path / "out.yaml").read_text())
     assert [t["type"] for t in written["transports"]] == ["websocket", "web"]  # what could be carried is there
@@ -100,7 +101,7 @@ def test_not_a_crossbar_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "v1.json").write_text('{"controller": {}, "workers": []}')
     assert run(capsys, str(tmp_path / "v1.json"))[0] == 2  # version 1: `crossbar upgrade` first
     assert run(capsys, str(tmp_path / "nothing-here"))[0] == 2
-    with pytest.raises(NotCrossbarConfig, match="nothing to route"):
+    with pytest.raises(NotCrossbarConfig, match="nothing to run"):
         convert({"version": 2, "workers": [{"type": "guest", "executable": "x"}]}, tmp_path, None)
 
 
@@ -167,8 +168,9 @@ def test_auth_methods_map_onto_principals() -> None:
     converted = conversion.config["transports"][0]["auth"]
     assert converted["anonymous"] == {"role": "guest"}
     assert converted["ticket"] == {"principals": {"joe": {"role": "user", "ticket": "${JOE_TICKET}"}}}
-    assert converted["wampcra"]["principals"]["ann"] == {"role": "user", "secret": "s", "salt": "x",
-                                                         "iterations": 10, "keylen": 32}  # fmt: skip
+    # Crossbar keeps a salted user's password; Cloverleaf's config the key derived from it
+    assert converted["wampcra"]["principals"]["ann"] == {"role": "user", "secret": salted_wampcra_key("s", "x", 10, 32),
+                                                         "salt": "x", "iterations": 10, "keylen": 32}  # fmt: skip
     assert converted["cryptosign"]["principals"]["dev"] == {"role": "device", "pubkeys": ["ab" * 32],
                                                             "realm": "realm1", "authextra": {"k": 1}}  # fmt: skip
     assert converted["scram"]["principals"]["sam"]["scram"]["stored-key"] == "11"
@@ -246,3 +248,51 @@ def test_crossbar_http_bridge_classes_become_http_components(tmp_path: Path) -> 
     assert conversion.complete
     checked = parse_config({**conversion.config, "transports": [{"type": "websocket", "endpoint": {"port": 1}}]})
     assert [c.type for c in checked.components] == ["http-subscriber", "http-callee"]
+
+
+def test_shapes_found_in_real_configs(tmp_path: Path) -> None:
+    """What a survey of 275 configs of the Crossbar, Autobahn and crossbar-examples repositories
+    showed: starred URIs, allow-by-default, router components' default role, any-path WebSocket
+    transports, guests' folders, proxy workers, web-only nodes, testee workers."""
+    realm = {"name": "realm1", "roles": [
+        {"name": "anonymous", "allow-by-default": True},
+        {"name": "user", "permissions": [{"uri": "com.*.foo.*", "allow": {"call": True}},
+                                         {"uri": "com.*.bar", "allow": {"call": True}},
+                                         {"uri": "*", "allow": {"subscribe": True}}]}]}  # fmt: skip
+    config = router(realms=[realm], transports=[
+        {"type": "websocket", "endpoint": TCP},
+        {"type": "rawsocket", "endpoint": {"type": "unix", "path": "router.sock"},
+         "auth": {"anonymous-proxy": {"type": "static"}, "cryptosign-proxy": {"type": "static"}}},
+    ], components=[{"type": "class", "classname": "app.Backend", "realm": "realm1"},
+                   {"type": "class", "classname": "app.Backend", "realm": "realm1"}])  # fmt: skip
+    config["workers"] += [
+        {"type": "proxy", "transports": [{"type": "web", "endpoint": {**TCP, "port": 9000}, "paths": {
+            "ws": {"type": "websocket", "auth": {"ticket": {"type": "static", "principals": {
+                "joe": {"ticket": "t", "role": "user"}}}}}}}],
+         "routes": {"realm1": {"anonymous": "backend"}}, "connections": {"backend": {}}},
+        {"type": "guest", "executable": "../bin/hello", "arguments": ["../client.php"]},
+        {"type": "guest", "executable": "php", "arguments": ["../client.php"], "options": {"workdir": ".."}},
+        {"type": "websocket-testee", "transport": {"type": "websocket", "endpoint": {**TCP, "port": 9001}}},
+    ]  # fmt: skip
+    conversion = convert(config, tmp_path / ".crossbar", tmp_path)
+    anonymous, user = conversion.config["realms"][0]["roles"]
+    assert anonymous["permissions"] == [{"uri": "", "match": "prefix",
+                                         "allow": ["call", "register", "publish", "subscribe"]}]  # fmt: skip
+    assert [(p["uri"], p["match"]) for p in user["permissions"]] == [
+        ("com..foo.", "wildcard"), ("com..bar", "wildcard"), ("", "prefix")]
+    transports = conversion.config["transports"]
+    assert transports[0]["path"] == "*"  # Crossbar's WebSocket transport answers on any path
+    # the router's transport for proxies is left out; the proxy's client-facing one is the node's
+    assert [t["type"] for t in transports] == ["websocket", "rawsocket", "web", "websocket-testee"]
+    assert transports[1]["auth"] == {"anonymous": {"role": "anonymous"}}  # the class components' socket
+    assert transports[2]["paths"]["/ws"]["auth"]["ticket"]["principals"]["joe"]["role"] == "user"
+    backend, backend2, hello, php = conversion.config["components"]
+    assert (backend["name"], backend2["name"]) == ("app.Backend", "app.Backend-2")
+    assert hello["executable"] == "bin/hello" and hello["cwd"] == ".crossbar"
+    assert php["executable"] == "php" and php["cwd"] == "."
+    assert conversion.complete, conversion.report()
+    parse_config(conversion.config)
+    # a web-only node gets a realm nobody can join (Cloverleaf needs one)
+    web_only = convert({"version": 2, "workers": [{"type": "router", "transports": [
+        {"type": "web", "endpoint": TCP, "paths": {"/": {"type": "nodeinfo"}}}]}]}, tmp_path, None)  # fmt: skip
+    assert web_only.config["realms"] == [{"name": "realm1", "roles": []}]

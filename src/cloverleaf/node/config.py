@@ -83,6 +83,8 @@ Endpoint = Annotated[
 
 class AnonymousAuth(_Strict):
     role: str = "anonymous"
+    #: the only realm anonymous clients may join (as Crossbar's anonymous `realm`); omitted: any
+    realm: str | None = None
 
 
 class PrincipalConfig(_Strict):
@@ -207,8 +209,8 @@ class WebSocketTransport(_WebSocketPings, _TransportBase):
     @field_validator("path")
     @classmethod
     def _path_is_absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("a path starting with '/'")
+        if not value.startswith("/") and value != "*":
+            raise ValueError("a path starting with '/', or '*' for any path")
         return value
 
 

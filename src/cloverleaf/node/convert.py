@@ -35,6 +35,8 @@ from .config import ConfigError, NodeConfig, load_config, parse_config
 
 #: Crossbar's HTTP bridge classes (crossbar.bridge.rest.*) -> Cloverleaf's own component types
 HTTP_BRIDGE_CLASSES = {"MessageForwarder": "http-subscriber", "RESTCallee": "http-callee"}
+#: Crossbar's authentication methods that Cloverleaf offers
+AUTH_METHODS = ("anonymous", "ticket", "wampcra", "cryptosign", "scram", "tls")
 #: Crossbar's serializers that Cloverleaf speaks
 SERIALIZERS = ("json", "msgpack", "cbor")
 #: Cloverleaf's bounds on a transport's max_message_size
@@ -144,6 +146,8 @@ class _Converter:
         #: roles of router class components -> the Unix socket path their transport listens on
         self.component_sockets: dict[str, str] = {}
         self.pythonpath: list[str] = []
+        #: a proxy worker was converted: router transports only for proxies are left out
+        self.proxied = False
 
     # findings
     def lost(self, path: str, why: str, instead: str = "") -> None:
@@ -161,6 +165,8 @@ class _Converter:
     # paths
     def place(self, path: str) -> str:
         """A Crossbar path (relative to the node folder) as the output config should write it."""
+        if Path(path).expanduser().is_absolute():
+            return str(Path(path).expanduser())
         absolute = Path(os.path.normpath(self.cbdir / Path(path).expanduser()))
         if self.out_dir is None:
             return str(absolute)
@@ -194,20 +200,58 @@ class _Converter:
             kind = worker.get("type")
             if kind == "router":
                 self.router(worker, where)
+            elif kind == "proxy":
+                self.proxy(worker, where)
+            elif kind == "websocket-testee":
+                self.unknown_keys(where, worker, {"type", "id", "options", "transport"})
+                endpoint = self.endpoint((worker.get("transport") or {}).get("endpoint") or {},
+                                         f"{where}.transport.endpoint")  # fmt: skip
+                if endpoint is not None:
+                    self.transports.append({"type": "websocket-testee", "endpoint": endpoint})
+                    self.origins[("transports", len(self.transports) - 1)] = where
             elif kind == "container":
                 self.container(worker, where)
             elif kind == "guest":
                 self.guest(worker, where)
             else:
-                self.lost(where, f"a {kind!r} worker has no equivalent",
-                          "proxy workers: run `cloverleaf start --workers N` (docs/workers.md)" if kind == "proxy"
-                          else "see docs/migrating-from-crossbar.md")  # fmt: skip
+                self.lost(where, f"a {kind!r} worker has no equivalent", "see docs/migrating-from-crossbar.md")
+        if not self.realms and not self.transports:
+            raise NotCrossbarConfig("the config has no router worker with a realm or a transport: nothing to run")
         if not self.realms:
-            raise NotCrossbarConfig("the config has no router worker with a realm: nothing to route")
+            # a web-only node: Cloverleaf needs a realm; one without roles admits nobody
+            self.realms.append({"name": "realm1", "roles": []})
+            self.origins[("realms", 0)] = "added: Cloverleaf needs a realm (it has no roles: nobody can join it)"
+        self.unique_component_names()
         config: dict[str, Any] = {"realms": self.realms, "transports": self.transports}
         if self.components:
             config["components"] = self.components
         return config
+
+    def unique_component_names(self) -> None:
+        """Components without a name of their own are labelled by their class or program;
+        several of one kind get -2, -3, ... (Cloverleaf refuses two components of one name)."""
+        labels: dict[str, int] = {}
+        for component in self.components:
+            label = component.get("name")
+            if label is None and component["type"] == "guest":  # as GuestComponent.label
+                label = " ".join([Path(str(component["executable"])).name, *component["arguments"][:1]])
+            if label is None:
+                continue
+            labels[label] = labels.get(label, 0) + 1
+            if labels[label] > 1:
+                component["name"] = f"{label}-{labels[label]}"
+
+    def proxy(self, worker: dict[str, Any], where: str) -> None:
+        """A proxy worker's transports face the clients: they become the node's own (Cloverleaf
+        routes in the process that accepts; --workers shares the ports)."""
+        self.unknown_keys(where, worker, {"type", "id", "options", "transports", "routes", "connections"})
+        for index, transport in enumerate(worker.get("transports") or []):
+            self.transport(transport, f"{where}.transports[{index}]")
+        for key in ("routes", "connections"):
+            if key in worker:
+                self.note(f"{where}.{key}", "not needed: the node that accepts a client routes its session (for "
+                                            "several processes: `cloverleaf start --workers N`, docs/workers.md)")
+        self.proxied = True
 
     def router(self, worker: dict[str, Any], where: str) -> None:
         self.unknown_keys(where, worker, {"type", "id", "options", "realms", "transports", "components",
@@ -232,7 +276,10 @@ class _Converter:
 
     # -- realms and roles ------------------------------------------------------------------------
     def realm(self, realm: dict[str, Any], where: str) -> None:
-        self.unknown_keys(where, realm, {"name", "roles", "store", "options", "id"})
+        self.unknown_keys(where, realm, {"name", "roles", "store", "options", "id", "rlinks"})
+        if realm.get("rlinks"):
+            self.lost(f"{where}.rlinks", "router-to-router links have no equivalent",
+                      "run the nodes as one cluster on NATS instead (docs/cluster.md)")  # fmt: skip
         name = realm.get("name")
         if any(existing["name"] == name for existing in self.realms):
             self.lost(where, f"realm {name!r} is defined by two router workers",
@@ -282,7 +329,8 @@ class _Converter:
                 self.note(f"{where}.{key}", "the store's size is bounded by each event-history entry's limit")
 
     def role(self, role: dict[str, Any], where: str) -> dict[str, Any]:
-        self.unknown_keys(where, role, {"name", "permissions", "authorizer", "authorizer-realm", "id"})
+        self.unknown_keys(where, role, {"name", "permissions", "authorizer", "authorizer-realm", "id",
+                                        "allow-by-default"})  # fmt: skip
         out: dict[str, Any] = {"name": role.get("name")}
         if "authorizer" in role:
             out["authorizer"] = role["authorizer"]
@@ -290,6 +338,12 @@ class _Converter:
                 out["authorizer_realm"] = role["authorizer-realm"]
             out["permissions"] = []
             return out
+        if role.get("allow-by-default") and not role.get("permissions"):
+            # Crossbar's role without permissions that allows everything
+            out["permissions"] = [{"uri": "", "match": "prefix", "allow": ["call", "register", "publish", "subscribe"]}]
+            return out
+        if "allow-by-default" in role:
+            self.note(f"{where}.allow-by-default", "ignored where permissions are listed, as in Crossbar")
         out["permissions"] = [self.permission(p, f"{where}.permissions[{i}]")
                               for i, p in enumerate(role.get("permissions") or [])]  # fmt: skip
         return out
@@ -298,8 +352,11 @@ class _Converter:
         self.unknown_keys(where, permission, {"uri", "match", "allow", "disclose", "cache", "validate"})
         uri = permission.get("uri", "")
         match = permission.get("match")
-        if match is None and uri.endswith("*"):  # Crossbar's older spelling of a prefix
-            uri, match = uri[:-1], "prefix"
+        if match is None and "*" in uri:  # a starred URI: its stars say the match (as Autobahn reads it)
+            if uri.count("*") == 1 and uri.endswith("*"):
+                uri, match = uri[:-1], "prefix"
+            else:
+                uri, match = uri.replace("*", ""), "wildcard"
         out: dict[str, Any] = {"uri": uri, "match": match or "exact"}
         allow = permission.get("allow") or {}
         out["allow"] = [action for action in ("call", "register", "publish", "subscribe") if allow.get(action)]
@@ -316,6 +373,11 @@ class _Converter:
     # -- transports ------------------------------------------------------------------------------
     def transport(self, transport: dict[str, Any], where: str) -> None:
         kind = transport.get("type")
+        methods = list(transport.get("auth") or {})
+        if methods and all(method.endswith("-proxy") for method in methods):
+            self.note(where, "a transport for Crossbar's proxy workers only: not needed (the proxy workers' own "
+                             "transports are the node's)")  # fmt: skip
+            return
         out: dict[str, Any] | None
         if kind == "websocket":
             out = self.websocket_transport(transport, where)
@@ -471,6 +533,8 @@ class _Converter:
             else:
                 self.lost(at, "a WebSocket option with no equivalent")
         interval = out.get("ping_interval", 30.0)
+        if "ping_timeout" not in out and interval and interval < 10.0:  # Cloverleaf's default timeout is 10 s
+            out["ping_timeout"] = interval
         if "ping_timeout" in out and interval and out["ping_timeout"] > interval:
             out["ping_timeout"] = interval
             self.note(f"{where}.auto_ping_timeout", "shortened to auto_ping_interval (the PONG is awaited within "
@@ -498,13 +562,8 @@ class _Converter:
             self.lost(f"{where}.endpoint", "WebSocket over a Unix socket has no equivalent",
                       "use a rawsocket transport on the Unix socket")  # fmt: skip
             return None
-        path = "/"
-        if transport.get("url"):
-            from urllib.parse import urlsplit
-
-            path = urlsplit(transport["url"]).path or "/"
-        self.note(f"{where}.url", f"Crossbar's WebSocket transport answers on any path; Cloverleaf's on one: {path}")
-        return {"type": "websocket", "endpoint": endpoint, "path": path, **self.websocket_common(transport, where)}
+        # Crossbar's WebSocket transport answers on any path (its url is only advertised)
+        return {"type": "websocket", "endpoint": endpoint, "path": "*", **self.websocket_common(transport, where)}
 
     def rawsocket(self, transport: dict[str, Any], where: str, with_endpoint: bool) -> dict[str, Any] | None:
         self.unknown_keys(where, transport, {"type", "id", "endpoint", "serializers", "debug", "options", "auth",
@@ -574,7 +633,7 @@ class _Converter:
             self.unknown_keys(at, ws, {"type", "id", "serializers", "debug", "options", "auth", "cookie", "url"})
             paths[_join("", name)] = {"type": "websocket", **self.websocket_common(ws, at)}
         if endpoint["type"] == "unix" or not paths:
-            if "websocket" in transport or "web" in transport:
+            if endpoint["type"] == "unix" and ("websocket" in transport or "web" in transport):
                 self.lost(where, "WebSocket and web paths on a Unix socket have no equivalent",
                           "only its RawSocket is carried")  # fmt: skip
             if rawsocket is None:
@@ -596,6 +655,7 @@ class _Converter:
             if not isinstance(service, dict):
                 self.lost(at, "not a mapping")
                 continue
+            service = {k: v for k, v in service.items() if k != "id"}  # Crossbar allows an id on any of them
             path = _join(prefix, name)
             kind = service.get("type")
             if kind == "path":
@@ -657,11 +717,13 @@ class _Converter:
         for key, value in (service.get("options") or {}).items():
             if key == "cache_timeout":
                 out["max_age"] = int(value) if value else 0
+            elif key == "mime_types":
+                pass
             elif key == "enable_directory_listing":
                 if value:
                     out["directory_listing"] = True
                     self.note(f"{at}.options.{key}", "hidden entries (a leading dot) are not listed")
-            elif key == "mime_types":
+            elif key == "mime_types" and value:
                 self.lost(f"{at}.options.{key}", "the MIME types of file extensions are Python's (mimetypes)",
                           "rename the files, or register the types on the system")  # fmt: skip
             else:
@@ -716,6 +778,12 @@ class _Converter:
             at = f"{where}.{method}"
             if method == "cookie":
                 continue
+            if method.endswith("-proxy"):
+                self.note(at, "Crossbar's proxy workers' method: not needed")
+                continue
+            if method not in AUTH_METHODS:
+                self.lost(at, f"the {method!r} method is not offered")
+                continue
             if not isinstance(config, dict):
                 self.lost(at, "not a mapping")
                 continue
@@ -755,10 +823,10 @@ class _Converter:
             self.unknown_keys(at, config, {"type", "role", "authid", "realm"})
             if "authid" in config:
                 self.lost(f"{at}.authid", "anonymous sessions get a random authid", "")
+            out = {"role": config.get("role", "anonymous")}
             if "realm" in config:
-                self.lost(f"{at}.realm", "anonymous access is not bound to one realm",
-                          "leave the role out of the other realms to keep it there")  # fmt: skip
-            return {"role": config.get("role", "anonymous")}
+                out["realm"] = config["realm"]
+            return out
         principals_key = {"wampcra": "users"}.get(method, "principals")
         known = {"ticket", "wampcra", "cryptosign", "scram", "tls"}
         if method not in known:
@@ -790,6 +858,8 @@ class _Converter:
             "tls": {"certificate-sha1": "certificate_sha1"},
             "scram": {},
         }[method]
+        if method == "wampcra" and principal.get("salt") is not None:
+            principal = self.salted(principal, where)
         for key, value in principal.items():
             if key == "role":
                 continue
@@ -804,6 +874,25 @@ class _Converter:
             else:
                 self.lost(f"{where}.{key}", "a principal key with no equivalent")
         return out
+
+    def salted(self, user: dict[str, Any], where: str) -> dict[str, Any]:
+        """A salted WAMP-CRA user: Crossbar keeps the password and derives the key at each
+        challenge (with all of salt, iterations and keylen; else it does not salt); Cloverleaf's
+        config keeps the derived key (a password from the environment cannot be derived here)."""
+        from ..router.authenticators import salted_wampcra_key
+
+        if not all(key in user for key in ("salt", "iterations", "keylen")):
+            self.note(f"{where}.salt", "not used: Crossbar salts only with salt, iterations and keylen together")
+            return {k: v for k, v in user.items() if k not in ("salt", "iterations", "keylen")}
+        secret = user.get("secret", "")
+        if _ENV_PORT.fullmatch(secret):
+            self.lost(f"{where}.secret", "a salted secret from the environment: Cloverleaf reads the key derived "
+                                         "from the password there, not the password",
+                      "give the variable the derived key (Autobahn's derive_key(password, "
+                      f"{user['salt']!r}, {user['iterations']}, {user['keylen']}))")  # fmt: skip
+            return user
+        self.note(f"{where}.secret", "the key derived from the password (PBKDF2) is written instead of the password")
+        return {**user, "secret": salted_wampcra_key(secret, user["salt"], user["iterations"], user["keylen"])}
 
     def cookie(self, cookie: dict[str, Any], where: str, authenticates: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -830,7 +919,7 @@ class _Converter:
             self.lost(where, f"a {kind!r} router component has no equivalent",
                       "run it as a guest connecting over a transport")  # fmt: skip
             return
-        role = component.get("role") or "trusted"
+        role = component.get("role") or "anonymous"  # Crossbar's default for router components
         socket = self.component_socket(role)
         transport = {"type": "rawsocket", "url": "rs://localhost", "endpoint": {"type": "unix", "path": socket}}
         self.class_component(component, where, transport, self.pythonpath)
@@ -849,7 +938,7 @@ class _Converter:
         return self.component_sockets[role]
 
     def class_component(self, component: dict[str, Any], where: str, transport: dict[str, Any],
-                        pythonpath: list[str]) -> None:  # fmt: skip
+                        pythonpath: list[str], env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.unknown_keys(where, component, {"type", "id", "classname", "realm", "role", "extra", "transport",
                                              "references", "authid"})  # fmt: skip
         if component.get("references"):
@@ -869,8 +958,8 @@ class _Converter:
             arguments += ["--extra", json.dumps(component["extra"], separators=(",", ":"))]
         out: dict[str, Any] = {"type": "guest", "name": component.get("id") or classname,
                                "executable": sys.executable, "arguments": arguments}  # fmt: skip
-        if pythonpath:
-            out["env"] = {"PYTHONPATH": os.pathsep.join(pythonpath)}
+        if pythonpath or env:
+            out["env"] = {**(env or {}), **({"PYTHONPATH": os.pathsep.join(pythonpath)} if pythonpath else {})}
         self.components.append(out)
         self.origins[("components", len(self.components) - 1)] = (
             f"{where} (class {classname}, run by cloverleaf.node.classrunner with Autobahn)")
@@ -912,8 +1001,13 @@ class _Converter:
         self.unknown_keys(where, worker, {"type", "id", "options", "components", "connections"})
         options = worker.get("options") or {}
         pythonpath = [self.place(p) for p in options.get("pythonpath", [])]
+        env = {k: str(v) for k, v in ((options.get("env") or {}).get("vars") or {}).items()}
         for key in options:
-            if key != "pythonpath":
+            if key == "env":
+                if (options["env"] or {}).get("inherit", True) is not True:
+                    self.lost(f"{where}.options.env.inherit", "guests inherit the node's whole environment",
+                              "start the node with only the variables the components may see")  # fmt: skip
+            elif key != "pythonpath":
                 self.note(f"{where}.options.{key}", "a worker option with no effect here")
         for index, component in enumerate(worker.get("components") or []):
             at = f"{where}.components[{index}]"
@@ -922,7 +1016,7 @@ class _Converter:
                 continue
             transport = self.component_transport(component.get("transport") or {}, f"{at}.transport")
             if transport is not None:
-                self.class_component(component, at, transport, pythonpath)
+                self.class_component(component, at, transport, pythonpath, env)
 
     def component_transport(self, transport: dict[str, Any], where: str) -> dict[str, Any] | None:
         """A container component's connecting transport, for Autobahn's Component."""
@@ -946,14 +1040,21 @@ class _Converter:
 
     def guest(self, worker: dict[str, Any], where: str) -> None:
         self.unknown_keys(where, worker, {"type", "id", "executable", "arguments", "options"})
-        out: dict[str, Any] = {"type": "guest", "executable": worker.get("executable"),
+        options = worker.get("options") or {}
+        # Crossbar runs a guest in its workdir, the node folder by default, and finds an executable
+        # given with a path there
+        workdir = options.get("workdir", ".")
+        executable = str(worker.get("executable") or "")
+        if os.sep in executable and not os.path.isabs(executable):
+            executable = self.place(os.path.join(workdir, executable))
+        out: dict[str, Any] = {"type": "guest", "executable": executable, "cwd": self.place(workdir),
                                "arguments": list(worker.get("arguments") or [])}  # fmt: skip
         if worker.get("id"):
             out["name"] = worker["id"]
-        for key, value in (worker.get("options") or {}).items():
+        for key, value in options.items():
             at = f"{where}.options.{key}"
             if key == "workdir":
-                out["cwd"] = self.place(value)
+                pass
             elif key == "env":
                 env = value or {}
                 if "vars" in env:

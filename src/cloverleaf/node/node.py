@@ -167,7 +167,7 @@ def build_authenticators(auth: TransportAuth, router: Router) -> list[Authentica
     """The transport's methods; the client's order of preference decides among them."""
     authenticators: list[Authenticator] = []
     if auth.anonymous is not None:
-        authenticators.append(AnonymousAuthenticator(auth.anonymous.role))
+        authenticators.append(AnonymousAuthenticator(auth.anonymous.role, auth.anonymous.realm))
     if auth.ticket is not None:
         authenticators.append(TicketAuthenticator(_principals(auth.ticket, router)))
     if auth.wampcra is not None:

@@ -108,10 +108,14 @@ class AnonymousAuthenticator:
 
     method = "anonymous"
 
-    def __init__(self, role: str = "anonymous") -> None:
+    def __init__(self, role: str = "anonymous", realm: str | None = None) -> None:
         self.role = role
+        #: the only realm anonymous clients may join (None: any)
+        self.realm = realm
 
     def hello(self, hello: HelloInfo) -> MaybeAwaitable:
+        if self.realm is not None and hello.realm != self.realm:
+            return Reject(errors.AUTHENTICATION_FAILED, f"anonymous access is for realm {self.realm} only")
         # Like Crossbar, an anonymous client gets a random authid (it may not choose one).
         authid = "-".join(secrets.token_hex(2).upper() for _ in range(4))
         return Accept(Identity(authid, self.role, self.method, "static"))

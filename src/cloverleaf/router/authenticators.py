@@ -14,7 +14,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +188,11 @@ class WampCraAuthenticator:
 
     async def _dynamic(self, hello: HelloInfo) -> Challenge | Reject:
         principal = await self.principals.ask(hello, self.method, {})
+        if principal is not None and principal.salt is not None and principal.secret is not None:
+            # As Crossbar: an authenticator answers the password with its salt parameters, and the
+            # router derives the key (a config stores the derived key instead: `cloverleaf passwd`)
+            key = salted_wampcra_key(principal.secret, principal.salt, principal.iterations, principal.keylen)
+            principal = replace(principal, secret=key)
         return self._challenge(hello, principal)
 
     def _challenge(self, hello: HelloInfo, principal: Principal | None) -> Challenge | Reject:

@@ -236,7 +236,7 @@ def negotiate(
 ) -> WSUpgradeResponseWithListener | None:
     """Pick path, Origin and subprotocol for an upgrade request; answer with a listener or an error."""
     path = request.path.decode("latin-1").split("?", 1)[0]
-    if path != settings.path:
+    if path != settings.path and settings.path != "*":  # "*": any path, as Crossbar's websocket transport
         return None  # 404
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(origin, settings.allowed_origins):
