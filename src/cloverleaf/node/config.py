@@ -1058,12 +1058,13 @@ def parse_config(data: Any, source: str = "<config>") -> NodeConfig:
         raise ConfigError(source, ["(top level): expected keys such as realms: and transports:, got "
                                    + shown.get(type(data), type(data).__name__)])  # fmt: skip
     data, missing = substitute_environment(data)
+    try:
+        config = NodeConfig.model_validate(data)
+    except ValidationError as exc:  # every problem at once: unset variables and the rest
+        raise ConfigError(source, missing + [_describe(e) for e in exc.errors()]) from None
     if missing:
         raise ConfigError(source, missing)
-    try:
-        return NodeConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+    return config
 
 
 def load_config(path: str | Path) -> NodeConfig:
