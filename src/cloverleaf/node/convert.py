@@ -151,7 +151,7 @@ class _Converter:
 
     # findings
     def lost(self, path: str, why: str, instead: str = "") -> None:
-        self.findings.append(Finding(path, why, instead, carried=False))
+        self.findings.append(Finding(path, why, instead or "see docs/migrating-from-crossbar.md", carried=False))
 
     def note(self, path: str, why: str, instead: str = "") -> None:
         self.findings.append(Finding(path, why, instead, carried=True))
@@ -266,7 +266,8 @@ class _Converter:
                 self.lost(f"{where}.options.{key}", "a worker option with no equivalent",
                           "environment variables: set them where `cloverleaf start` runs" if key == "env" else "")
         if worker.get("connections"):
-            self.lost(f"{where}.connections", "database connections of router workers have no equivalent")
+            self.lost(f"{where}.connections", "database connections of router workers have no equivalent",
+                      "open them in the components that use them")
         for index, realm in enumerate(worker.get("realms") or []):
             self.realm(realm, f"{where}.realms[{index}]")
         for index, transport in enumerate(worker.get("transports") or []):
@@ -324,7 +325,8 @@ class _Converter:
                                        "not copied)")  # fmt: skip
         for key in store:
             if key not in ("type", "event-history", "path", "limit", "maxsize"):
-                self.lost(f"{where}.{key}", "a store option with no equivalent")
+                self.lost(f"{where}.{key}", "a store option with no equivalent",
+                          "event_history and event_store are what a realm stores (docs/configuration.md)")
             elif key in ("limit", "maxsize"):
                 self.note(f"{where}.{key}", "the store's size is bounded by each event-history entry's limit")
 
@@ -469,7 +471,8 @@ class _Converter:
         if "dhparam" in tls:
             self.note(f"{where}.dhparam", "not needed: key exchange is ECDHE (TLS 1.2+) with Python's defaults")
         if "ciphers" in tls:
-            self.lost(f"{where}.ciphers", "the cipher list is Python's default (TLS 1.2+)")
+            self.lost(f"{where}.ciphers", "the cipher list is Python's default (TLS 1.2+)",
+                      "restrict ciphers at a TLS-terminating proxy if a policy requires it")
         return out
 
     def serializers(self, config: dict[str, Any], where: str, out: dict[str, Any]) -> None:
@@ -531,7 +534,8 @@ class _Converter:
             elif key in harmless:
                 self.note(at, harmless[key])
             else:
-                self.lost(at, "a WebSocket option with no equivalent")
+                self.lost(at, "a WebSocket option with no equivalent",
+                          "docs/configuration.md lists the WebSocket options")  # fmt: skip
         interval = out.get("ping_interval", 30.0)
         if "ping_timeout" not in out and interval and interval < 10.0:  # Cloverleaf's default timeout is 10 s
             out["ping_timeout"] = interval
@@ -580,7 +584,8 @@ class _Converter:
             self.message_size(size, f"{where}.options.max_message_size", out)
         for key in (transport.get("options") or {}):
             if key != "max_message_size":
-                self.lost(f"{where}.options.{key}", "a RawSocket option with no equivalent")
+                self.lost(f"{where}.options.{key}", "a RawSocket option with no equivalent",
+                          "docs/configuration.md lists the RawSocket options")
         auth = self.auth(transport.get("auth"), f"{where}.auth", cookie=None, websocket=False)
         if auth is not None:
             out["auth"] = auth
@@ -592,7 +597,8 @@ class _Converter:
         if endpoint is None:
             return None
         if endpoint["type"] == "unix":
-            self.lost(f"{where}.endpoint", "a web transport on a Unix socket has no equivalent")
+            self.lost(f"{where}.endpoint", "a web transport on a Unix socket has no equivalent",
+                      "listen on a TCP port (127.0.0.1 for a local reverse proxy)")
             return None
         paths: dict[str, Any] = {}
         self.paths(transport.get("paths") or {}, f"{where}.paths", "", paths)
@@ -711,7 +717,8 @@ class _Converter:
             directory = str(Path(next(iter(spec.submodule_search_locations))) / service.get("resource", ""))
             self.note(f"{at}.package", f"resolved now, at conversion, to {directory}")
         else:
-            self.lost(at, "a static service without directory or package")
+            self.lost(at, "a static service without directory or package",
+                      "name the folder in directory")
             return None
         out: dict[str, Any] = {"type": "static", "directory": directory}
         for key, value in (service.get("options") or {}).items():
@@ -727,7 +734,8 @@ class _Converter:
                 self.lost(f"{at}.options.{key}", "the MIME types of file extensions are Python's (mimetypes)",
                           "rename the files, or register the types on the system")  # fmt: skip
             else:
-                self.lost(f"{at}.options.{key}", "a static option with no equivalent")
+                self.lost(f"{at}.options.{key}", "a static option with no equivalent",
+                          "docs/configuration.md lists the static options")
         return out
 
     def longpoll(self, service: dict[str, Any], at: str) -> dict[str, Any]:
@@ -744,7 +752,8 @@ class _Converter:
             elif key in ("debug", "debug_transport_id"):
                 self.note(f"{at}.options.{key}", "no equivalent needed (log level debug)")
             else:
-                self.lost(f"{at}.options.{key}", "a long-poll option with no equivalent")
+                self.lost(f"{at}.options.{key}", "a long-poll option with no equivalent",
+                          "docs/configuration.md lists the long-poll options")
         return out
 
     def bridge(self, kind: str, service: dict[str, Any], at: str) -> dict[str, Any]:
@@ -811,18 +820,21 @@ class _Converter:
         cookie_auth = (auth or {}).get("cookie")
         if cookie is not None or cookie_auth is not None:
             if not websocket:
-                self.lost(f"{where}.cookie", "cookies only exist on WebSocket and long-poll")
+                self.lost(f"{where}.cookie", "cookies only exist on WebSocket and long-poll",
+                          "leave it out")
             else:
                 out["cookie"] = self.cookie(cookie or {}, f"{where[: -len('.auth')]}.cookie", cookie_auth is not None)
         if not out:
-            self.lost(where, "no authentication method could be carried: the transport refuses every client")
+            self.lost(where, "no authentication method could be carried: the transport refuses every client",
+                      "add a method (docs/auth.md)")
         return out
 
     def static_auth(self, method: str, config: dict[str, Any], at: str) -> dict[str, Any] | None:
         if method == "anonymous":
             self.unknown_keys(at, config, {"type", "role", "authid", "realm"})
             if "authid" in config:
-                self.lost(f"{at}.authid", "anonymous sessions get a random authid", "")
+                self.lost(f"{at}.authid", "anonymous sessions get a random authid",
+                          "use ticket authentication where a fixed authid matters")
             out = {"role": config.get("role", "anonymous")}
             if "realm" in config:
                 out["realm"] = config["realm"]
@@ -872,7 +884,8 @@ class _Converter:
             elif key == "realm":
                 out["realm"] = value
             else:
-                self.lost(f"{where}.{key}", "a principal key with no equivalent")
+                self.lost(f"{where}.{key}", "a principal key with no equivalent",
+                          "docs/auth.md lists what a principal holds")
         return out
 
     def salted(self, user: dict[str, Any], where: str) -> dict[str, Any]:
@@ -942,11 +955,13 @@ class _Converter:
         self.unknown_keys(where, component, {"type", "id", "classname", "realm", "role", "extra", "transport",
                                              "references", "authid"})  # fmt: skip
         if component.get("references"):
-            self.lost(f"{where}.references", "component references have no equivalent")
+            self.lost(f"{where}.references", "component references have no equivalent",
+                      "share what they need through WAMP calls or extra")
         classname = component.get("classname")
         realm = component.get("realm")
         if not classname or not realm:
-            self.lost(where, "a class component needs classname and realm")
+            self.lost(where, "a class component needs classname and realm",
+                      "add them")
             return
         if classname.rpartition(".")[2] in HTTP_BRIDGE_CLASSES and classname.startswith(("crossbar.bridge.rest.",
                                                                                          "crossbar.adapter.rest.")):
@@ -1012,7 +1027,8 @@ class _Converter:
         for index, component in enumerate(worker.get("components") or []):
             at = f"{where}.components[{index}]"
             if component.get("type") != "class":
-                self.lost(at, f"a {component.get('type')!r} container component has no equivalent")
+                self.lost(at, f"a {component.get('type')!r} container component has no equivalent",
+                          "run it as a guest connecting over a transport")
                 continue
             transport = self.component_transport(component.get("transport") or {}, f"{at}.transport")
             if transport is not None:
@@ -1023,7 +1039,8 @@ class _Converter:
         kind = transport.get("type")
         endpoint = transport.get("endpoint") or {}
         if kind not in ("websocket", "rawsocket"):
-            self.lost(where, f"a {kind!r} connecting transport has no equivalent")
+            self.lost(where, f"a {kind!r} connecting transport has no equivalent",
+                      "connect it over websocket or rawsocket")
             return None
         out: dict[str, Any] = {"type": kind}
         if "url" in transport:
@@ -1069,7 +1086,7 @@ class _Converter:
             elif key == "watch":
                 self.lost(at, "guests are not restarted on file changes", "restart the node after a change")
             else:
-                self.lost(at, "a guest option with no equivalent")
+                self.lost(at, "a guest option with no equivalent", "docs/configuration.md lists the guest options")
         self.note(where, "guests are restarted when they exit (restart.policy: always, with backoff); Crossbar "
                          "did not restart them", "set restart: {policy: never} to keep Crossbar's behaviour")
         self.components.append(out)
