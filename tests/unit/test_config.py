@@ -446,7 +446,7 @@ def test_top_level_must_be_a_mapping(data: Any, got: str) -> None:
      "websocket-testee)"),
     ({**MINIMAL, "transports": [{"type": "web", "endpoint": {"port": 1}, "paths": {"/": {"type": "statc"}}}]},
      'transports[0].paths["/"].type: unknown type \'statc\' (expected one of: websocket, static, redirect, nodeinfo, '
-     "metrics, publisher, caller, webhook, console, longpoll, json)"),
+     "metrics, publisher, caller, webhook, console, longpoll, json, archive)"),
 ])  # fmt: skip
 def test_an_unknown_or_missing_type_names_the_types(data: Any, expected: str) -> None:
     assert _only_problem(data) == f"node.yaml: {expected}"

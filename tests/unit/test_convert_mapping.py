@@ -296,3 +296,17 @@ def test_shapes_found_in_real_configs(tmp_path: Path) -> None:
     web_only = convert({"version": 2, "workers": [{"type": "router", "transports": [
         {"type": "web", "endpoint": TCP, "paths": {"/": {"type": "nodeinfo"}}}]}]}, tmp_path, None)  # fmt: skip
     assert web_only.config["realms"] == [{"name": "realm1", "roles": []}]
+
+
+def test_archive_path_service(tmp_path: Path) -> None:
+    archive = {"type": "archive", "archive": "autobahn.zip", "origin": "https://example.com/a.zip", "download": True,
+               "cache": True, "hashes": ["ab" * 32], "object_prefix": "autobahn-js-browser-master",
+               "default_object": "autobahn.min.js", "mime_types": {".min.js": "text/javascript"}}  # fmt: skip
+    config = router(transports=[{"type": "web", "endpoint": TCP, "paths": {"shared": archive}}])
+    conversion = convert(config, tmp_path / ".crossbar", tmp_path)
+    converted = conversion.config["transports"][0]["paths"]["/shared"]
+    assert converted == {"type": "archive", "archive": ".crossbar/autobahn.zip", "origin": "https://example.com/a.zip",
+                         "download": True, "hashes": ["ab" * 32], "object_prefix": "autobahn-js-browser-master",
+                         "default_object": "autobahn.min.js", "mime_types": {".min.js": "text/javascript"}}  # fmt: skip
+    assert conversion.complete
+    parse_config(conversion.config)

@@ -319,6 +319,36 @@ class JsonPath(_Strict):
     options: JsonPathOptions = Field(default_factory=JsonPathOptions)
 
 
+class ArchivePath(_Strict):
+    """Files served from a ZIP archive (Crossbar's ``archive`` path service), e.g. AutobahnJS's
+    release zip: ``default_object`` answers the path itself, members are looked up below
+    ``object_prefix``. With ``download``, a missing archive is fetched from ``origin`` at start
+    (and must match one of ``hashes``, SHA-256 in hex, when they are given)."""
+
+    type: Literal["archive"]
+    #: the ZIP file (relative to the node folder)
+    archive: Annotated[str, Field(min_length=1)]
+    origin: str | None = None
+    download: bool = False
+    hashes: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]] = Field(default_factory=list)
+    object_prefix: str = ""
+    default_object: str | None = None
+    #: file name suffix -> Content-Type (the longest matching suffix wins), beside the usual types
+    mime_types: dict[str, str] = Field(default_factory=dict)
+    max_age: Annotated[int, Field(ge=0)] = 3600
+
+    @field_validator("origin")
+    @classmethod
+    def _origin_is_http(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @model_validator(mode="after")
+    def _download_needs_an_origin(self) -> ArchivePath:
+        if self.download and self.origin is None:
+            raise ValueError("origin: the URL to download the archive from (download: true)")
+        return self
+
+
 class BridgePath(_Strict):
     """HTTP POST to WAMP: ``publisher`` publishes, ``caller`` calls (Crossbar's request shapes)."""
 
@@ -381,7 +411,7 @@ class ConsolePath(_Strict):
 
 PathService = Annotated[
     WebSocketPath | StaticPath | RedirectPath | NodeInfoPath | MetricsPath | BridgePath | ConsolePath | LongPollPath
-    | JsonPath,
+    | JsonPath | ArchivePath,
     Field(discriminator="type"),
 ]
 
@@ -911,7 +941,7 @@ class ConfigError(Exception):
 _UNION_TAGS = {
     "websocket", "rawsocket", "web", "universal", "websocket-testee", "tcp", "unix",
     "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
-    "app", "guest", "http-subscriber", "http-callee", "console", "longpoll", "json",
+    "app", "guest", "http-subscriber", "http-callee", "console", "longpoll", "json", "archive",
 }  # fmt: skip
 
 

@@ -696,6 +696,8 @@ class _Converter:
             return out
         if kind in ("publisher", "caller", "webhook"):
             return self.bridge(kind, service, at)
+        if kind == "archive":
+            return self.archive(service, at)
         self.lost(at, f"a {kind!r} path service has no equivalent",
                   {"wsgi": "run the WSGI app behind a reverse proxy next to the node",
                    "reverseproxy": "put a reverse proxy in front of the node",
@@ -736,6 +738,20 @@ class _Converter:
             else:
                 self.lost(f"{at}.options.{key}", "a static option with no equivalent",
                           "docs/configuration.md lists the static options")
+        return out
+
+    def archive(self, service: dict[str, Any], at: str) -> dict[str, Any]:
+        self.unknown_keys(at, service, {"type", "archive", "origin", "download", "cache", "hashes", "object_prefix",
+                                        "default_object", "mime_types", "options"})  # fmt: skip
+        out: dict[str, Any] = {"type": "archive", "archive": self.place(service.get("archive", ""))}
+        for key in ("origin", "download", "hashes", "object_prefix", "default_object", "mime_types"):
+            if service.get(key) is not None:
+                out[key] = service[key]
+        if "cache" in service:
+            self.note(f"{at}.cache", "members are always kept in memory once read (up to 64 MB), each at most 16 MB")
+        for key in (service.get("options") or {}):
+            self.lost(f"{at}.options.{key}", "an archive option with no equivalent",
+                      "docs/configuration.md lists the archive keys")  # fmt: skip
         return out
 
     def longpoll(self, service: dict[str, Any], at: str) -> dict[str, Any]:

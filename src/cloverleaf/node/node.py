@@ -41,6 +41,7 @@ from ..router.history import EventStore, MemoryEventStore, SqliteEventStore
 from ..router.realm import Realm
 from ..router.router import FailureDelays, Router
 from ..router.session import QueuePolicy, SessionLimits, SessionOptions
+from ..transport.archive import ZipArchive
 from ..transport.cookies import CookieTracking
 from ..transport.rawsocket import (
     RawSocketSettings,
@@ -50,6 +51,7 @@ from ..transport.rawsocket import (
 )
 from ..transport.testee import TesteeSettings, serve_testee
 from ..transport.web import (
+    ArchiveService,
     FixedService,
     LongPollService,
     MetricsService,
@@ -66,6 +68,7 @@ from ..transport.websocket import WebSocketSettings, serve_websocket
 from ..wamp.serializers import SERIALIZERS
 from ..wamp.uri import UriCheck
 from .config import (
+    ArchivePath,
     BridgePath,
     ClusterConfig,
     ConsolePath,
@@ -134,7 +137,8 @@ def build_realm(config: RealmConfig, router: Router, base_dir: Path | None = Non
 
 
 def missing_static_directories(config: NodeConfig) -> list[str]:
-    """Static path services whose directory does not exist (or is not a directory), as
+    """Static path services whose directory does not exist (or is not a directory), and archive
+    paths whose file does not exist and is not downloaded, as
     "key path: message" lines: `cloverleaf check` reports them, `start` warns (the directory may
     be mounted or deployed later; until then the path answers 404)."""
     problems = []
@@ -146,6 +150,11 @@ def missing_static_directories(config: NodeConfig) -> list[str]:
                 directory = config.resolve(service.directory)
                 if not directory.is_dir():
                     problems.append(f'transports[{index}].paths["{path}"].directory: no such directory: {directory}')
+            elif isinstance(service, ArchivePath) and not service.download:
+                archive = config.resolve(service.archive)
+                if not archive.is_file():
+                    problems.append(f'transports[{index}].paths["{path}"].archive: no such file: {archive} (or '
+                                    "download: true with its origin)")  # fmt: skip
     return problems
 
 
@@ -229,6 +238,8 @@ class Node:
         for realm_config in config.realms:
             self.router.add_realm(build_realm(realm_config, self.router, config.base_dir))
         self.servers: list[asyncio.Server] = []
+        #: the ZIP files archive paths serve (closed at stop)
+        self._archives: list[ZipArchive] = []
         #: "ws://127.0.0.1:8080/ws"-style addresses actually bound (ports chosen by the OS resolved)
         self.addresses: list[str] = []
         #: Unix socket files this process bound (removed when it stops)
@@ -573,6 +584,13 @@ class Node:
                 directory = self.config.resolve(service.directory)
                 services[root] = StaticService(directory, tuple(service.index), service.max_age,
                                                directory_listing=service.directory_listing)
+            elif isinstance(service, ArchivePath):
+                from .archives import open_archive
+
+                archive = await open_archive(service, self.config.resolve(service.archive), f'paths["{path}"]')
+                if archive is not None:
+                    self._archives.append(archive)
+                services[root] = ArchiveService(archive)
             elif isinstance(service, RedirectPath):
                 services[root] = RedirectService(service.url, service.status)
             elif isinstance(service, MetricsPath):
@@ -634,6 +652,9 @@ class Node:
             await context.stop_polling()
         for server in self.servers:
             server.close()
+        for archive in self._archives:
+            archive.close()
+        self._archives.clear()
         # Guests first (SIGTERM: they leave over their open connections), then the apps leave:
         # what is left for the router's GOODBYE below are the outside clients.
         if self.components is not None:

@@ -31,6 +31,7 @@ import orjson
 from .. import __version__
 from ..router.ratelimit import RateLimitedLog
 from ..router.router import Router
+from .archive import ZipArchive
 from .link import describe_peer, linger_close
 from .rawsocket import RawSocketProtocol, RawSocketSettings
 from .rfc6455 import create_protocol
@@ -86,6 +87,14 @@ class FixedService:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveService:
+    """Members of a ZIP archive (an ``archive`` path); ``archive`` None while it is not available
+    (its download failed): 503."""
+
+    archive: ZipArchive | None
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsService:
     """Answers with ``render()``: (body, content type), e.g. Prometheus text."""
 
@@ -133,7 +142,7 @@ class WampService:
 
 Service = (
     StaticService | RedirectService | NodeInfoService | MetricsService | PostService | WampService | LongPollService
-    | FixedService
+    | FixedService | ArchiveService
 )
 
 
@@ -291,6 +300,11 @@ class WebProtocol(asyncio.Protocol):
             self._respond(service.status, b"", {"Location": service.url})
         elif isinstance(service, FixedService):
             self._respond(200, service.body, service.headers)
+        elif isinstance(service, ArchiveService):
+            if service.archive is None:
+                self._respond(503, b"the archive is not available\n", {"Retry-After": "60"})
+            else:
+                self._respond(*service.archive.answer(path[len(root) :], headers))
         elif isinstance(service, MetricsService):
             body, content_type = service.render()
             self._respond(200, body, {"Content-Type": content_type, "Cache-Control": "no-store"})
