@@ -656,3 +656,19 @@ def test_an_unset_environment_variable_names_key_and_variable(monkeypatch: pytes
     assert caught.value.problems == [
         'transports[0].auth.ticket.principals["joe"].ticket: the environment variable CLOVERLEAF_TEST_UNSET is not set'
     ]
+
+
+def test_two_transports_on_one_address_are_refused() -> None:
+    def transports(*endpoints: dict[str, Any]) -> dict[str, Any]:
+        return {"realms": [{"name": "realm1"}],
+                "transports": [{"type": "rawsocket", "endpoint": e} for e in endpoints]}  # fmt: skip
+
+    for clash in (({"host": "0.0.0.0", "port": 9000}, {"host": "127.0.0.1", "port": 9000}),
+                  ({"port": 9000}, {"port": 9000}),
+                  ({"type": "unix", "path": "/tmp/x.sock"}, {"type": "unix", "path": "/tmp/x.sock"})):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            parse_config(transports(*clash), "node.yaml")
+        assert caught.value.problems == ["(top level): expected transports[1].endpoint: the address of transports[0] "
+                                         "(one transport per address: serve several paths with a web transport)"]
+    parse_config(transports({"host": "127.0.0.1", "port": 9000}, {"host": "127.0.0.2", "port": 9000}))
+    parse_config(transports({"port": 0}, {"port": 0}))  # each gets a port of its own

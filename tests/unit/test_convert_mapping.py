@@ -310,3 +310,26 @@ def test_archive_path_service(tmp_path: Path) -> None:
                          "default_object": "autobahn.min.js", "mime_types": {".min.js": "text/javascript"}}  # fmt: skip
     assert conversion.complete
     parse_config(conversion.config)
+
+
+def test_shared_ports_crossbar_classes_and_guests_found_in_their_workdir(tmp_path: Path) -> None:
+    web = {"type": "web", "endpoint": {"type": "tcp", "port": 8080, "shared": True},
+           "paths": {"ws": {"type": "websocket"}}}  # fmt: skip
+    config = router(transports=[web], components=[
+        {"type": "class", "classname": "crossbar.adapter.postgres.PostgreSQLPublisher", "realm": "realm1"}])
+    config["workers"] += [
+        {"type": "router", "transports": [web]},   # a second worker on the shared port: the same transport
+        {"type": "router", "transports": [{**web, "paths": {"other": {"type": "nodeinfo"}}}]},  # not the same
+        {"type": "guest", "executable": "Hello.exe", "options": {"workdir": "../bin"}},
+    ]  # fmt: skip
+    (tmp_path / "bin").mkdir()
+    (tmp_path / ".crossbar").mkdir()
+    (tmp_path / "bin" / "Hello.exe").write_text("")
+    conversion = convert(config, tmp_path / ".crossbar", tmp_path)
+    assert len(conversion.config["transports"]) == 1
+    lost = {f.path: f.why for f in conversion.findings if not f.carried}
+    assert "a port is one transport" in lost["workers[2].transports[0]"]
+    assert "part of Crossbar.io itself" in lost["workers[0].components[0]"]
+    assert "workers[1].transports[0]" not in lost  # the identical copy is a note
+    [guest] = conversion.config["components"]
+    assert guest["executable"] == "bin/Hello.exe" and guest["cwd"] == "bin"  # Crossbar looks in the workdir first

@@ -907,6 +907,24 @@ class NodeConfig(_Strict):
         return realms
 
     @model_validator(mode="after")
+    def _one_transport_per_address(self) -> NodeConfig:
+        seen: list[tuple[int, Any]] = []
+        for index, transport in enumerate(self.transports):
+            endpoint = transport.endpoint
+            for other, taken in seen:
+                if isinstance(endpoint, UnixEndpoint) or isinstance(taken, UnixEndpoint):
+                    clash = isinstance(endpoint, UnixEndpoint) and isinstance(taken, UnixEndpoint) and \
+                        endpoint.path == taken.path
+                else:
+                    hosts = {endpoint.host, taken.host}
+                    clash = endpoint.port == taken.port != 0 and (len(hosts) == 1 or bool(hosts & {"0.0.0.0", "::"}))
+                if clash:
+                    raise ValueError(f"transports[{index}].endpoint: the address of transports[{other}] (one "
+                                     "transport per address: serve several paths with a web transport)")
+            seen.append((index, endpoint))
+        return self
+
+    @model_validator(mode="after")
     def _components_fit(self) -> NodeConfig:
         realms = [realm.name for realm in self.realms]
         labels = [component.label for component in self.components]

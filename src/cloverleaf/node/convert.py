@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,9 +207,13 @@ class _Converter:
                 self.unknown_keys(where, worker, {"type", "id", "options", "transport"})
                 endpoint = self.endpoint((worker.get("transport") or {}).get("endpoint") or {},
                                          f"{where}.transport.endpoint")  # fmt: skip
+                for key in worker.get("options") or {}:
+                    self.note(f"{where}.options.{key}", "a worker option with no effect here")
+                for key in (worker.get("transport") or {}).get("options") or {}:
+                    self.note(f"{where}.transport.options.{key}", "the testee answers with the router's own "
+                                                                  "WebSocket stack and limits")  # fmt: skip
                 if endpoint is not None:
-                    self.transports.append({"type": "websocket-testee", "endpoint": endpoint})
-                    self.origins[("transports", len(self.transports) - 1)] = where
+                    self.add_transport({"type": "websocket-testee", "endpoint": endpoint}, where)
             elif kind == "container":
                 self.container(worker, where)
             elif kind == "guest":
@@ -401,6 +406,23 @@ class _Converter:
             if key in transport:
                 self.note(f"{where}.{key}", "no equivalent needed" if key != "max_connections" else
                           "connections are not counted per transport (each session's queue is bounded)")  # fmt: skip
+        self.add_transport(out, where)
+
+    def add_transport(self, out: dict[str, Any], where: str) -> None:
+        """Add a transport, once per endpoint: Crossbar workers sharing a port (``shared: true``)
+        each listed the same transport; a different one on a taken endpoint cannot be carried."""
+        for index, existing in enumerate(self.transports):
+            if not _same_listener(existing["endpoint"], out["endpoint"]):
+                continue
+            origin = self.origins.get(("transports", index), "")
+            if existing == out:
+                self.note(where, f"the same transport as {origin} on the same port: listed once (one process "
+                                 "routes every connection; `cloverleaf start --workers N` shares a port between "
+                                 "processes)")  # fmt: skip
+            else:
+                self.lost(where, f"another transport on the port of {origin}: a port is one transport",
+                          "merge the two transports' paths and auth into one, or give this one a port of its own")
+            return
         self.transports.append(out)
         self.origins[("transports", len(self.transports) - 1)] = where
 
@@ -949,9 +971,34 @@ class _Converter:
                       "run it as a guest connecting over a transport")  # fmt: skip
             return
         role = component.get("role") or "anonymous"  # Crossbar's default for router components
-        socket = self.component_socket(role)
-        transport = {"type": "rawsocket", "url": "rs://localhost", "endpoint": {"type": "unix", "path": socket}}
+
+        def transport() -> dict[str, Any]:
+            socket = self.component_socket(role)
+            return {"type": "rawsocket", "url": "rs://localhost", "endpoint": {"type": "unix", "path": socket}}
+
         self.class_component(component, where, transport, self.pythonpath)
+
+    def check_runtime(self, classname: str, where: str, pythonpath: list[str]) -> None:
+        """The class runner needs Autobahn in this Python, and Twisted for a Twisted component
+        (most Crossbar ones): a component whose module says ``twisted`` while Twisted is missing
+        would fail to import at every start."""
+        if importlib.util.find_spec("autobahn") is None:
+            self.lost(where, f"Autobahn is not installed in {sys.executable}, which runs the class",
+                      "pip install autobahn (and twisted for Twisted components) there")  # fmt: skip
+            return
+        if importlib.util.find_spec("twisted") is not None:
+            return
+        module = classname.rpartition(".")[0].replace(".", os.sep)
+        folders = [self.out_dir / p if self.out_dir is not None else Path(p) for p in pythonpath] + [self.cbdir.parent]
+        for folder in folders:
+            for candidate in (folder / f"{module}.py", folder / module / "__init__.py"):
+                try:
+                    if "twisted" in candidate.read_text(errors="replace"):
+                        self.lost(where, f"{classname} is a Twisted component and Twisted is not installed in "
+                                         f"{sys.executable}", "pip install twisted there")  # fmt: skip
+                        return
+                except OSError:
+                    continue
 
     def component_socket(self, role: str) -> str:
         """The Unix socket a router class component joins through: a rawsocket transport whose
@@ -966,8 +1013,10 @@ class _Converter:
                 f"added for the class components of role {role!r} (Crossbar ran them inside its router)")
         return self.component_sockets[role]
 
-    def class_component(self, component: dict[str, Any], where: str, transport: dict[str, Any],
+    def class_component(self, component: dict[str, Any], where: str, transport: Callable[[], dict[str, Any]],
                         pythonpath: list[str], env: dict[str, str] | None = None) -> None:  # fmt: skip
+        """A class component as a guest running the class runner on ``transport()`` (asked for
+        only when the class is run that way)."""
         self.unknown_keys(where, component, {"type", "id", "classname", "realm", "role", "extra", "transport",
                                              "references", "authid"})  # fmt: skip
         if component.get("references"):
@@ -983,8 +1032,13 @@ class _Converter:
                                                                                          "crossbar.adapter.rest.")):
             self.http_bridge_component(component, where, classname.rpartition(".")[2])
             return
+        if classname.startswith("crossbar."):
+            self.lost(where, f"{classname} is a part of Crossbar.io itself, which is not installed here",
+                      "the HTTP bridge classes are carried; for the others, a component of your own")  # fmt: skip
+            return
+        self.check_runtime(classname, where, pythonpath)
         arguments = ["-m", "cloverleaf.node.classrunner", "--classname", classname, "--realm", realm,
-                     "--transport", json.dumps(transport, separators=(",", ":"))]  # fmt: skip
+                     "--transport", json.dumps(transport(), separators=(",", ":"))]  # fmt: skip
         if component.get("extra") is not None:
             arguments += ["--extra", json.dumps(component["extra"], separators=(",", ":"))]
         out: dict[str, Any] = {"type": "guest", "name": component.get("id") or classname,
@@ -1030,6 +1084,9 @@ class _Converter:
 
     def container(self, worker: dict[str, Any], where: str) -> None:
         self.unknown_keys(where, worker, {"type", "id", "options", "components", "connections"})
+        if worker.get("connections"):
+            self.lost(f"{where}.connections", "database connections of container workers have no equivalent",
+                      "open them in the components that use them")  # fmt: skip
         options = worker.get("options") or {}
         pythonpath = [self.place(p) for p in options.get("pythonpath", [])]
         env = {k: str(v) for k, v in ((options.get("env") or {}).get("vars") or {}).items()}
@@ -1048,7 +1105,7 @@ class _Converter:
                 continue
             transport = self.component_transport(component.get("transport") or {}, f"{at}.transport")
             if transport is not None:
-                self.class_component(component, at, transport, pythonpath, env)
+                self.class_component(component, at, _constant(transport), pythonpath, env)
 
     def component_transport(self, transport: dict[str, Any], where: str) -> dict[str, Any] | None:
         """A container component's connecting transport, for Autobahn's Component."""
@@ -1078,8 +1135,9 @@ class _Converter:
         # given with a path there
         workdir = options.get("workdir", ".")
         executable = str(worker.get("executable") or "")
-        if os.sep in executable and not os.path.isabs(executable):
-            executable = self.place(os.path.join(workdir, executable))
+        in_workdir = os.path.join(workdir, executable)
+        if not os.path.isabs(executable) and (os.sep in executable or (self.cbdir / in_workdir).is_file()):
+            executable = self.place(in_workdir)  # as Crossbar: the workdir first, then PATH for a bare name
         out: dict[str, Any] = {"type": "guest", "executable": executable, "cwd": self.place(workdir),
                                "arguments": list(worker.get("arguments") or [])}  # fmt: skip
         if worker.get("id"):
@@ -1107,6 +1165,21 @@ class _Converter:
                          "did not restart them", "set restart: {policy: never} to keep Crossbar's behaviour")
         self.components.append(out)
         self.origins[("components", len(self.components) - 1)] = where
+
+
+def _constant(value: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    return lambda: value
+
+
+def _same_listener(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two endpoints would bind the same address (an interface of all, 0.0.0.0 or ::, takes
+    the port on every one)."""
+    if a.get("type") == "unix" or b.get("type") == "unix":
+        return a.get("type") == b.get("type") and a.get("path") == b.get("path")
+    if a.get("port") != b.get("port"):
+        return False
+    hosts = {a.get("host"), b.get("host")}
+    return len(hosts) == 1 or bool(hosts & {"0.0.0.0", "::", ""})
 
 
 def _join(prefix: str, name: str) -> str:
