@@ -333,3 +333,21 @@ def test_shared_ports_crossbar_classes_and_guests_found_in_their_workdir(tmp_pat
     assert "workers[1].transports[0]" not in lost  # the identical copy is a note
     [guest] = conversion.config["components"]
     assert guest["executable"] == "bin/Hello.exe" and guest["cwd"] == "bin"  # Crossbar looks in the workdir first
+
+
+def test_a_twisted_class_component_needs_twisted_here(tmp_path: Path) -> None:
+    from cloverleaf.node.convert import _importable
+
+    (tmp_path / "txbackend.py").write_text("from autobahn.twisted.wamp import ApplicationSession\n")
+    (tmp_path / "aiobackend.py").write_text("from autobahn.asyncio.wamp import ApplicationSession\n")
+    config = router(options={"pythonpath": [".."]}, components=[
+        {"type": "class", "classname": "txbackend.Backend", "realm": "realm1"},
+        {"type": "class", "classname": "aiobackend.Backend", "realm": "realm1"}])  # fmt: skip
+    (tmp_path / ".crossbar").mkdir()
+    conversion = convert(config, tmp_path / ".crossbar", tmp_path)
+    lost = [f for f in conversion.findings if not f.carried]
+    if _importable("twisted.internet"):
+        assert lost == []
+    else:
+        assert [(f.path, f.instead) for f in lost] == [("workers[0].components[0]", "pip install twisted there")]
+    assert len(conversion.config["components"]) == 2  # carried either way: installing Twisted is enough

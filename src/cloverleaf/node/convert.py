@@ -982,11 +982,11 @@ class _Converter:
         """The class runner needs Autobahn in this Python, and Twisted for a Twisted component
         (most Crossbar ones): a component whose module says ``twisted`` while Twisted is missing
         would fail to import at every start."""
-        if importlib.util.find_spec("autobahn") is None:
+        if not _importable("autobahn.wamp"):
             self.lost(where, f"Autobahn is not installed in {sys.executable}, which runs the class",
                       "pip install autobahn (and twisted for Twisted components) there")  # fmt: skip
             return
-        if importlib.util.find_spec("twisted") is not None:
+        if _importable("twisted.internet"):  # (a bare "twisted" namespace is left by some packages' plugins)
             return
         module = classname.rpartition(".")[0].replace(".", os.sep)
         folders = [self.out_dir / p if self.out_dir is not None else Path(p) for p in pythonpath] + [self.cbdir.parent]
@@ -1165,6 +1165,13 @@ class _Converter:
                          "did not restart them", "set restart: {policy: never} to keep Crossbar's behaviour")
         self.components.append(out)
         self.origins[("components", len(self.components) - 1)] = where
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 def _constant(value: dict[str, Any]) -> Callable[[], dict[str, Any]]:
