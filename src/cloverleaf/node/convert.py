@@ -267,6 +267,9 @@ class _Converter:
                 self.pythonpath.extend(self.place(p) for p in value)
             elif key in ("title", "reactor", "expose_controller", "expose_shared"):
                 self.note(f"{where}.options.{key}", "a worker option with no effect in Cloverleaf (one process)")
+            elif key == "cpu_affinity":
+                self.note(f"{where}.options.{key}", "the node is not pinned to CPUs by its config",
+                          f"start it under `taskset -c {','.join(str(c) for c in value)}` to pin it")  # fmt: skip
             else:
                 self.lost(f"{where}.options.{key}", "a worker option with no equivalent",
                           "environment variables: set them where `cloverleaf start` runs" if key == "env" else "")
