@@ -268,8 +268,9 @@ class _Converter:
             elif key in ("title", "reactor", "expose_controller", "expose_shared"):
                 self.note(f"{where}.options.{key}", "a worker option with no effect in Cloverleaf (one process)")
             elif key == "cpu_affinity":
+                cpus = ",".join(str(c) for c in value) if isinstance(value, list) else str(value)
                 self.note(f"{where}.options.{key}", "the node is not pinned to CPUs by its config",
-                          f"start it under `taskset -c {','.join(str(c) for c in value)}` to pin it")  # fmt: skip
+                          f"start it under `taskset -c {cpus}` to pin it")  # fmt: skip
             else:
                 self.lost(f"{where}.options.{key}", "a worker option with no equivalent",
                           "environment variables: set them where `cloverleaf start` runs" if key == "env" else "")
