@@ -370,3 +370,55 @@ async def test_a_config_with_every_shape_and_auth_method(tmp_path: Path, autobah
     finally:
         assert node.stop() == 0, node.log()
         assert "Traceback" not in node.log(), node.log()
+
+
+TWISTED_BACKEND = """
+from autobahn.twisted.wamp import ApplicationSession
+from twisted.internet.defer import inlineCallbacks
+
+
+class Backend(ApplicationSession):
+    \"\"\"A Crossbar class component as most are written: Twisted, inlineCallbacks.\"\"\"
+
+    @inlineCallbacks
+    def onJoin(self, details):
+        yield self.register(lambda x: {"doubled": x * 2, "via": "twisted", "role": details.authrole},
+                            "com.example.twisted.double")
+"""
+
+
+async def test_a_twisted_class_component_runs_unchanged_under_start_crossbar(
+        tmp_path: Path, autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """Most Crossbar class components are Twisted ApplicationSessions: the class runner runs them on
+    Twisted's reactor, joined over the Unix socket of their role."""
+    app = tmp_path / "app"
+    (app / ".crossbar").mkdir(parents=True)
+    (app / "txbackend.py").write_text(TWISTED_BACKEND)
+    port = free_port()
+    everything = {"call": True, "register": True, "publish": True, "subscribe": True}
+    config = {"version": 2, "workers": [{
+        "type": "router", "options": {"pythonpath": [".."]},
+        "realms": [{"name": "realm1", "roles": [
+            {"name": "anonymous", "permissions": [{"uri": "com.example.", "match": "prefix", "allow": {"call": True}}]},
+            {"name": "backend", "permissions": [{"uri": "", "match": "prefix", "allow": everything}]}]}],
+        "transports": [{"type": "websocket", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": port}}],
+        "components": [{"type": "class", "classname": "txbackend.Backend", "realm": "realm1", "role": "backend"}],
+    }]}  # fmt: skip
+    (app / ".crossbar" / "config.json").write_text(json.dumps(config))
+    node = Started([sys.executable, "-m", "cloverleaf", "start", "--crossbar", str(app)], app, tmp_path / "node.log")
+    try:
+        wait_for_port(port)
+        caller = await autobahn.open({"type": "websocket", "url": f"ws://127.0.0.1:{port}/ws", "serializers": ["json"]})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                result = await caller.call("com.example.twisted.double", 21)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise AssertionError(node.log()[-3000:]) from None
+                await asyncio.sleep(0.2)
+        assert result == {"doubled": 42, "via": "twisted", "role": "backend"}
+    finally:
+        assert node.stop() == 0, node.log()
+        assert "Traceback" not in node.log(), node.log()
