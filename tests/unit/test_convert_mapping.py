@@ -351,3 +351,15 @@ def test_a_twisted_class_component_needs_twisted_here(tmp_path: Path) -> None:
     else:
         assert [(f.path, f.instead) for f in lost] == [("workers[0].components[0]", "pip install twisted there")]
     assert len(conversion.config["components"]) == 2  # carried either way: installing Twisted is enough
+
+
+def test_a_realm_in_two_router_workers(tmp_path: Path) -> None:
+    realm = {"name": "realm1", "roles": [{"name": "anonymous", "allow-by-default": True}]}
+    config = router(realms=[realm])
+    config["workers"] += [{"type": "router", "realms": [realm]},  # scaled out: the same realm
+                          {"type": "router", "realms": [{"name": "realm1", "roles": []}]}]  # not the same
+    conversion = convert(config, tmp_path, None)
+    assert conversion.config["realms"] == [{"name": "realm1", "roles": [{"name": "anonymous", "permissions": [
+        {"uri": "", "match": "prefix", "allow": ["call", "register", "publish", "subscribe"]}]}]}]
+    assert [f.path for f in conversion.findings if not f.carried] == ["workers[2].realms[0]"]
+    assert any(f.path == "workers[1].realms[0]" and f.carried for f in conversion.findings)

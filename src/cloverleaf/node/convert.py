@@ -291,10 +291,7 @@ class _Converter:
             self.lost(f"{where}.rlinks", "router-to-router links have no equivalent",
                       "run the nodes as one cluster on NATS instead (docs/cluster.md)")  # fmt: skip
         name = realm.get("name")
-        if any(existing["name"] == name for existing in self.realms):
-            self.lost(where, f"realm {name!r} is defined by two router workers",
-                      "merge the two realms' roles by hand")  # fmt: skip
-            return
+        findings_before = len(self.findings)
         out: dict[str, Any] = {"name": name, "roles": [self.role(r, f"{where}.roles[{i}]")
                                                        for i, r in enumerate(realm.get("roles") or [])]}  # fmt: skip
         for key, value in (realm.get("options") or {}).items():
@@ -312,6 +309,17 @@ class _Converter:
         store = realm.get("store")
         if store:
             self.store(store, f"{where}.store", out)
+        for index, existing in enumerate(self.realms):
+            if existing["name"] != name:
+                continue
+            origin = self.origins.get(("realms", index), "")
+            del self.findings[findings_before:]  # (said of the first definition already)
+            if existing == out:
+                self.note(where, f"the same realm as {origin} (router workers scaled out): listed once")
+            else:
+                self.lost(where, f"realm {name!r} is defined differently by {origin}",
+                          "merge the two definitions' roles into one realm by hand")  # fmt: skip
+            return
         self.realms.append(out)
         self.origins[("realms", len(self.realms) - 1)] = where
 
