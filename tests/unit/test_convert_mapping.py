@@ -363,3 +363,11 @@ def test_a_realm_in_two_router_workers(tmp_path: Path) -> None:
         {"uri": "", "match": "prefix", "allow": ["call", "register", "publish", "subscribe"]}]}]}]
     assert [f.path for f in conversion.findings if not f.carried] == ["workers[2].realms[0]"]
     assert any(f.path == "workers[1].realms[0]" and f.carried for f in conversion.findings)
+
+
+def test_start_config_on_a_crossbar_file_points_to_crossbar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, router(transports=[{"type": "rawsocket", "endpoint": TCP}]))
+    assert cli.main(["start", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"{path} is a Crossbar.io config: run it with `cloverleaf start --crossbar {path}`, "
+                           "or convert it with `cloverleaf convert`")

@@ -228,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         config_file = args.config or _config_in_working_directory()
         config: NodeConfig = load_config(config_file) if config_file else default_config()
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        if config_file and _looks_like_crossbar(config_file):
-            print(f"({config_file} is a Crossbar.io config: run it with `cloverleaf start --crossbar {config_file}`, "
-                  "or convert it with `cloverleaf convert`)", file=sys.stderr)  # fmt: skip
+        if config_file and _looks_like_crossbar(config_file):  # its keys are not ours: say that alone
+            print(f"{config_file} is a Crossbar.io config: run it with `cloverleaf start --crossbar {config_file}`, "
+                  "or convert it with `cloverleaf convert`", file=sys.stderr)  # fmt: skip
+        else:
+            print(exc, file=sys.stderr)
         return 1
     from .workers import WorkerSpec, worker_count
 
