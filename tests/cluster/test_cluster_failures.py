@@ -139,7 +139,7 @@ async def test_joins_go_on_while_the_sessions_bucket_elects_a_new_leader(
         tmp_path: Path, nats_cluster: NatsCluster, autobahn: AutobahnSessions) -> None:  # fmt: skip
     """SIGKILL the NATS server leading the sessions bucket: JetStream needs seconds to elect a new
     leader (4-9 s, a Raft election), but sessions still join on both nodes within the claim's
-    patience (1 s) plus the handshake, welcomed on their random IDs; their claims land in the
+    patience (2 s) plus the handshake, welcomed on their random IDs; their claims land in the
     background once JetStream answers again, and the other node's meta API sees them then."""
     import nats
 
@@ -160,7 +160,7 @@ async def test_joins_go_on_while_the_sessions_bucket_elects_a_new_leader(
         for node in (a, b, a):
             started = time.monotonic()
             joined.append(await autobahn.open(autobahn_transport(node, "websocket", "json")))
-            assert time.monotonic() - started < 3.0, f"a join on node {node} took {time.monotonic() - started:.1f} s"
+            assert time.monotonic() - started < 4.5, f"a join on node {node} took {time.monotonic() - started:.1f} s"
         assert all(session.is_attached() for session in joined)
 
         async def seen_from_b() -> bool:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cloverleaf.cluster.sessions")
 #: seconds a join waits for JetStream to take its session ID claim before it is welcomed anyway
-CLAIM_PATIENCE = 1.0
+CLAIM_PATIENCE = 2.0  # (a loaded node's JetStream answer may take a second: above that)
 #: seconds a join waits for the other nodes to apply its claim (read your writes) before WELCOME
 CLAIM_SYNC_TIMEOUT = 3.0
 limited_log = RateLimitedLog(log)
