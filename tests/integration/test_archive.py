@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.client
 import io
 import threading
 import zipfile
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import RouterProcess, free_port, launch_router, router_config
+from tests.integration.test_static import _request as get
 
 PREFIX = "autobahn-js-browser-1.0"
 SCRIPT = b"/* autobahn */ var autobahn = {};\n" * 40
@@ -83,18 +83,6 @@ def node(origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     yield router, port, tmp
     assert router.stop() == 0, router.log()
     assert "Traceback" not in router.log(), router.log()
-
-
-def get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[
-    int, dict[str, str], bytes
-]:  # fmt: skip
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
 
 
 async def test_members_are_served_with_types_etags_and_the_default_object(
