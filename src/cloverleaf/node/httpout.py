@@ -111,6 +111,30 @@ class _HttpComponentRunner:
             cookie_jar=aiohttp.DummyCookieJar(),  # a cookie one request got is not sent with the next
         )
 
+    async def start(self) -> bool:
+        """Open the HTTP client, join, then :meth:`_set_up` (subscribe or register); on failure
+        log one ERROR line, undo what was done and return False."""
+        self.http = self._open_http()
+        try:
+            self.session = await self._join()
+            await self._set_up(self.session)
+        except Exception as exc:
+            log.error("%s %s: cannot start: %s", self.kind, self.name, _cause(exc))
+            log.debug("%s %s: start failed", self.kind, self.name, exc_info=True)
+            await self._close()
+            await self._close_http()
+            return False
+        self._started()
+        return True
+
+    async def _set_up(self, session: Session) -> None:
+        """What the component does on its session once joined (raises when it cannot)."""
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """Once set up: start what runs beside the session, say so in the log."""
+        raise NotImplementedError
+
     async def _join(self) -> Session:
         config = self._base_config
         authid = config.authid or f"component:{self.name}"
@@ -166,31 +190,22 @@ class HttpSubscriberRunner(_HttpComponentRunner):
         self.dropped = 0
         self.retried = 0
 
-    async def start(self) -> bool:
-        """Join, subscribe every topic, start the workers; on failure log one ERROR line, return False."""
+    async def _set_up(self, session: Session) -> None:
+        for subscription in self.config.subscriptions:
+            match = None if subscription.match == "exact" else subscription.match
+            await asyncio.wait_for(
+                session.subscribe(subscription.topic, self._handler(subscription.topic, subscription.url),
+                                  SubscribeOptions(match=match)),
+                JOIN_TIMEOUT,
+            )  # fmt: skip
+
+    def _started(self) -> None:
         config = self.config
-        self.http = self._open_http()
-        try:
-            self.session = await self._join()
-            for subscription in config.subscriptions:
-                match = None if subscription.match == "exact" else subscription.match
-                await asyncio.wait_for(
-                    self.session.subscribe(subscription.topic, self._handler(subscription.topic, subscription.url),
-                                           SubscribeOptions(match=match)),
-                    JOIN_TIMEOUT,
-                )  # fmt: skip
-        except Exception as exc:
-            log.error("%s %s: cannot start: %s", self.kind, self.name, _cause(exc))
-            log.debug("%s %s: start failed", self.kind, self.name, exc_info=True)
-            await self._close()
-            await self._close_http()
-            return False
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._work(), name=f"{self.kind} {self.name} {n}")
                          for n in range(config.max_in_flight)]  # fmt: skip
         log.info("%s %s: forwarding %d subscription(s) on realm %s as %s", self.kind, self.name,
                  len(config.subscriptions), config.realm, config.role or "the trusted role")  # fmt: skip
-        return True
 
     def _handler(self, topic: str, url: str) -> Any:
         def on_event(*args: Any, **kwargs: Any) -> None:
@@ -337,23 +352,14 @@ class HttpCalleeRunner(_HttpComponentRunner):
         self.errors = 0
         self.busy = 0
 
-    async def start(self) -> bool:
-        """Join and register the procedure; on failure log one ERROR line and return False."""
+    async def _set_up(self, session: Session) -> None:
+        self.registration = await asyncio.wait_for(session.register(self.config.procedure, self._on_call),
+                                                   JOIN_TIMEOUT)  # fmt: skip
+
+    def _started(self) -> None:
         config = self.config
-        self.http = self._open_http()
-        try:
-            self.session = await self._join()
-            self.registration = await asyncio.wait_for(self.session.register(config.procedure, self._on_call),
-                                                       JOIN_TIMEOUT)  # fmt: skip
-        except Exception as exc:
-            log.error("%s %s: cannot start: %s", self.kind, self.name, _cause(exc))
-            log.debug("%s %s: start failed", self.kind, self.name, exc_info=True)
-            await self._close()
-            await self._close_http()
-            return False
         log.info("%s %s: %s calls %s on realm %s as %s", self.kind, self.name, config.procedure, _shown(self.base),
                  config.realm, config.role or "the trusted role")  # fmt: skip
-        return True
 
     async def _on_call(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
