@@ -45,7 +45,8 @@ MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE = 512, 16 * 1024 * 1024
 #: the Unix socket the converted node offers its router class components (one per role: the role
 #: is its anonymous role), next to the output file (absolute: Unix socket paths are short)
 COMPONENT_SOCKET = ".cloverleaf-{role}.sock"
-_ENV_PORT = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+#: a Crossbar environment reference, $NAME or ${NAME} (ports and salted secrets are read through it)
+_ENV_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
 class NotCrossbarConfig(Exception):
@@ -75,8 +76,6 @@ class Conversion:
     #: (section, index) of a realm/transport/component -> the Crossbar key path it came from
     origins: dict[tuple[str, int], str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-    #: the Crossbar config file read
-    source: Path | None = None
 
     @property
     def complete(self) -> bool:
@@ -452,7 +451,7 @@ class _Converter:
                                             "backlog", "tls", "user_timeout"})  # fmt: skip
         port = endpoint.get("port")
         if isinstance(port, str):
-            match = _ENV_PORT.fullmatch(port)
+            match = _ENV_VARIABLE.fullmatch(port)
             if match is not None and match.group(1) in os.environ and os.environ[match.group(1)].isdigit():
                 self.note(f"{where}.port", f"read from the environment variable {match.group(1)} now, at "
                                            "conversion ({os.environ[match.group(1)]}): Cloverleaf's ports are "
@@ -890,10 +889,6 @@ class _Converter:
                 out["realm"] = config["realm"]
             return out
         principals_key = {"wampcra": "users"}.get(method, "principals")
-        known = {"ticket", "wampcra", "cryptosign", "scram", "tls"}
-        if method not in known:
-            self.lost(at, f"the {method!r} method is not offered")
-            return None
         self.unknown_keys(at, config, {"type", principals_key, "trustroots"} if method == "cryptosign"
                           else {"type", principals_key})  # fmt: skip
         if "trustroots" in config:
@@ -948,7 +943,7 @@ class _Converter:
             self.note(f"{where}.salt", "not used: Crossbar salts only with salt, iterations and keylen together")
             return {k: v for k, v in user.items() if k not in ("salt", "iterations", "keylen")}
         secret = user.get("secret", "")
-        if _ENV_PORT.fullmatch(secret):
+        if _ENV_VARIABLE.fullmatch(secret):
             self.lost(f"{where}.secret", "a salted secret from the environment: Cloverleaf reads the key derived "
                                          "from the password there, not the password",
                       "give the variable the derived key (Autobahn's derive_key(password, "
@@ -1283,7 +1278,6 @@ def convert_command(path: str, output: str | None, to: str | None) -> int:
     except NotCrossbarConfig as exc:
         print(f"cloverleaf convert: {exc}", file=sys.stderr)
         return 2
-    source = cbdir / "config"
     header = [
         f"Cloverleaf node config converted from the Crossbar.io config in {cbdir}",
         f"by `cloverleaf convert` {__version__}; relative paths are relative to this file's folder"
@@ -1292,7 +1286,7 @@ def convert_command(path: str, output: str | None, to: str | None) -> int:
     ]
     text = render_yaml(conversion, header) if fmt == "yaml" else render_json(conversion.config)
     try:
-        checked = parse_config(conversion.config, f"{source} (converted)")
+        checked = parse_config(conversion.config, f"{path} (converted)")
         checked._base_dir = out_dir
         problems = _check_files(checked)
     except ConfigError as exc:
