@@ -154,9 +154,9 @@ def _check_files(config: NodeConfig) -> list[str]:
     from .components import check_components  # app modules that cannot be found, missing guest programs
 
     problems += check_components(config)
-    from .node import missing_static_directories
+    from .node import missing_web_files
 
-    problems += missing_static_directories(config)
+    problems += missing_web_files(config)
     return problems
 
 

@@ -136,7 +136,7 @@ def build_realm(config: RealmConfig, router: Router, base_dir: Path | None = Non
     return realm
 
 
-def missing_static_directories(config: NodeConfig) -> list[str]:
+def missing_web_files(config: NodeConfig) -> list[str]:
     """Static path services whose directory does not exist (or is not a directory), and archive
     paths whose file does not exist and is not downloaded, as
     "key path: message" lines: `cloverleaf check` reports them, `start` warns (the directory may
@@ -375,7 +375,7 @@ class Node:
         if self.config.cluster is not None:
             await self._start_cluster(self.config.cluster)
         self._build_tls()
-        for problem in missing_static_directories(self.config):
+        for problem in missing_web_files(self.config):
             log.warning("%s (answering 404 until it exists)", problem)
         if any(isinstance(path, ConsolePath) for t in self.config.transports if isinstance(t, WebTransport)
                for path in t.paths.values()):  # fmt: skip
