@@ -136,11 +136,12 @@ def build_realm(config: RealmConfig, router: Router, base_dir: Path | None = Non
     return realm
 
 
-def missing_web_files(config: NodeConfig) -> list[str]:
-    """Static path services whose directory does not exist (or is not a directory), and archive
-    paths whose file does not exist and is not downloaded, as
-    "key path: message" lines: `cloverleaf check` reports them, `start` warns (the directory may
-    be mounted or deployed later; until then the path answers 404)."""
+def missing_web_files(config: NodeConfig, archives: bool = True) -> list[str]:
+    """Static path services whose directory does not exist (or is not a directory), and with
+    ``archives`` archive paths whose file does not exist and is not downloaded, as "key path:
+    message" lines: `cloverleaf check` reports them all; `start` warns about the directories (they
+    may be mounted or deployed later; until then the path answers 404), while an archive that
+    cannot be opened logs its own ERROR when its path is set up (it answers 503)."""
     problems = []
     for index, transport in enumerate(config.transports):
         if not isinstance(transport, WebTransport):
@@ -150,7 +151,7 @@ def missing_web_files(config: NodeConfig) -> list[str]:
                 directory = config.resolve(service.directory)
                 if not directory.is_dir():
                     problems.append(f'transports[{index}].paths["{path}"].directory: no such directory: {directory}')
-            elif isinstance(service, ArchivePath) and not service.download:
+            elif archives and isinstance(service, ArchivePath) and not service.download:
                 archive = config.resolve(service.archive)
                 if not archive.is_file():
                     problems.append(f'transports[{index}].paths["{path}"].archive: no such file: {archive} (or '
@@ -375,7 +376,7 @@ class Node:
         if self.config.cluster is not None:
             await self._start_cluster(self.config.cluster)
         self._build_tls()
-        for problem in missing_web_files(self.config):
+        for problem in missing_web_files(self.config, archives=False):
             log.warning("%s (answering 404 until it exists)", problem)
         if any(isinstance(path, ConsolePath) for t in self.config.transports if isinstance(t, WebTransport)
                for path in t.paths.values()):  # fmt: skip
