@@ -175,3 +175,33 @@ async def test_joins_go_on_while_the_sessions_bucket_elects_a_new_leader(
         for node in (a, b):
             assert node.stop() == 0, node.log()
             assert "Traceback" not in node.log(), node.log()
+
+
+async def test_a_node_started_before_jetstream_has_a_quorum_waits_for_it(
+        tmp_path: Path, autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """A node and its NATS servers started together (a machine booting, `docker compose up`): one
+    server of three is up, so JetStream has no meta leader and cannot open the node's buckets.
+    The node keeps asking (a WARNING says so) rather than failing its start, and serves once the
+    other two servers are up, here 10.5 s later: past the 5 s + 5 s that a lookup and a create
+    without retries took to fail."""
+    nats_cluster = NatsCluster(3, tmp_path / "nats")  # not started: launched one by one below
+    first, *rest = nats_cluster.servers
+    first.launch()
+    node: RouterProcess | None = None
+    try:
+        starting = asyncio.get_running_loop().run_in_executor(
+            None, lambda: cluster_router(tmp_path / "a", first.url, "a", replicas=3, start_timeout=30))
+        await asyncio.sleep(10.5)
+        for server in rest:
+            server.launch()
+        node = await asyncio.wait_for(starting, 30)
+        assert "has not opened the cloverleaf-test-" in node.log(), node.log()
+        callee = await autobahn.open(autobahn_transport(node, "websocket", "json"))
+        await callee.register(lambda: "up", "com.quorum.late")
+        caller = await autobahn.open(autobahn_transport(node, "rawsocket", "cbor"))
+        assert await caller.call("com.quorum.late") == "up"
+    finally:
+        if node is not None:
+            assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()
+        nats_cluster.kill()

@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     from ..router.session import RouterSession
 
 log = logging.getLogger("cloverleaf.cluster")
+
+#: seconds a starting node keeps asking JetStream for a bucket that it answers late or not at all
+#: (a leader election, slow replica disks) before its start fails
+BUCKET_PATIENCE = 30.0
 limited_log = RateLimitedLog(log)
 
 #: messages queued for other nodes at most; past it new ones are dropped and counted (a node that
@@ -365,16 +369,36 @@ class NatsCluster:
 
     async def open_bucket(self, kind: str, ttl: float = 0) -> KeyValue:
         """The cluster's KV bucket for ``kind``, created (with the configured replicas) by the
-        first node that needs it."""
+        first node that needs it.
+
+        JetStream answers late or "temporarily unavailable" while its servers elect a meta or
+        stream leader, and an R3 stream's creation waits for its replicas' disks: such answers are
+        retried, with backoff, for up to ``BUCKET_PATIENCE`` seconds. Anything else (a bucket that
+        exists with another configuration, a missing permission) fails at once."""
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeoutError
         from nats.js.api import KeyValueConfig
+        from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
         js = self.nats.jetstream()
         name = self.bucket_name(kind)
-        try:
-            return await js.key_value(name)
-        except Exception:
-            return await js.create_key_value(KeyValueConfig(bucket=name, history=1, replicas=self.settings.replicas,
-                                                            ttl=ttl or None))  # fmt: skip
+        config = KeyValueConfig(bucket=name, history=1, replicas=self.settings.replicas, ttl=ttl or None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUCKET_PATIENCE
+        delay = 0.1
+        while True:
+            try:
+                try:
+                    return await js.key_value(name)
+                except (BucketNotFoundError, NotFoundError):
+                    return await js.create_key_value(config)
+            except (NatsTimeoutError, TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("cluster: JetStream has not opened the %s bucket yet (%s); retrying",
+                            name, type(exc).__name__)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def watch_bucket(self, kv: KeyValue, apply: Callable[[Any], None],
                            what: str) -> tuple[Any, Coroutine[Any, Any, None]]:  # fmt: skip
