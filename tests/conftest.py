@@ -20,11 +20,40 @@ import pytest
 import yaml
 
 
+def _ephemeral_port_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+#: the ports free_port() hands out: below the ephemeral range, from which the OS takes the local
+#: port of every outgoing connection and of every bind to port 0
+_TEST_PORTS = range(10000, max(10001, min(32768, _ephemeral_port_floor())))
+#: where the next free_port() looks first; seeded by the PID so that two test runs on one machine
+#: start far apart
+_port_cursor = os.getpid() * 7919 % len(_TEST_PORTS)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free now and that nothing but another free_port() takes
+    before the process a test starts binds it.
+
+    A port the OS picked (bind to port 0) was in the ephemeral range: between the check and the
+    bind, any of the suite's many outgoing connections could get it as its local port, and a
+    nats-server or router then failed to start now and then. Consecutive calls return different
+    ports (a cursor walks the range), so ports chosen for one cluster do not collide either."""
+    global _port_cursor
+    for _ in range(len(_TEST_PORTS)):
+        port = _TEST_PORTS[_port_cursor]
+        _port_cursor = (_port_cursor + 1) % len(_TEST_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or in TIME_WAIT
+            return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {_TEST_PORTS}")
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -89,10 +118,12 @@ def start_router(tmp: Path, **extra: Any) -> RouterProcess:
 
 
 def launch_router(
-    tmp: Path, make_config: Callable[[int, int, str], dict[str, Any]], wait_ports: Sequence[int] = ()
+    tmp: Path, make_config: Callable[[int, int, str], dict[str, Any]], wait_ports: Sequence[int] = (),
+    start_timeout: float = 10.0,
 ) -> RouterProcess:
     """`cloverleaf start` on ``make_config(ws_port, rs_port, unix_path)`` written to tmp/node.yaml
-    (log in tmp/router.log); returns once the WebSocket, RawSocket and ``wait_ports`` listen."""
+    (log in tmp/router.log); returns once the WebSocket, RawSocket and ``wait_ports`` listen
+    (each within ``start_timeout`` seconds)."""
     ws_port, rs_port = free_port(), free_port()
     unix_path = str(tmp / "router.sock")
     config_path = tmp / "node.yaml"
@@ -105,7 +136,7 @@ def launch_router(
         )
     try:
         for port in (ws_port, rs_port, *wait_ports):
-            wait_for_port(port)
+            wait_for_port(port, start_timeout)
     except TimeoutError:
         process.kill()
         raise RuntimeError(f"router did not start:\n{log_path.read_text()}") from None

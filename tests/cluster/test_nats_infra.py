@@ -82,7 +82,17 @@ async def test_cluster_is_fully_routed_and_kv_is_replicated_with_cas(nats_cluste
     nc = await nats.connect(servers=nats_cluster.urls)
     try:
         js = nc.jetstream(timeout=5)
-        kv = await js.create_key_value(bucket="cas", replicas=3)
+        # an R3 stream's creation elects its own Raft leader and waits for three disks: under the
+        # full suite's load that once took longer than the 5 s request timeout. Creating a bucket
+        # again with the same configuration is a no-op, so a timed-out create is asked again.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                kv = await js.create_key_value(bucket="cas", replicas=3)
+                break
+            except NatsTimeoutError:
+                if time.monotonic() > deadline:
+                    raise
         info = await js.stream_info("KV_cas")
         assert info.config.num_replicas == 3
         assert info.cluster is not None and info.cluster.leader in names
