@@ -6,8 +6,8 @@ realm1, a WebSocket transport) runs three ways on this machine, in this run:
 
 - ``crossbar``: Crossbar.io itself (the class inside its router worker);
 - ``cloverleaf --crossbar``: `cloverleaf start --crossbar` on the same config: the class runs
-  unchanged as a guest process (``cloverleaf.node.classrunner``, Autobahn's Component) joined over
-  a Unix socket;
+  unchanged in a process of its own (a ``class`` component: ``cloverleaf.node.classrunner``,
+  Autobahn's Component) joined over a Unix socket;
 - ``cloverleaf app``: the same procedure written as a Cloverleaf ``App`` component, in the node's
   process over an in-memory link (the reference for a component without a socket).
 

@@ -23,7 +23,7 @@ from tests.conftest import RouterProcess, start_router
 
 from cloverleaf.client import NO_RECONNECT, ApplicationError, ReconnectPolicy, Session, connect
 from cloverleaf.node.components import check_components, in_memory_opener, wamp_url
-from cloverleaf.node.config import ConfigError, NodeConfig, parse_config
+from cloverleaf.node.config import ClassComponent, ConfigError, NodeConfig, parse_config
 from cloverleaf.node.node import Node
 from cloverleaf.router.internal import FixedRoleAuthenticator, TrustedAuthenticator
 from cloverleaf.router.router import Router
@@ -152,7 +152,12 @@ async def test_shutdown_says_goodbye_over_the_in_memory_link(memory_router: Rout
      "components[0].restart: expected max_delay: at least initial_delay"),
     ({"type": "guest"}, "components[0].executable: required key is missing"),
     ({"type": "container"},
-     "components[0].type: unknown type 'container' (expected one of: app, guest, http-subscriber, http-callee)"),
+     "components[0].type: unknown type 'container' (expected one of: app, guest, class, http-subscriber, "
+     "http-callee)"),
+    ({"type": "class", "classname": "backend", "realm": "realm1"}, "components[0].classname: expected MODULE.CLASS"),
+    ({"type": "class", "classname": "b.B", "realm": "nowhere"}, "expected components[0].realm: one of the configured"),
+    ({"type": "class", "classname": "b.B", "realm": "realm1", "transport": {"type": "mqtt", "url": "x"}},
+     "components[0].transport.type"),
 ])  # fmt: skip
 def test_config_errors_name_the_key(component: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -170,6 +175,17 @@ def test_config_defaults_and_names() -> None:
     assert guest.label == "python3 worker.py" and guest.stop_timeout == 5.0 and guest.restart.policy == "always"
     with pytest.raises(ConfigError, match="a name of its own"):
         _config([{"type": "guest", "executable": "w"}, {"type": "guest", "executable": "w"}])
+    [cls, remote] = _config([
+        {"type": "class", "classname": "backend.Backend", "realm": "realm1"},
+        # over a transport of its own it may join another router's realm; Autobahn's other keys pass
+        {"type": "class", "classname": "backend.Backend", "realm": "elsewhere", "name": "remote",
+         "transport": {"type": "rawsocket", "url": "rs://10.0.0.1:8081", "max_retries": 3}},
+    ]).components  # fmt: skip
+    assert isinstance(cls, ClassComponent) and isinstance(remote, ClassComponent)
+    assert (cls.label, cls.role, cls.authid, cls.extra, cls.restart.policy) == (
+        "backend.Backend", "anonymous", None, None, "always")
+    assert remote.transport is not None and remote.transport.model_dump() == {
+        "type": "rawsocket", "url": "rs://10.0.0.1:8081", "max_retries": 3}
 
 
 def test_check_reports_missing_modules_and_programs(tmp_path: Path) -> None:
@@ -185,6 +201,32 @@ def test_check_reports_missing_modules_and_programs(tmp_path: Path) -> None:
     assert problems[0].startswith("components[1].app: cannot find module 'absent_module_for_check'")
     assert problems[1] == "components[2].executable: executable 'no-such-program-anywhere' not found on PATH"
     assert problems[2].startswith("components[2].cwd: working directory")
+
+
+def test_check_reports_what_class_components_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "txcheck_backend.py").write_text("from autobahn.twisted.wamp import ApplicationSession\n")
+    (tmp_path / "aiocheck_backend.py").write_text("from autobahn.asyncio.wamp import ApplicationSession\n")
+    config = _config([
+        {"type": "class", "classname": "txcheck_backend.Backend", "realm": "realm1", "pythonpath": ["lib"]},
+        {"type": "class", "classname": "aiocheck_backend.Backend", "realm": "realm1"},
+        {"type": "class", "classname": "absent_check_backend.Backend", "realm": "realm1", "name": "absent"},
+        {"type": "class", "classname": "aiocheck_backend.Backend", "realm": "realm1", "name": "lost", "cwd": "gone"},
+    ], tmp_path)  # fmt: skip
+    problems = check_components(config)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("components[2].classname: cannot find module 'absent_check_backend' (in "
+                                  f"{tmp_path} or on sys.path)")  # fmt: skip
+    assert problems[1].startswith("components[3].cwd: working directory")
+    # what this Python lacks: Twisted for a Twisted component, Autobahn for any
+    monkeypatch.setitem(sys.modules, "twisted.internet", None)  # (find_spec answers None for these)
+    assert check_components(config)[0] == (
+        f"components[0].classname: txcheck_backend.Backend is written for Twisted, which is not installed in "
+        f"{sys.executable} (pip install twisted there)")
+    monkeypatch.setitem(sys.modules, "autobahn.wamp", None)
+    assert check_components(config)[0] == (
+        f"components[0]: Autobahn is not installed in {sys.executable}, which runs class components "
+        "(pip install autobahn there)")
 
 
 def test_guest_url_prefers_plain_websocket() -> None:
@@ -341,6 +383,24 @@ WORKER = """
 """
 
 
+CLASS_BACKEND = """
+    import os
+    from autobahn.asyncio.wamp import ApplicationSession
+
+    class Backend(ApplicationSession):
+        \"\"\"An Autobahn class component, as Crossbar runs them.\"\"\"
+
+        async def onJoin(self, details):
+            extra = self.config.extra
+
+            def who():
+                return [details.authid, details.authrole, extra, os.getpid()]
+
+            await self.register(who, "com.comp.role.classwho")
+            print("class backend joined")
+"""
+
+
 def _write(folder: Path, name: str, source: str) -> None:
     (folder / name).write_text(textwrap.dedent(source))
 
@@ -351,6 +411,8 @@ def _node_folder(folder: Path) -> dict[str, Any]:
     _write(folder, "broken.py", BROKEN)
     (folder / "guest").mkdir()
     _write(folder / "guest", "worker.py", WORKER)
+    (folder / "lib").mkdir()
+    _write(folder / "lib", "classbackend.py", CLASS_BACKEND)
     return {
         "realms": REALMS,
         "components": [
@@ -361,6 +423,8 @@ def _node_folder(folder: Path) -> dict[str, Any]:
             {"type": "app", "app": "not_there:app", "realm": "realm1", "name": "missing"},
             {"type": "guest", "name": "worker", "executable": sys.executable, "arguments": ["worker.py"],
              "cwd": "guest", "env": {"WORKER_TAG": "tagged"}, "restart": {"initial_delay": 0.2}, "stop_timeout": 3},
+            {"type": "class", "classname": "classbackend.Backend", "realm": "realm1", "role": "backend",
+             "authid": "class-1", "pythonpath": ["lib"], "extra": {"colour": "green"}},
         ],
     }  # fmt: skip
 
@@ -445,23 +509,46 @@ async def test_guest_is_restarted_after_failing(node: RouterProcess, client: Ses
     assert runs[-1] == str(pid) and len(runs) == 2
 
 
+async def test_class_component_joins_through_its_private_socket(node: RouterProcess, client: Session) -> None:
+    log = await _wait_for_log(node, "classbackend.Backend: class backend joined")
+    authid, authrole, extra, pid = await client.call("com.comp.role.classwho")
+    assert (authid, authrole, extra) == ("class-1", "backend", {"colour": "green"})
+    # its socket is in a folder of the node's own, which only the node's user may enter
+    started = next(line for line in log.splitlines() if "class classbackend.Backend: started (pid" in line)
+    assert f"(pid {pid})" in started
+    socket_path = Path(started.split('"path":"', 1)[1].split('"', 1)[0])
+    assert socket_path.is_socket() and socket_path.parent.stat().st_mode & 0o777 == 0o700
+    sessions = await client.call("wamp.session.list")
+    details = [await client.call("wamp.session.get", s) for s in sessions]
+    [mine] = [d for d in details if d["authid"] == "class-1"]
+    assert mine["authmethod"] == "anonymous" and mine["transport"]["type"] == "rawsocket"
+
+
 async def test_node_stop_terminates_guests_first(tmp_path: Path) -> None:
     _write(tmp_path, "worker.py", WORKER)
     (tmp_path / "runs.txt").write_text("0\n")  # the first run is done: this one stays up
     _write(tmp_path, "backend.py", BACKEND)
+    _write(tmp_path, "classbackend.py", CLASS_BACKEND)
     node = start_router(tmp_path, realms=REALMS, components=[
         {"type": "app", "app": "backend", "realm": "realm1", "name": "backend"},
         {"type": "guest", "name": "worker", "executable": sys.executable, "arguments": ["worker.py"]},
+        {"type": "class", "classname": "classbackend.Backend", "realm": "realm1", "role": "backend"},
     ])  # fmt: skip
     try:
+        log = await _wait_for_log(node, "class backend joined")
         await _wait_for_log(node, "worker: worker ready")
         pid = int((tmp_path / "runs.txt").read_text().split()[-1])
         assert _alive(pid)
+        started = next(line for line in log.splitlines() if "class classbackend.Backend: started (pid" in line)
+        class_pid = int(started.split("(pid ", 1)[1].split(")", 1)[0])
+        private_folder = Path(started.split('"path":"', 1)[1].split('"', 1)[0]).parent
+        assert _alive(class_pid) and private_folder.is_dir()
     finally:
         code = node.stop()
     log = node.log()
     assert code == 0, log
-    assert not _alive(pid)
+    assert not _alive(pid) and not _alive(class_pid)
+    assert not private_folder.exists()
     order = [log.index(text) for text in (
         "guest worker: stopping (SIGTERM", "worker: worker left cleanly", "guest worker: stopped (code 0)",
         "left realm realm1 (component:backend): client said goodbye", "cloverleaf.node: stopped (",

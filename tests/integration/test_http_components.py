@@ -470,7 +470,8 @@ async def test_cloverleaf_start_runs_them_and_stops_cleanly(target: Target, tmp_
 
 @pytest.mark.parametrize(("component", "expected"), [
     ({"type": "container"},
-     "components[0].type: unknown type 'container' (expected one of: app, guest, http-subscriber, http-callee)"),
+     "components[0].type: unknown type 'container' (expected one of: app, guest, class, http-subscriber, "
+     "http-callee)"),
     ({"type": "http-subscriber", "realm": "realm1", "subscriptions": [{"topic": "a.b", "url": "http://h/", "x": 1}]},
      "components[0].subscriptions[0].x: unknown key (expected one of: match, topic, url)"),
     ({"type": "http-subscriber", "realm": "realm1", "subscriptions": [{"topic": "a.b", "url": "ftp://h/"}]},

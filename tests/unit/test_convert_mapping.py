@@ -4,6 +4,7 @@ paths (in process; tests/integration/test_convert.py starts what it writes)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +180,13 @@ def test_auth_methods_map_onto_principals() -> None:
     assert conversion.complete
 
 
-def test_components_become_guests(tmp_path: Path) -> None:
+def test_class_components_stay_class_components_and_guests_stay_guests(tmp_path: Path) -> None:
     config = router(components=[{"type": "class", "classname": "app.Backend", "realm": "realm1", "role": "backend",
-                                 "extra": {"a": 1}}], options={"pythonpath": [".."]})  # fmt: skip
+                                 "extra": {"a": 1}},
+                                {"type": "class", "classname": "app.Other", "realm": "realm1", "id": "other"}],
+                    options={"pythonpath": [".."]}, transports=[{"type": "rawsocket", "endpoint": TCP}])  # fmt: skip
     config["workers"] += [
-        {"type": "container", "options": {"pythonpath": ["../lib"]}, "components": [
+        {"type": "container", "options": {"pythonpath": ["../lib"], "env": {"vars": {"B": "2"}}}, "components": [
             {"type": "class", "classname": "lib.Worker", "realm": "realm1",
              "transport": {"type": "websocket", "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 8080},
                            "url": "ws://127.0.0.1:8080/ws"}}]},
@@ -191,22 +194,24 @@ def test_components_become_guests(tmp_path: Path) -> None:
          "options": {"workdir": "../node", "env": {"vars": {"A": "1"}}}},
     ]  # fmt: skip
     conversion = convert(config, tmp_path / ".crossbar", tmp_path)
-    backend, worker, guest = conversion.config["components"]
-    assert backend["type"] == "guest" and backend["arguments"][:4] == ["-m", "cloverleaf.node.classrunner",
-                                                                       "--classname", "app.Backend"]  # fmt: skip
-    transport = json.loads(backend["arguments"][backend["arguments"].index("--transport") + 1])
-    socket = transport["endpoint"]["path"]
-    assert socket == str(tmp_path / ".cloverleaf-backend.sock")
-    # the node offers that socket, whose anonymous clients get the component's role
-    assert {"type": "rawsocket", "endpoint": {"type": "unix", "path": socket},
-            "auth": {"anonymous": {"role": "backend"}}} in conversion.config["transports"]  # fmt: skip
-    assert backend["env"] == {"PYTHONPATH": "."}
-    assert json.loads(worker["arguments"][worker["arguments"].index("--transport") + 1])["url"] == \
-        "ws://127.0.0.1:8080/ws"
-    assert worker["env"] == {"PYTHONPATH": "lib"}
+    backend, other, worker, guest = conversion.config["components"]
+    # a router component joins through the node's private socket for it: no transport, no paths
+    # of this machine in the written config
+    assert backend == {"type": "class", "classname": "app.Backend", "realm": "realm1", "role": "backend",
+                       "extra": {"a": 1}, "pythonpath": ["."]}  # fmt: skip
+    assert other == {"type": "class", "name": "other", "classname": "app.Other", "realm": "realm1",
+                     "role": "anonymous", "pythonpath": ["."]}  # fmt: skip
+    assert [t["type"] for t in conversion.config["transports"]] == ["rawsocket"]  # (none added for them)
+    # a container component connects over its transport
+    assert worker == {"type": "class", "classname": "lib.Worker", "realm": "realm1",
+                      "transport": {"type": "websocket", "url": "ws://127.0.0.1:8080/ws",
+                                    "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": 8080}},
+                      "pythonpath": ["lib"], "env": {"B": "2"}}  # fmt: skip
     assert guest == {"type": "guest", "executable": "node", "arguments": ["backend.js"], "cwd": "node",
                      "env": {"A": "1"}}  # fmt: skip
     assert conversion.complete
+    checked = parse_config(conversion.config, "converted")
+    assert [type(c).__name__ for c in checked.components] == ["ClassComponent"] * 3 + ["GuestComponent"]
 
 
 def test_yaml_input_and_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,11 +288,10 @@ def test_shapes_found_in_real_configs(tmp_path: Path) -> None:
     transports = conversion.config["transports"]
     assert transports[0]["path"] == "*"  # Crossbar's WebSocket transport answers on any path
     # the router's transport for proxies is left out; the proxy's client-facing one is the node's
-    assert [t["type"] for t in transports] == ["websocket", "rawsocket", "web", "websocket-testee"]
-    assert transports[1]["auth"] == {"anonymous": {"role": "anonymous"}}  # the class components' socket
-    assert transports[2]["paths"]["/ws"]["auth"]["ticket"]["principals"]["joe"]["role"] == "user"
+    assert [t["type"] for t in transports] == ["websocket", "web", "websocket-testee"]
+    assert transports[1]["paths"]["/ws"]["auth"]["ticket"]["principals"]["joe"]["role"] == "user"
     backend, backend2, hello, php = conversion.config["components"]
-    assert (backend["name"], backend2["name"]) == ("app.Backend", "app.Backend-2")
+    assert ("name" not in backend, backend2["name"]) == (True, "app.Backend-2")
     assert hello["executable"] == "bin/hello" and hello["cwd"] == ".crossbar"
     assert php["executable"] == "php" and php["cwd"] == "."
     assert conversion.complete, conversion.report()
@@ -335,22 +339,25 @@ def test_shared_ports_crossbar_classes_and_guests_found_in_their_workdir(tmp_pat
     assert guest["executable"] == "bin/Hello.exe" and guest["cwd"] == "bin"  # Crossbar looks in the workdir first
 
 
-def test_a_twisted_class_component_needs_twisted_here(tmp_path: Path) -> None:
-    from cloverleaf.node.convert import _importable
-
-    (tmp_path / "txbackend.py").write_text("from autobahn.twisted.wamp import ApplicationSession\n")
-    (tmp_path / "aiobackend.py").write_text("from autobahn.asyncio.wamp import ApplicationSession\n")
-    config = router(options={"pythonpath": [".."]}, components=[
-        {"type": "class", "classname": "txbackend.Backend", "realm": "realm1"},
-        {"type": "class", "classname": "aiobackend.Backend", "realm": "realm1"}])  # fmt: skip
-    (tmp_path / ".crossbar").mkdir()
-    conversion = convert(config, tmp_path / ".crossbar", tmp_path)
-    lost = [f for f in conversion.findings if not f.carried]
-    if _importable("twisted.internet"):
-        assert lost == []
-    else:
-        assert [(f.path, f.instead) for f in lost] == [("workers[0].components[0]", "pip install twisted there")]
-    assert len(conversion.config["components"]) == 2  # carried either way: installing Twisted is enough
+def test_a_twisted_class_component_needs_twisted_here(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The converted config is checked as `cloverleaf check` would: a Twisted component (most
+    Crossbar ones are) in a Python without Twisted makes the result incomplete, saying what to install."""
+    (tmp_path / "txconv_backend.py").write_text("from autobahn.twisted.wamp import ApplicationSession\n")
+    (tmp_path / "aioconv_backend.py").write_text("from autobahn.asyncio.wamp import ApplicationSession\n")
+    write(tmp_path, router(options={"pythonpath": [".."]}, transports=[{"type": "rawsocket", "endpoint": TCP}],
+                           components=[{"type": "class", "classname": "txconv_backend.Backend", "realm": "realm1"},
+                                       {"type": "class", "classname": "aioconv_backend.Backend", "realm": "realm1"}]))
+    out = tmp_path / "node.yaml"
+    status, _out, err = run(capsys, str(tmp_path), "-o", str(out))
+    assert status == 0, err
+    monkeypatch.setitem(sys.modules, "twisted.internet", None)  # (find_spec answers None: not installed)
+    status, _out, err = run(capsys, str(tmp_path), "-o", str(out))
+    assert status == 1
+    assert "check: components[0].classname: txconv_backend.Backend is written for Twisted, which is not " \
+           "installed" in err
+    assert "components[1]" not in err
+    assert len(yaml.safe_load(out.read_text())["components"]) == 2  # carried either way: installing Twisted is enough
 
 
 def test_a_realm_in_two_router_workers(tmp_path: Path) -> None:

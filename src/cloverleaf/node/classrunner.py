@@ -1,8 +1,9 @@
 """Run a Crossbar.io class component unchanged: an Autobahn ``ApplicationSession`` subclass,
 joined to the node through Autobahn's own ``Component`` runner.
 
-Crossbar runs class components inside its router or container workers. A converted config runs
-each as a Cloverleaf guest (a supervised process, restarted when it exits) running this module::
+Crossbar runs class components inside its router or container workers. Cloverleaf's ``class``
+component (a converted config keeps Crossbar's as such) runs each in a supervised process of its
+own (restarted when it exits, like a guest) running this module in the node's Python::
 
     python -m cloverleaf.node.classrunner --classname myapp.Backend --realm realm1 \\
         --transport '{"type": "rawsocket", "url": "rs://localhost", "endpoint": {"type": "unix", "path": "..."}}' \\

@@ -1,4 +1,5 @@
-"""Embedded components: Apps run inside the node, and guest programs the node supervises.
+"""Embedded components: Apps run inside the node, and guest programs and class components the
+node supervises.
 
 An **app** component is a :class:`cloverleaf.client.App` imported from the node folder and started
 on an in-memory link (:mod:`cloverleaf.router.memory`): no socket, no framing, the same router
@@ -11,24 +12,33 @@ A **guest** component is a program the node starts once its transports listen, w
 to the node log line by line, which is started again when it exits (exponential backoff), and which
 is stopped on shutdown: SIGTERM to its process group, SIGKILL after ``stop_timeout``.
 
+A **class** component is an Autobahn|Python ``ApplicationSession`` subclass (Crossbar's class
+components) run unchanged by :mod:`cloverleaf.node.classrunner` in a process supervised as a guest
+is; it joins through a Unix socket the node opens for it alone (:class:`PrivateSockets`), or over
+a transport of its own.
+
 **http-subscriber** and **http-callee** components (:mod:`cloverleaf.node.httpout`) turn events into
 HTTP requests and calls into HTTP requests, on an in-memory session like an app's.
 
 The node starts components after its transports (the HTTP components first, then the apps in the
-order listed, then the guests) and stops them before the router says GOODBYE to everyone: guests
-first, then apps, then the HTTP components (which deliver what the others sent last).
+order listed, then the guests and class components) and stops them before the router says
+GOODBYE to everyone: guests and class components first, then apps, then the HTTP components
+(which deliver what the others sent last).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.machinery
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +50,7 @@ from ..router.session import SessionOptions
 from ..wamp.serializers import MSGPACK, Serializer
 from .config import (
     AppComponent,
+    ClassComponent,
     GuestComponent,
     HttpCalleeComponent,
     HttpSubscriberComponent,
@@ -206,7 +217,7 @@ def resolve_executable(config: GuestComponent, node: NodeConfig, env: Mapping[st
     return str(path)
 
 
-def guest_cwd(config: GuestComponent, node: NodeConfig) -> Path:
+def guest_cwd(config: GuestComponent | ClassComponent, node: NodeConfig) -> Path:
     cwd = node.resolve(config.cwd or ".")
     if not cwd.is_dir():
         raise GuestNotStartable(f"working directory {str(cwd)!r} does not exist")
@@ -214,11 +225,16 @@ def guest_cwd(config: GuestComponent, node: NodeConfig) -> Path:
 
 
 class GuestRunner:
-    """One guest component: a supervisor task that starts, watches and restarts the program."""
+    """One supervised program (a guest, or a class component's runner): a supervisor task that
+    starts, watches and restarts it."""
 
-    def __init__(self, config: GuestComponent, node: NodeConfig) -> None:
+    #: what its log lines call it
+    kind = "guest"
+
+    def __init__(self, config: GuestComponent | ClassComponent, node: NodeConfig) -> None:
         self.config = config
         self.name = config.label
+        self._who = f"{self.kind} {self.name}"
         self._node = node
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -228,9 +244,17 @@ class GuestRunner:
         #: how many times the program was started
         self.starts = 0
 
+    def command(self, env: Mapping[str, str]) -> list[str]:
+        """The program and its arguments (raise :class:`GuestNotStartable` when there is none)."""
+        assert isinstance(self.config, GuestComponent)
+        return [resolve_executable(self.config, self._node, env), *self.config.arguments]
+
+    def environment(self, env_defaults: Mapping[str, str]) -> dict[str, str]:
+        return {**env_defaults, **os.environ, **self.config.env}
+
     def start(self, env_defaults: Mapping[str, str]) -> None:
-        env = {**env_defaults, **os.environ, **self.config.env}
-        self._task = asyncio.get_running_loop().create_task(self._supervise(env), name=f"guest {self.name}")
+        env = self.environment(env_defaults)
+        self._task = asyncio.get_running_loop().create_task(self._supervise(env), name=self._who)
 
     async def stop(self) -> None:
         """SIGTERM the running program, SIGKILL it after ``stop_timeout``; no restart after this."""
@@ -247,7 +271,7 @@ class GuestRunner:
         try:
             await self._keep_running(env)
         except Exception:  # a bug here must not take the node's shutdown with it
-            log.exception("guest %s: supervision failed", self.name)
+            log.exception("%s: supervision failed", self._who)
             process = self.process
             if process is not None and process.returncode is None:
                 self._signal(process, signal.SIGKILL)
@@ -264,9 +288,9 @@ class GuestRunner:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 if self.starts == 0:
                     # Never ran: a mistake in the config, which waiting does not fix (`cloverleaf check` tells).
-                    log.error("guest %s: cannot start: %s (not retried)", self.name, reason)
+                    log.error("%s: cannot start: %s (not retried)", self._who, reason)
                     return
-                log.error("guest %s: cannot start again: %s; next attempt in %.1fs", self.name, reason, delay)
+                log.error("%s: cannot start again: %s; next attempt in %.1fs", self._who, reason, delay)
             else:
                 if code is None or self._stopping.is_set():
                     return  # stopped by the node (or exited just as it was about to be)
@@ -275,11 +299,11 @@ class GuestRunner:
                     delay = restart.initial_delay
                 if restart.policy == "never" or (restart.policy == "on_failure" and code == 0):
                     log.log(logging.INFO if code == 0 else logging.WARNING,
-                            "guest %s: exited with %s after %.1fs (restart policy %s: not restarted)",
-                            self.name, _describe_exit(code), lasted, restart.policy)  # fmt: skip
+                            "%s: exited with %s after %.1fs (restart policy %s: not restarted)",
+                            self._who, _describe_exit(code), lasted, restart.policy)  # fmt: skip
                     return
-                log.warning("guest %s: exited with %s after %.1fs; restarting in %.1fs",
-                            self.name, _describe_exit(code), lasted, delay)  # fmt: skip
+                log.warning("%s: exited with %s after %.1fs; restarting in %.1fs",
+                            self._who, _describe_exit(code), lasted, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * restart.factor, restart.max_delay)
@@ -287,15 +311,15 @@ class GuestRunner:
     async def _run_once(self, env: dict[str, str]) -> int | None:
         """Run the program once; return its exit code, or None when the node stopped it."""
         config = self.config
-        executable = resolve_executable(config, self._node, env)
+        command = self.command(env)
         process = await asyncio.create_subprocess_exec(
-            executable, *config.arguments, cwd=guest_cwd(config, self._node), env=env,
+            *command, cwd=guest_cwd(config, self._node), env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group: terminal signals are the node's to pass on
         )  # fmt: skip
         self.process = process
         self.starts += 1
-        log.info("guest %s: started (pid %d): %s", self.name, process.pid, " ".join([executable, *config.arguments]))
+        log.info("%s: started (pid %d): %s", self._who, process.pid, " ".join(command))
         loop = asyncio.get_running_loop()
         for stream, suffix in ((process.stdout, ""), (process.stderr, " (stderr)")):
             if stream is not None:
@@ -319,14 +343,14 @@ class GuestRunner:
 
     async def _terminate(self, process: asyncio.subprocess.Process, exited: asyncio.Task[int]) -> None:
         timeout = self.config.stop_timeout
-        log.info("guest %s: stopping (SIGTERM, pid %d)", self.name, process.pid)
+        log.info("%s: stopping (SIGTERM, pid %d)", self._who, process.pid)
         self._signal(process, signal.SIGTERM)
         done, _ = await asyncio.wait((exited,), timeout=timeout)
         if not done:
-            log.warning("guest %s: still running %ss after SIGTERM: killing it (SIGKILL)", self.name, timeout)
+            log.warning("%s: still running %ss after SIGTERM: killing it (SIGKILL)", self._who, timeout)
             self._signal(process, signal.SIGKILL)
             await exited
-        log.info("guest %s: stopped (%s)", self.name, _describe_exit(exited.result()))
+        log.info("%s: stopped (%s)", self._who, _describe_exit(exited.result()))
 
     def _end_leftovers(self, process: asyncio.subprocess.Process) -> None:
         """The guest exited: what it started and left in its process group gets SIGTERM (as systemd
@@ -335,7 +359,7 @@ class GuestRunner:
             os.killpg(process.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             return  # nothing left: the usual case
-        log.info("guest %s: sent SIGTERM to the processes it left behind", self.name)
+        log.info("%s: sent SIGTERM to the processes it left behind", self._who)
 
     @staticmethod
     def _signal(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
@@ -356,6 +380,81 @@ class GuestRunner:
             if not line:
                 return
             guest_log.info("%s%s: %s", self.name, suffix, line.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+# -- class components -----------------------------------------------------------------------------
+
+#: Unix socket paths are limited to about 100 bytes: a private folder deeper than this is made in /tmp
+_MAX_SOCKET_FOLDER = 80
+
+
+class ClassRunner(GuestRunner):
+    """A class component: :mod:`cloverleaf.node.classrunner` in this node's Python, supervised
+    like a guest, joining through ``transport`` (the node's private socket for it, or its own)."""
+
+    kind = "class"
+
+    def __init__(self, config: ClassComponent, node: NodeConfig) -> None:
+        super().__init__(config, node)
+        self.class_config = config
+        #: the Autobahn Component transport it connects over (set before start)
+        self.transport: dict[str, Any] | None = (
+            config.transport.model_dump() if config.transport is not None else None
+        )
+
+    def command(self, env: Mapping[str, str]) -> list[str]:
+        config = self.class_config
+        assert self.transport is not None
+        arguments = [sys.executable, "-m", "cloverleaf.node.classrunner", "--classname", config.classname,
+                     "--realm", config.realm, "--transport", json.dumps(self.transport, separators=(",", ":"))]
+        if config.extra is not None:
+            arguments += ["--extra", json.dumps(config.extra, separators=(",", ":"))]
+        return arguments
+
+    def environment(self, env_defaults: Mapping[str, str]) -> dict[str, str]:
+        env = super().environment(env_defaults)
+        folders = [str(self._node.resolve(folder)) for folder in self.class_config.pythonpath]
+        if folders:
+            env["PYTHONPATH"] = os.pathsep.join([*folders, *filter(None, [env.get("PYTHONPATH")])])
+        return env
+
+
+class PrivateSockets:
+    """The Unix sockets class components join through: one per component, in a folder only this
+    node's user may enter (0700), each admitting its clients as that component's authid and role
+    (authorized like any client's). Removed when the node stops."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self.folder: str | None = None
+        self._servers: list[asyncio.Server] = []
+
+    async def open(self, runner: ClassRunner) -> None:
+        from ..transport.rawsocket import RawSocketSettings, serve_rawsocket_unix
+        from ..wamp.serializers import CBOR, JSON
+
+        if self.folder is None:
+            parent = tempfile.gettempdir()
+            self.folder = tempfile.mkdtemp(prefix="cloverleaf-",
+                                           dir=parent if len(parent) < _MAX_SOCKET_FOLDER else "/tmp")  # fmt: skip
+        path = os.path.join(self.folder, f"{len(self._servers)}.sock")
+        config = runner.class_config
+        authenticator = FixedRoleAuthenticator(config.authid or f"component:{config.classname}", config.role,
+                                               method="anonymous")  # fmt: skip
+        settings = RawSocketSettings(serializers=[CBOR, MSGPACK, JSON], session=SessionOptions([authenticator]))
+        self._servers.append(await serve_rawsocket_unix(self._router, settings, path))
+        runner.transport = {"type": "rawsocket", "url": "rs://localhost", "endpoint": {"type": "unix", "path": path}}
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 # -- all of them ----------------------------------------------------------------------------------
@@ -397,6 +496,8 @@ class Components:
         self._config = config
         self.apps = [AppRunner(c, config, router) for c in config.components if isinstance(c, AppComponent)]
         self.guests = [GuestRunner(c, config) for c in config.components if isinstance(c, GuestComponent)]
+        self.classes = [ClassRunner(c, config) for c in config.components if isinstance(c, ClassComponent)]
+        self._sockets = PrivateSockets(router)
         self.http: list[HttpComponentRunner] = []
         outgoing = [c for c in config.components if isinstance(c, (HttpSubscriberComponent, HttpCalleeComponent))]
         if outgoing:  # (aiohttp loads only when one is configured)
@@ -406,7 +507,8 @@ class Components:
 
     async def start(self, addresses: list[str]) -> None:
         """Start the HTTP components (all at once: an app may call or publish to them as it
-        starts), then the apps one after the other (in the order listed), then the guests.
+        starts), then the apps one after the other (in the order listed), then the guests and
+        class components (each class component's private socket listening first).
 
         Guests get ``CLOVERLEAF_URL`` (the node's first plain WAMP address, as ``cloverleaf run``
         reads it) and ``PYTHONUNBUFFERED=1`` (output forwarded line by line), unless the node's
@@ -420,39 +522,74 @@ class Components:
         url = wamp_url(addresses, self._config)
         if url is not None:
             defaults["CLOVERLEAF_URL"] = url
-        for guest in self.guests:
+        for runner in self.classes:
+            if runner.transport is None:
+                await self._sockets.open(runner)
+        for guest in [*self.guests, *self.classes]:
             guest.start(defaults)
 
     async def stop(self) -> None:
-        """Stop the guests (all at once: SIGTERM, then SIGKILL), then let the apps leave, then stop
-        the HTTP components (all at once: each lets its requests finish, then closes its client)."""
-        await asyncio.gather(*(guest.stop() for guest in self.guests))
+        """Stop the guests and class components (all at once: SIGTERM, then SIGKILL) and close
+        their private sockets, then let the apps leave, then stop the HTTP components (all at once:
+        each lets its requests finish, then closes its client)."""
+        await asyncio.gather(*(guest.stop() for guest in [*self.guests, *self.classes]))
+        await self._sockets.close()
         for app in reversed(self.apps):
             await app.stop()
         await asyncio.gather(*(runner.stop() for runner in self.http))
 
 
+def _find_module(module: str, folders: list[str]) -> importlib.machinery.ModuleSpec | None:
+    """Where ``module`` would be imported from with ``folders`` first on sys.path (None: nowhere)."""
+    added = [folder for folder in folders if folder not in sys.path]
+    sys.path[:0] = added
+    try:
+        return importlib.util.find_spec(module)
+    except Exception:  # a parent package that fails to import, say
+        return None
+    finally:
+        for folder in added:
+            sys.path.remove(folder)
+
+
+def _check_class(component: ClassComponent, config: NodeConfig, where: str) -> list[str]:
+    """A class component's runtime: Autobahn in this Python, the module on its path, and Twisted
+    when the module is written for it (most Crossbar components are)."""
+    if _find_module("autobahn.wamp", []) is None:
+        return [f"{where}: Autobahn is not installed in {sys.executable}, which runs class components "
+                "(pip install autobahn there)"]  # fmt: skip
+    module = component.classname.rpartition(".")[0]
+    try:
+        cwd = str(guest_cwd(component, config))
+    except GuestNotStartable as exc:
+        return [f"{where}.cwd: {exc}"]
+    folders = [cwd, *(str(config.resolve(folder)) for folder in component.pythonpath)]
+    spec = _find_module(module, folders)
+    if spec is None:
+        return [f"{where}.classname: cannot find module {module!r} (in {', '.join(folders)} or on sys.path)"]
+    # (a bare "twisted" namespace is left by some packages' plugins: ask for twisted.internet)
+    if spec.origin and _find_module("twisted.internet", []) is None:
+        with contextlib.suppress(OSError):
+            if "twisted" in Path(spec.origin).read_text(errors="replace"):
+                return [f"{where}.classname: {component.classname} is written for Twisted, which is not installed "
+                        f"in {sys.executable} (pip install twisted there)"]  # fmt: skip
+    return []
+
+
 def check_components(config: NodeConfig) -> list[str]:
-    """What ``cloverleaf check`` can tell without running anything: app modules that cannot be
-    found, guest executables and working directories that do not exist."""
+    """What ``cloverleaf check`` can tell without running anything: app and class modules that
+    cannot be found (and what a class component needs installed), guest executables and working
+    directories that do not exist."""
     problems: list[str] = []
     folder = str(config.base_dir)
     for index, component in enumerate(config.components):
         where = f"components[{index}]"
         if isinstance(component, AppComponent):
             module = component.app.partition(":")[0]
-            added = folder not in sys.path
-            if added:
-                sys.path.insert(0, folder)
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except Exception:  # a parent package that fails to import, say
-                found = False
-            finally:
-                if added:
-                    sys.path.remove(folder)
-            if not found:
+            if _find_module(module, [folder]) is None:
                 problems.append(f"{where}.app: cannot find module {module!r} (in {folder} or on sys.path)")
+        elif isinstance(component, ClassComponent):
+            problems += _check_class(component, config, where)
         elif isinstance(component, GuestComponent):
             env = {**os.environ, **component.env}
             try:

@@ -597,16 +597,11 @@ class RestartConfig(_Strict):
         return self
 
 
-class GuestComponent(_Strict):
-    """An external program the node starts after its transports listen, restarts when it exits,
-    and stops (SIGTERM, then SIGKILL) on shutdown."""
+class _SupervisedProgram(_Strict):
+    """What the node's supervised programs (guests and class components) share: a process the
+    node starts after its transports listen, restarts when it exits, and stops (SIGTERM, then
+    SIGKILL) on shutdown."""
 
-    type: Literal["guest"]
-    #: shown in log lines (default: the executable's file name and the first argument)
-    name: Annotated[str, Field(min_length=1)] | None = None
-    #: looked up on PATH when it has no "/"; a relative path is relative to the node folder
-    executable: Annotated[str, Field(min_length=1)]
-    arguments: list[str] = Field(default_factory=list)
     #: the working directory (default: the node folder; relative to it)
     cwd: str | None = None
     #: added to the node's environment
@@ -615,11 +610,72 @@ class GuestComponent(_Strict):
     #: seconds between SIGTERM and SIGKILL on shutdown
     stop_timeout: Annotated[float, Field(ge=0)] = 5.0
 
+
+class GuestComponent(_SupervisedProgram):
+    """An external program the node supervises."""
+
+    type: Literal["guest"]
+    #: shown in log lines (default: the executable's file name and the first argument)
+    name: Annotated[str, Field(min_length=1)] | None = None
+    #: looked up on PATH when it has no "/"; a relative path is relative to the node folder
+    executable: Annotated[str, Field(min_length=1)]
+    arguments: list[str] = Field(default_factory=list)
+
     @property
     def label(self) -> str:
         if self.name:
             return self.name
         return " ".join([Path(self.executable).name, *self.arguments[:1]])
+
+
+_CLASS_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+class ClassTransport(_Strict):
+    """An Autobahn|Python ``Component`` transport a class component connects over instead of the
+    node's private socket (another router, or a transport of this node with its own auth)."""
+
+    model_config = ConfigDict(extra="allow")  # Autobahn's other transport keys (max_retries, options, ...)
+
+    type: Literal["websocket", "rawsocket"]
+    url: Annotated[str, Field(min_length=1)]
+
+
+class ClassComponent(_SupervisedProgram):
+    """An Autobahn|Python ``ApplicationSession`` subclass, unchanged (Crossbar's ``class``
+    components), run in a supervised Python process of its own by Autobahn's ``Component`` runner
+    (:mod:`cloverleaf.node.classrunner`): on Twisted when it derives from Autobahn's Twisted
+    session, else on asyncio. Without ``transport`` it joins through a Unix socket the node opens
+    for it alone (in a private folder), as ``role``."""
+
+    type: Literal["class"]
+    #: shown in log lines (default: the class name)
+    name: Annotated[str, Field(min_length=1)] | None = None
+    #: MODULE.CLASS, imported with the node folder (or ``cwd``) and ``pythonpath`` on sys.path
+    classname: str
+    realm: str
+    #: the authrole it joins as on the node's private socket, authorized like any client's
+    #: (Crossbar's default for router components: anonymous)
+    role: Annotated[str, Field(min_length=1)] = "anonymous"
+    #: its authid on the private socket (default: "component:<classname>")
+    authid: Annotated[str, Field(min_length=1)] | None = None
+    #: handed to the session as ``self.config.extra``
+    extra: Any = None
+    #: folders put first on the program's PYTHONPATH (relative to the node folder)
+    pythonpath: list[str] = Field(default_factory=list)
+    #: connect over this instead of the private socket (``role`` and ``authid`` do not apply)
+    transport: ClassTransport | None = None
+
+    @field_validator("classname")
+    @classmethod
+    def _classname_is_dotted(cls, value: str) -> str:
+        if not _CLASS_NAME.fullmatch(value):
+            raise ValueError("MODULE.CLASS such as backend.Backend or myapp.services.Billing")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.classname
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -794,7 +850,8 @@ class HttpCalleeComponent(_HttpComponent):
 
 
 Component = Annotated[
-    AppComponent | GuestComponent | HttpSubscriberComponent | HttpCalleeComponent, Field(discriminator="type")
+    AppComponent | GuestComponent | ClassComponent | HttpSubscriberComponent | HttpCalleeComponent,
+    Field(discriminator="type")
 ]
 
 
@@ -929,9 +986,14 @@ class NodeConfig(_Strict):
         realms = [realm.name for realm in self.realms]
         labels = [component.label for component in self.components]
         for index, component in enumerate(self.components):
-            if not isinstance(component, GuestComponent) and component.realm not in realms:
+            # (guests join nothing by config; a class component with a transport of its own may
+            # join another router's realm)
+            realm = None if isinstance(component, GuestComponent) else component.realm
+            if isinstance(component, ClassComponent) and component.transport is not None:
+                realm = None
+            if realm is not None and realm not in realms:
                 raise ValueError(f"components[{index}].realm: one of the configured realms ({', '.join(realms)}), "
-                                 f"got '{component.realm}'")  # fmt: skip
+                                 f"got '{realm}'")  # fmt: skip
             if labels.count(component.label) > 1:
                 raise ValueError(f"components[{index}].name: a name of its own, '{component.label}' names "
                                  f"{labels.count(component.label)} components")  # fmt: skip
@@ -959,7 +1021,7 @@ class ConfigError(Exception):
 _UNION_TAGS = {
     "websocket", "rawsocket", "web", "universal", "websocket-testee", "tcp", "unix",
     "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
-    "app", "guest", "http-subscriber", "http-callee", "console", "longpoll", "json", "archive",
+    "app", "guest", "class", "http-subscriber", "http-callee", "console", "longpoll", "json", "archive",
 }  # fmt: skip
 
 
@@ -995,6 +1057,7 @@ _TAGGED: dict[str, type[BaseModel]] = {
     "unix": UnixEndpoint,
     "app": AppComponent,
     "guest": GuestComponent,
+    "class": ClassComponent,
     "http-subscriber": HttpSubscriberComponent,
     "http-callee": HttpCalleeComponent,
 }

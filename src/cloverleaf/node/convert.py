@@ -24,7 +24,6 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,6 @@ AUTH_METHODS = ("anonymous", "ticket", "wampcra", "cryptosign", "scram", "tls")
 SERIALIZERS = ("json", "msgpack", "cbor")
 #: Cloverleaf's bounds on a transport's max_message_size
 MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE = 512, 16 * 1024 * 1024
-#: the Unix socket the converted node offers its router class components (one per role: the role
-#: is its anonymous role), next to the output file (absolute: Unix socket paths are short)
-COMPONENT_SOCKET = ".cloverleaf-{role}.sock"
 #: a Crossbar environment reference, $NAME or ${NAME} (ports and salted secrets are read through it)
 _ENV_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
@@ -143,8 +139,6 @@ class _Converter:
         self.transports: list[dict[str, Any]] = []
         self.components: list[dict[str, Any]] = []
         self.origins: dict[tuple[str, int], str] = {}
-        #: roles of router class components -> the Unix socket path their transport listens on
-        self.component_sockets: dict[str, str] = {}
         self.pythonpath: list[str] = []
         #: a proxy worker was converted: router transports only for proxies are left out
         self.proxied = False
@@ -239,6 +233,8 @@ class _Converter:
             label = component.get("name")
             if label is None and component["type"] == "guest":  # as GuestComponent.label
                 label = " ".join([Path(str(component["executable"])).name, *component["arguments"][:1]])
+            elif label is None and component["type"] == "class":  # as ClassComponent.label
+                label = component["classname"]
             if label is None:
                 continue
             labels[label] = labels.get(label, 0) + 1
@@ -977,53 +973,13 @@ class _Converter:
             self.lost(where, f"a {kind!r} router component has no equivalent",
                       "run it as a guest connecting over a transport")  # fmt: skip
             return
-        role = component.get("role") or "anonymous"  # Crossbar's default for router components
+        self.class_component(component, where, None, self.pythonpath)
 
-        def transport() -> dict[str, Any]:
-            socket = self.component_socket(role)
-            return {"type": "rawsocket", "url": "rs://localhost", "endpoint": {"type": "unix", "path": socket}}
-
-        self.class_component(component, where, transport, self.pythonpath)
-
-    def check_runtime(self, classname: str, where: str, pythonpath: list[str]) -> None:
-        """The class runner needs Autobahn in this Python, and Twisted for a Twisted component
-        (most Crossbar ones): a component whose module says ``twisted`` while Twisted is missing
-        would fail to import at every start."""
-        if not _importable("autobahn.wamp"):
-            self.lost(where, f"Autobahn is not installed in {sys.executable}, which runs the class",
-                      "pip install autobahn (and twisted for Twisted components) there")  # fmt: skip
-            return
-        if _importable("twisted.internet"):  # (a bare "twisted" namespace is left by some packages' plugins)
-            return
-        module = classname.rpartition(".")[0].replace(".", os.sep)
-        folders = [self.out_dir / p if self.out_dir is not None else Path(p) for p in pythonpath] + [self.cbdir.parent]
-        for folder in folders:
-            for candidate in (folder / f"{module}.py", folder / module / "__init__.py"):
-                try:
-                    if "twisted" in candidate.read_text(errors="replace"):
-                        self.lost(where, f"{classname} is a Twisted component and Twisted is not installed in "
-                                         f"{sys.executable}", "pip install twisted there")  # fmt: skip
-                        return
-                except OSError:
-                    continue
-
-    def component_socket(self, role: str) -> str:
-        """The Unix socket a router class component joins through: a rawsocket transport whose
-        anonymous clients get ``role`` (added once per role)."""
-        if role not in self.component_sockets:
-            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", role)
-            path = str((self.out_dir or self.cbdir) / COMPONENT_SOCKET.format(role=safe))
-            self.component_sockets[role] = path
-            self.transports.append({"type": "rawsocket", "endpoint": {"type": "unix", "path": path},
-                                    "auth": {"anonymous": {"role": role}}})  # fmt: skip
-            self.origins[("transports", len(self.transports) - 1)] = (
-                f"added for the class components of role {role!r} (Crossbar ran them inside its router)")
-        return self.component_sockets[role]
-
-    def class_component(self, component: dict[str, Any], where: str, transport: Callable[[], dict[str, Any]],
+    def class_component(self, component: dict[str, Any], where: str, transport: dict[str, Any] | None,
                         pythonpath: list[str], env: dict[str, str] | None = None) -> None:  # fmt: skip
-        """A class component as a guest running the class runner on ``transport()`` (asked for
-        only when the class is run that way)."""
+        """A class component as Cloverleaf's own ``class`` component: a router component (no
+        ``transport``) joins through the node's private socket for it, as its role (Crossbar's
+        default: anonymous); a container component connects over its transport."""
         self.unknown_keys(where, component, {"type", "id", "classname", "realm", "role", "extra", "transport",
                                              "references", "authid"})  # fmt: skip
         if component.get("references"):
@@ -1043,18 +999,29 @@ class _Converter:
             self.lost(where, f"{classname} is a part of Crossbar.io itself, which is not installed here",
                       "the HTTP bridge classes are carried; for the others, a component of your own")  # fmt: skip
             return
-        self.check_runtime(classname, where, pythonpath)
-        arguments = ["-m", "cloverleaf.node.classrunner", "--classname", classname, "--realm", realm,
-                     "--transport", json.dumps(transport(), separators=(",", ":"))]  # fmt: skip
+        out: dict[str, Any] = {"type": "class"}
+        if component.get("id"):
+            out["name"] = component["id"]
+        out.update(classname=classname, realm=realm)
+        if transport is None:
+            out["role"] = component.get("role") or "anonymous"  # Crossbar's default for router components
+            if component.get("authid"):
+                out["authid"] = component["authid"]
+        else:
+            out["transport"] = transport
+            for key in ("role", "authid"):
+                if component.get(key):
+                    self.note(f"{where}.{key}", "a component connecting over a transport gets the identity "
+                                                "that transport's authentication gives it")  # fmt: skip
         if component.get("extra") is not None:
-            arguments += ["--extra", json.dumps(component["extra"], separators=(",", ":"))]
-        out: dict[str, Any] = {"type": "guest", "name": component.get("id") or classname,
-                               "executable": sys.executable, "arguments": arguments}  # fmt: skip
-        if pythonpath or env:
-            out["env"] = {**(env or {}), **({"PYTHONPATH": os.pathsep.join(pythonpath)} if pythonpath else {})}
+            out["extra"] = component["extra"]
+        if pythonpath:
+            out["pythonpath"] = pythonpath
+        if env:
+            out["env"] = env
         self.components.append(out)
         self.origins[("components", len(self.components) - 1)] = (
-            f"{where} (class {classname}, run by cloverleaf.node.classrunner with Autobahn)")
+            f"{where} (class {classname}, run unchanged by Autobahn's Component runner)")
 
     def http_bridge_component(self, component: dict[str, Any], where: str, kind: str) -> None:
         """Crossbar's HTTP bridge classes become Cloverleaf's own http components (in the node)."""
@@ -1112,7 +1079,7 @@ class _Converter:
                 continue
             transport = self.component_transport(component.get("transport") or {}, f"{at}.transport")
             if transport is not None:
-                self.class_component(component, at, _constant(transport), pythonpath, env)
+                self.class_component(component, at, transport, pythonpath, env)
 
     def component_transport(self, transport: dict[str, Any], where: str) -> dict[str, Any] | None:
         """A container component's connecting transport, for Autobahn's Component."""
@@ -1172,17 +1139,6 @@ class _Converter:
                          "did not restart them", "set restart: {policy: never} to keep Crossbar's behaviour")
         self.components.append(out)
         self.origins[("components", len(self.components) - 1)] = where
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:  # a parent package is missing
-        return False
-
-
-def _constant(value: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    return lambda: value
 
 
 def _same_listener(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -42,13 +42,15 @@ class TrustedAuthenticator:
 
 class FixedRoleAuthenticator:
     """Admits a service session under a configured authid and role (the HTTP bridge's identity, an
-    embedded component's); unlike the trusted role, it passes authorization like any client."""
+    embedded component's); unlike the trusted role, it passes authorization like any client.
 
-    method = "cloverleaf-service"
+    ``method`` is the authentication method it answers to: a class component on its private
+    socket offers none, which HELLO reads as "anonymous"."""
 
-    def __init__(self, authid: str, role: str) -> None:
+    def __init__(self, authid: str, role: str, method: str = "cloverleaf-service") -> None:
         self.authid = authid
         self.role = role
+        self.method = method
 
     def hello(self, hello: HelloInfo) -> MaybeAwaitable:
         return Accept(Identity(self.authid, self.role, self.method, "router"))
