@@ -80,6 +80,9 @@ def start_node(tmp: Path, workers: str = "2", config: dict[str, Any] | None = No
             {"type": "rawsocket", "endpoint": {"type": "unix", "path": unix_path}},
             *transports,
         ],
+        # the tests' clients are not reading when the fixture stops the node: 1 s for their GOODBYE
+        # answers instead of the default 5 s per node
+        "shutdown_timeout": 1.0,
         **(config or {}),
     }
     (tmp / "node.yaml").write_text(yaml.safe_dump(body))
