@@ -295,6 +295,30 @@ async def test_node_components_in_process(tmp_path: Path, caplog: pytest.LogCapt
     assert "stopped (0 sessions closed)" in caplog.text  # the apps had left before the router's GOODBYE
 
 
+async def test_a_class_component_without_a_socket_is_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """No folder for its private socket (a full or read-only temporary folder): that component is
+    reported once and left out; the node runs on."""
+    import tempfile
+
+    def no_folder(*args: Any, **kwargs: Any) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_folder)
+    caplog.set_level(logging.INFO, logger="cloverleaf")
+    node = Node(_config([{"type": "class", "classname": "nowhere.Backend", "realm": "realm1"}], tmp_path))
+    await node.start()
+    try:
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == ["class nowhere.Backend: cannot start: no socket for it: No space left on device "
+                          "(not retried)"]
+        assert node.components is not None and node.components.classes[0].process is None
+        session = await connect(node.addresses[0], "realm1", reconnect=NO_RECONNECT)
+        await session.leave()
+    finally:
+        await node.stop()
+
+
 # -- a router process with components ------------------------------------------------------------------
 
 BACKEND = """

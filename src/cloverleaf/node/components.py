@@ -234,7 +234,8 @@ class GuestRunner:
     def __init__(self, config: GuestComponent | ClassComponent, node: NodeConfig) -> None:
         self.config = config
         self.name = config.label
-        self._who = f"{self.kind} {self.name}"
+        #: how its log lines name it ("guest worker", "class app.Backend")
+        self.who = f"{self.kind} {self.name}"
         self._node = node
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -254,7 +255,7 @@ class GuestRunner:
 
     def start(self, env_defaults: Mapping[str, str]) -> None:
         env = self.environment(env_defaults)
-        self._task = asyncio.get_running_loop().create_task(self._supervise(env), name=self._who)
+        self._task = asyncio.get_running_loop().create_task(self._supervise(env), name=self.who)
 
     async def stop(self) -> None:
         """SIGTERM the running program, SIGKILL it after ``stop_timeout``; no restart after this."""
@@ -271,7 +272,7 @@ class GuestRunner:
         try:
             await self._keep_running(env)
         except Exception:  # a bug here must not take the node's shutdown with it
-            log.exception("%s: supervision failed", self._who)
+            log.exception("%s: supervision failed", self.who)
             process = self.process
             if process is not None and process.returncode is None:
                 self._signal(process, signal.SIGKILL)
@@ -288,9 +289,9 @@ class GuestRunner:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 if self.starts == 0:
                     # Never ran: a mistake in the config, which waiting does not fix (`cloverleaf check` tells).
-                    log.error("%s: cannot start: %s (not retried)", self._who, reason)
+                    log.error("%s: cannot start: %s (not retried)", self.who, reason)
                     return
-                log.error("%s: cannot start again: %s; next attempt in %.1fs", self._who, reason, delay)
+                log.error("%s: cannot start again: %s; next attempt in %.1fs", self.who, reason, delay)
             else:
                 if code is None or self._stopping.is_set():
                     return  # stopped by the node (or exited just as it was about to be)
@@ -300,10 +301,10 @@ class GuestRunner:
                 if restart.policy == "never" or (restart.policy == "on_failure" and code == 0):
                     log.log(logging.INFO if code == 0 else logging.WARNING,
                             "%s: exited with %s after %.1fs (restart policy %s: not restarted)",
-                            self._who, _describe_exit(code), lasted, restart.policy)  # fmt: skip
+                            self.who, _describe_exit(code), lasted, restart.policy)  # fmt: skip
                     return
                 log.warning("%s: exited with %s after %.1fs; restarting in %.1fs",
-                            self._who, _describe_exit(code), lasted, delay)  # fmt: skip
+                            self.who, _describe_exit(code), lasted, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * restart.factor, restart.max_delay)
@@ -319,7 +320,7 @@ class GuestRunner:
         )  # fmt: skip
         self.process = process
         self.starts += 1
-        log.info("%s: started (pid %d): %s", self._who, process.pid, " ".join(command))
+        log.info("%s: started (pid %d): %s", self.who, process.pid, " ".join(command))
         loop = asyncio.get_running_loop()
         for stream, suffix in ((process.stdout, ""), (process.stderr, " (stderr)")):
             if stream is not None:
@@ -343,14 +344,14 @@ class GuestRunner:
 
     async def _terminate(self, process: asyncio.subprocess.Process, exited: asyncio.Task[int]) -> None:
         timeout = self.config.stop_timeout
-        log.info("%s: stopping (SIGTERM, pid %d)", self._who, process.pid)
+        log.info("%s: stopping (SIGTERM, pid %d)", self.who, process.pid)
         self._signal(process, signal.SIGTERM)
         done, _ = await asyncio.wait((exited,), timeout=timeout)
         if not done:
-            log.warning("%s: still running %ss after SIGTERM: killing it (SIGKILL)", self._who, timeout)
+            log.warning("%s: still running %ss after SIGTERM: killing it (SIGKILL)", self.who, timeout)
             self._signal(process, signal.SIGKILL)
             await exited
-        log.info("%s: stopped (%s)", self._who, _describe_exit(exited.result()))
+        log.info("%s: stopped (%s)", self.who, _describe_exit(exited.result()))
 
     def _end_leftovers(self, process: asyncio.subprocess.Process) -> None:
         """The guest exited: what it started and left in its process group gets SIGTERM (as systemd
@@ -359,7 +360,7 @@ class GuestRunner:
             os.killpg(process.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             return  # nothing left: the usual case
-        log.info("%s: sent SIGTERM to the processes it left behind", self._who)
+        log.info("%s: sent SIGTERM to the processes it left behind", self.who)
 
     @staticmethod
     def _signal(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
@@ -522,10 +523,17 @@ class Components:
         url = wamp_url(addresses, self._config)
         if url is not None:
             defaults["CLOVERLEAF_URL"] = url
+        runnable: list[GuestRunner] = list(self.guests)
         for runner in self.classes:
             if runner.transport is None:
-                await self._sockets.open(runner)
-        for guest in [*self.guests, *self.classes]:
+                try:
+                    await self._sockets.open(runner)
+                except OSError as exc:  # (no writable temporary folder, say): the rest of the node runs on
+                    log.error("%s: cannot start: no socket for it: %s (not retried)", runner.who,
+                              exc.strerror or exc)  # fmt: skip
+                    continue
+            runnable.append(runner)
+        for guest in runnable:
             guest.start(defaults)
 
     async def stop(self) -> None:
