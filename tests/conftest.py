@@ -117,13 +117,18 @@ def start_router(tmp: Path, **extra: Any) -> RouterProcess:
     return launch_router(tmp, lambda ws_port, rs_port, unix_path: router_config(ws_port, rs_port, unix_path, **extra))
 
 
+#: what `cloverleaf start` logs once its transports listen and its components have started
+READY_LINE = "cloverleaf router ready"
+
+
 def launch_router(
     tmp: Path, make_config: Callable[[int, int, str], dict[str, Any]], wait_ports: Sequence[int] = (),
     start_timeout: float = 10.0,
 ) -> RouterProcess:
     """`cloverleaf start` on ``make_config(ws_port, rs_port, unix_path)`` written to tmp/node.yaml
-    (log in tmp/router.log); returns once the WebSocket, RawSocket and ``wait_ports`` listen
-    (each within ``start_timeout`` seconds)."""
+    (log in tmp/router.log); returns once the WebSocket, RawSocket and ``wait_ports`` listen and
+    the node has logged that it is ready (its components started), each within ``start_timeout``
+    seconds."""
     ws_port, rs_port = free_port(), free_port()
     unix_path = str(tmp / "router.sock")
     config_path = tmp / "node.yaml"
@@ -137,6 +142,13 @@ def launch_router(
     try:
         for port in (ws_port, rs_port, *wait_ports):
             wait_for_port(port, start_timeout)
+        # The node listens before its components start (docs/configuration.md, "Order"): a test
+        # calling an http-callee or a class component right away waits for the ready line too.
+        deadline = time.monotonic() + start_timeout
+        while READY_LINE not in log_path.read_text(errors="replace") and process.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.02)
     except TimeoutError:
         process.kill()
         raise RuntimeError(f"router did not start:\n{log_path.read_text()}") from None
