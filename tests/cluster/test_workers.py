@@ -395,10 +395,11 @@ async def test_http_bridge_publishes_to_subscribers_on_every_worker(tmp_path: Pa
         assert sorted(received) == list(range(10)), received
 
 
-async def test_workers_join_the_configured_cluster(tmp_path: Path, nodes: list[WorkerNode],
-                                                   nats_server: Any) -> None:  # fmt: skip
+async def test_workers_join_the_configured_cluster(tmp_path: Path, nats_server: Any,
+                                                   nodes: list[WorkerNode]) -> None:  # fmt: skip
     """With a cluster: section the workers join that cluster (as <node>-w0, <node>-w1, no private
-    NATS), and a node elsewhere in the cluster reaches them."""
+    NATS), and a node elsewhere in the cluster reaches them. (``nats_server`` before ``nodes``:
+    the node stops while its NATS server still runs, as a node leaving its cluster would.)"""
     from tests.cluster.nodes import cluster_router
 
     section = {"name": "test", "node": "big", "nats": {"servers": [nats_server.url]}}
