@@ -274,6 +274,14 @@ def test_unknown_key_names_the_allowed_keys() -> None:
     assert "host" in line.removeprefix("node.yaml: transports[0].endpoint.hots"), line
     line = _only_problem({**MINIMAL, "realm": []})
     assert "realms" in line.removeprefix("node.yaml: realm:"), line
+    # also inside a web transport's path services (a path's "websocket" is not the transport's)
+    web = {"type": "web", "endpoint": {"port": 8080}, "paths": {
+        "/": {"type": "static", "directory": ".", "max_ags": 1}, "/ws": {"type": "websocket", "pings": 1}}}
+    lines = _problems({**MINIMAL, "transports": [web]})
+    assert 'transports[0].paths["/"].max_ags: unknown key (expected one of: directory, directory_listing, ' \
+           "index, max_age, type)" in lines[0], lines
+    assert 'transports[0].paths["/ws"].pings: unknown key (expected one of: allowed_origins, auth, ' in lines[1]
+    assert "ping_interval" in lines[1] and "endpoint" not in lines[1], lines
 
 
 @pytest.mark.parametrize(

@@ -1018,13 +1018,6 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-_UNION_TAGS = {
-    "websocket", "rawsocket", "web", "universal", "websocket-testee", "tcp", "unix",
-    "static", "redirect", "nodeinfo", "metrics", "publisher", "caller", "webhook",
-    "app", "guest", "class", "http-subscriber", "http-callee", "console", "longpoll", "json", "archive",
-}  # fmt: skip
-
-
 _MAPPINGS = {"paths", "principals", "env"}  # keys of these are the user's own: shown as ["..."]
 
 
@@ -1047,20 +1040,20 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
-_TAGGED: dict[str, type[BaseModel]] = {
-    "websocket": WebSocketTransport,
-    "web": WebTransport,
-    "universal": WebTransport,
-    "websocket-testee": WebSocketTesteeTransport,
-    "rawsocket": RawSocketTransport,
-    "tcp": TcpEndpoint,
-    "unix": UnixEndpoint,
-    "app": AppComponent,
-    "guest": GuestComponent,
-    "class": ClassComponent,
-    "http-subscriber": HttpSubscriberComponent,
-    "http-callee": HttpCalleeComponent,
-}
+def _tag_models(union: Any) -> dict[str, type[BaseModel]]:
+    """Each ``type`` value of a tagged union (``Annotated[A | B, Field(discriminator="type")]``)
+    -> its model."""
+    models = [typing.get_args(member)[0] if typing.get_origin(member) is Annotated else member  # (Tag("tcp"))
+              for member in typing.get_args(typing.get_args(union)[0])]  # fmt: skip
+    return {tag: model for model in models for tag in typing.get_args(model.model_fields["type"].annotation)}
+
+
+#: the tagged items of a config: transports, endpoints and components by their ``type`` ...
+_TAGGED: dict[str, type[BaseModel]] = {**_tag_models(Transport), **_tag_models(Endpoint), **_tag_models(Component)}
+#: ... and the path services of a web transport (whose "websocket" is not the transport's)
+_PATH_TAGGED: dict[str, type[BaseModel]] = _tag_models(PathService)
+#: the tags pydantic puts into an error's location (the file has no such key)
+_UNION_TAGS = set(_TAGGED) | set(_PATH_TAGGED)
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
@@ -1069,11 +1062,15 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     for index, part in enumerate(loc):
         if isinstance(part, int):
             continue
+        previous = loc[index - 1] if index > 0 else None
+        if previous == "paths":
+            continue  # the user's own path ("/ws"); the service's tag comes next
         fields = getattr(model, "model_fields", None) or {}
-        if part in _TAGGED and (part not in fields or isinstance(loc[index - 1], int)):
+        tagged = _PATH_TAGGED if index > 1 and loc[index - 2] == "paths" else _TAGGED
+        if part in tagged and (part not in fields or isinstance(previous, int) or tagged is _PATH_TAGGED):
             # pydantic puts the chosen union member into the location (a list item's tag may
             # also be a field name: an "app" component has an "app" key)
-            model = _TAGGED[part]
+            model = tagged[part]
             continue
         if part not in fields:
             return []
