@@ -214,6 +214,21 @@ def test_class_components_stay_class_components_and_guests_stay_guests(tmp_path:
     assert [type(c).__name__ for c in checked.components] == ["ClassComponent"] * 3 + ["GuestComponent"]
 
 
+def test_output_folder_is_made_and_an_unwritable_one_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, router(transports=[{"type": "rawsocket", "endpoint": TCP}]))
+    out = tmp_path / "new" / "deeper" / "node.yaml"
+    status, _out, err = run(capsys, str(tmp_path), "-o", str(out))
+    assert status == 0 and out.is_file(), err
+    status, _out, err = run(capsys, str(out), "-o", str(tmp_path / "json" / "node.json"))  # --to: the same
+    assert status == 0 and (tmp_path / "json" / "node.json").is_file(), err
+    (tmp_path / "a-file").write_text("")
+    unwritable = tmp_path / "a-file" / "node.yaml"
+    status, _out, err = run(capsys, str(tmp_path), "-o", str(unwritable))
+    assert status == 1
+    assert err.strip().splitlines()[-1].startswith(f"cloverleaf convert: cannot write {unwritable}:"), err
+    assert "Traceback" not in err
+
+
 def test_yaml_input_and_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(tmp_path, router(transports=[{"type": "rawsocket", "endpoint": TCP}]), "config.yaml")
     data, cbdir = read_crossbar(tmp_path)

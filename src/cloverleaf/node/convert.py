@@ -1234,6 +1234,12 @@ def convert_command(path: str, output: str | None, to: str | None) -> int:
     except NotCrossbarConfig as exc:
         print(f"cloverleaf convert: {exc}", file=sys.stderr)
         return 2
+    try:
+        # (the output's folder is made first: the result's paths are checked from it)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"cloverleaf convert: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     header = [
         f"Cloverleaf node config converted from the Crossbar.io config in {cbdir}",
         f"by `cloverleaf convert` {__version__}; relative paths are relative to this file's folder"
@@ -1252,7 +1258,11 @@ def convert_command(path: str, output: str | None, to: str | None) -> int:
     for problem in problems:
         print(f"check: {problem}", file=sys.stderr)
     if out_path is not None:
-        out_path.write_text(text, encoding="utf-8")
+        try:
+            out_path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"cloverleaf convert: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text)
     status = 0 if conversion.complete and not problems else 1
@@ -1272,7 +1282,12 @@ def _reformat(path: Path, out_path: Path | None, fmt: str) -> int:
     text = render_json(config_data) if fmt == "json" else yaml.safe_dump(config_data, sort_keys=False,
                                                                           allow_unicode=True, width=120)  # fmt: skip
     if out_path is not None:
-        out_path.write_text(text, encoding="utf-8")
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"cloverleaf convert: cannot write {out_path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text)
     if fmt == "json" and path.suffix != ".json":
