@@ -188,6 +188,18 @@ def test_config_defaults_and_names() -> None:
         "type": "rawsocket", "url": "rs://10.0.0.1:8081", "max_retries": 3}
 
 
+def test_the_documented_components_example_is_a_valid_config() -> None:
+    """docs/configuration.md's components block, with every key it shows, is what the node accepts."""
+    import re
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if b.startswith("components:\n  - type: app")]
+    config = _config(yaml.safe_load(block)["components"])
+    assert [type(c).__name__ for c in config.components] == ["AppComponent", "GuestComponent", "ClassComponent"]
+
+
 def test_check_reports_missing_modules_and_programs(tmp_path: Path) -> None:
     (tmp_path / "present_module_for_check.py").write_text("")
     config = _config([
