@@ -158,6 +158,9 @@ async def test_shutdown_says_goodbye_over_the_in_memory_link(memory_router: Rout
     ({"type": "class", "classname": "b.B", "realm": "nowhere"}, "expected components[0].realm: one of the configured"),
     ({"type": "class", "classname": "b.B", "realm": "realm1", "transport": {"type": "mqtt", "url": "x"}},
      "components[0].transport.type"),
+    ({"type": "class", "classname": "b.B", "realm": "realm1", "role": "backend",
+      "transport": {"type": "websocket", "url": "ws://127.0.0.1:8080/ws"}},
+     "components[0]: expected role: only without a transport"),
 ])  # fmt: skip
 def test_config_errors_name_the_key(component: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -663,7 +663,8 @@ class ClassComponent(_SupervisedProgram):
     extra: Any = None
     #: folders put first on the program's PYTHONPATH (relative to the node folder)
     pythonpath: list[str] = Field(default_factory=list)
-    #: connect over this instead of the private socket (``role`` and ``authid`` do not apply)
+    #: connect over this instead of the private socket (then ``role`` and ``authid`` are refused: the
+    #: router's authentication of that transport gives the identity)
     transport: ClassTransport | None = None
 
     @field_validator("classname")
@@ -672,6 +673,14 @@ class ClassComponent(_SupervisedProgram):
         if not _CLASS_NAME.fullmatch(value):
             raise ValueError("MODULE.CLASS such as backend.Backend or myapp.services.Billing")
         return value
+
+    @model_validator(mode="after")
+    def _identity_only_on_the_private_socket(self) -> ClassComponent:
+        given = sorted({"role", "authid"} & self.model_fields_set)
+        if self.transport is not None and given:
+            raise ValueError(f"{' and '.join(given)}: only without a transport (over its own transport, the "
+                             "router's authentication of that transport gives the component its identity)")
+        return self
 
     @property
     def label(self) -> str:
