@@ -1104,8 +1104,7 @@ def _union_tags(loc: tuple[int | str, ...]) -> list[str]:
     union: Any = {"transports": Transport, "components": Component}.get(named[-1] if named else "")
     if (len(named) >= 2 and named[-2] == "paths") or named[-1:] == ["paths"]:
         union = PathService
-    members = typing.get_args(typing.get_args(union)[0]) if union is not None else ()
-    return [tag for member in members for tag in typing.get_args(member.model_fields["type"].annotation)]
+    return list(_tag_models(union)) if union is not None else []
 
 
 def _describe(error: Any) -> str:
