@@ -1238,8 +1238,7 @@ def convert_command(path: str, output: str | None, to: str | None) -> int:
         # (the output's folder is made first: the result's paths are checked from it)
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"cloverleaf convert: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _cannot_write(output, exc)
     header = [
         f"Cloverleaf node config converted from the Crossbar.io config in {cbdir}",
         f"by `cloverleaf convert` {__version__}; relative paths are relative to this file's folder"
@@ -1261,14 +1260,19 @@ def convert_command(path: str, output: str | None, to: str | None) -> int:
         try:
             out_path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            print(f"cloverleaf convert: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            return _cannot_write(output, exc)
     else:
         sys.stdout.write(text)
     status = 0 if conversion.complete and not problems else 1
     print(f"cloverleaf convert: {'complete' if status == 0 else 'incomplete (see above)'}"
           + (f", written to {out_path}" if out_path is not None else ""), file=sys.stderr)  # fmt: skip
     return status
+
+
+def _cannot_write(output: str | Path | None, exc: OSError) -> int:
+    """Say why ``output`` cannot be written; the exit status for it (1)."""
+    print(f"cloverleaf convert: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+    return 1
 
 
 def _reformat(path: Path, out_path: Path | None, fmt: str) -> int:
@@ -1286,8 +1290,7 @@ def _reformat(path: Path, out_path: Path | None, fmt: str) -> int:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             out_path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            print(f"cloverleaf convert: cannot write {out_path}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            return _cannot_write(out_path, exc)
     else:
         sys.stdout.write(text)
     if fmt == "json" and path.suffix != ".json":
