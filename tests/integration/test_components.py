@@ -548,14 +548,19 @@ async def test_guest_is_restarted_after_failing(node: RouterProcess, client: Ses
     assert runs[-1] == str(pid) and len(runs) == 2
 
 
+def _class_started(log: str, label: str) -> tuple[int, Path]:
+    """The pid and private socket of class component ``label``, from its "started" log line."""
+    started = next(line for line in log.splitlines() if f"class {label}: started (pid" in line)
+    return int(started.split("(pid ", 1)[1].split(")", 1)[0]), Path(started.split('"path":"', 1)[1].split('"', 1)[0])
+
+
 async def test_class_component_joins_through_its_private_socket(node: RouterProcess, client: Session) -> None:
     log = await _wait_for_log(node, "classbackend.Backend: class backend joined")
     authid, authrole, extra, pid = await client.call("com.comp.role.classwho")
     assert (authid, authrole, extra) == ("class-1", "backend", {"colour": "green"})
     # its socket is in a folder of the node's own, which only the node's user may enter
-    started = next(line for line in log.splitlines() if "class classbackend.Backend: started (pid" in line)
-    assert f"(pid {pid})" in started
-    socket_path = Path(started.split('"path":"', 1)[1].split('"', 1)[0])
+    started_pid, socket_path = _class_started(log, "classbackend.Backend")
+    assert started_pid == pid
     assert socket_path.is_socket() and socket_path.parent.stat().st_mode & 0o777 == 0o700
     sessions = await client.call("wamp.session.list")
     details = [await client.call("wamp.session.get", s) for s in sessions]
@@ -578,9 +583,8 @@ async def test_node_stop_terminates_guests_first(tmp_path: Path) -> None:
         await _wait_for_log(node, "worker: worker ready")
         pid = int((tmp_path / "runs.txt").read_text().split()[-1])
         assert _alive(pid)
-        started = next(line for line in log.splitlines() if "class classbackend.Backend: started (pid" in line)
-        class_pid = int(started.split("(pid ", 1)[1].split(")", 1)[0])
-        private_folder = Path(started.split('"path":"', 1)[1].split('"', 1)[0]).parent
+        class_pid, socket_path = _class_started(log, "classbackend.Backend")
+        private_folder = socket_path.parent
         assert _alive(class_pid) and private_folder.is_dir()
     finally:
         code = node.stop()
