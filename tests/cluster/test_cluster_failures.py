@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
-from tests.cluster.nats import NatsCluster, NatsServer
+from tests.cluster.nats import NatsCluster, NatsServer, create_kv_when_ready
 from tests.cluster.nodes import cluster_router
 from tests.cluster.test_cluster_rpc import call_when_there
 from tests.conftest import AutobahnSessions, RouterProcess, autobahn_transport
@@ -200,6 +200,40 @@ async def test_a_node_started_before_jetstream_has_a_quorum_waits_for_it(
         await callee.register(lambda: "up", "com.quorum.late")
         caller = await autobahn.open(autobahn_transport(node, "rawsocket", "cbor"))
         assert await caller.call("com.quorum.late") == "up"
+    finally:
+        if node is not None:
+            assert node.stop() == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()
+        nats_cluster.kill()
+
+
+async def test_a_node_waits_while_its_buckets_have_too_few_servers_to_be_placed_on(
+        tmp_path: Path, autobahn: AutobahnSessions) -> None:  # fmt: skip
+    """JetStream has a quorum, but only two of its three servers can hold a replica (the third is
+    being restarted with JetStream): the node's R3 buckets cannot be placed, and JetStream answers
+    "no suitable peers for placement" (error 10005; CI met it as "peer offline" right after a
+    partition test's servers formed their cluster). The node keeps asking rather than failing its
+    start, and serves once the third server is back with JetStream."""
+    nats_cluster = NatsCluster(3, tmp_path / "nats")  # not started: launched one by one below
+    late = nats_cluster[2]
+    late.jetstream = False
+    node: RouterProcess | None = None
+    try:
+        for server in nats_cluster.servers:
+            server.launch()
+        await create_kv_when_ready(nats_cluster.urls, "ready", 2, timeout=20)
+        starting = asyncio.get_running_loop().run_in_executor(
+            None, lambda: cluster_router(tmp_path / "a", nats_cluster[0].url, "a", replicas=3, start_timeout=30))
+        await asyncio.sleep(3)
+        assert late.stop() == 0
+        late.jetstream = True
+        late.launch()
+        node = await asyncio.wait_for(starting, 30)
+        assert "no suitable peers for placement" in node.log(), node.log()
+        callee = await autobahn.open(autobahn_transport(node, "websocket", "json"))
+        await callee.register(lambda: "up", "com.placement.late")
+        caller = await autobahn.open(autobahn_transport(node, "rawsocket", "cbor"))
+        assert await caller.call("com.placement.late") == "up"
     finally:
         if node is not None:
             assert node.stop() == 0, node.log()

@@ -52,6 +52,9 @@ log = logging.getLogger("cloverleaf.cluster")
 #: seconds a starting node keeps asking JetStream for a bucket that it answers late or not at all
 #: (a leader election, slow replica disks) before its start fails
 BUCKET_PATIENCE = 30.0
+#: JetStream's error code for "no suitable peers for placement": too few of the servers a stream's
+#: replicas need are known to be up, which passes once they have (re)joined
+NO_PEERS_FOR_PLACEMENT = 10005
 limited_log = RateLimitedLog(log)
 
 #: messages queued for other nodes at most; past it new ones are dropped and counted (a node that
@@ -373,12 +376,14 @@ class NatsCluster:
 
         JetStream answers late or "temporarily unavailable" while its servers elect a meta or
         stream leader, and an R3 stream's creation waits for its replicas' disks: such answers are
-        retried, with backoff, for up to ``BUCKET_PATIENCE`` seconds. Anything else (a bucket that
+        retried, with backoff, for up to ``BUCKET_PATIENCE`` seconds. So is "no suitable peers for
+        placement" (JetStream error 10005): a replica whose server has just (re)joined the cluster is
+        reported offline until the meta leader has heard from it. Anything else (a bucket that
         exists with another configuration, a missing permission) fails at once."""
         from nats.errors import NoRespondersError
         from nats.errors import TimeoutError as NatsTimeoutError
         from nats.js.api import KeyValueConfig
-        from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
+        from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
         js = self.nats.jetstream()
         name = self.bucket_name(kind)
@@ -392,11 +397,13 @@ class NatsCluster:
                     return await js.key_value(name)
                 except (BucketNotFoundError, NotFoundError):
                     return await js.create_key_value(config)
-            except (NatsTimeoutError, TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            except (NatsTimeoutError, TimeoutError, NoRespondersError, ServiceUnavailableError, BadRequestError) as exc:
+                if isinstance(exc, BadRequestError) and exc.err_code != NO_PEERS_FOR_PLACEMENT:
+                    raise
                 if loop.time() + delay > deadline:
                     raise
                 log.warning("cluster: JetStream has not opened the %s bucket yet (%s); retrying",
-                            name, type(exc).__name__)  # fmt: skip
+                            name, getattr(exc, "description", None) or type(exc).__name__)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
