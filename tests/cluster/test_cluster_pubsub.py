@@ -188,3 +188,34 @@ async def test_metrics_show_the_cluster(tmp_path: Path, nats_server: NatsServer)
     finally:
         assert a.stop() == 0, a.log()
         b.stop()
+
+
+async def test_no_event_reaches_a_subscriber_before_its_subscribed(two_nodes: tuple[RouterProcess, RouterProcess],
+                                                                   autobahn: AutobahnSessions) -> None:
+    """A node's first subscriber to a topic gets SUBSCRIBED only once every node knows of it; events
+    published meanwhile (here on its own node and on the other, without pause) wait behind that
+    SUBSCRIBED: a client knows a subscription ID only from SUBSCRIBED, and Autobahn (Python and JS)
+    drops its connection on an EVENT it cannot place."""
+    a, b = two_nodes
+    subscriber = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+    publishers = [await autobahn.open(autobahn_transport(node, "websocket", "json")) for node in (a, b)]
+    rounds = 20
+    publishing = True
+
+    async def publish(session: Any) -> None:
+        while publishing and session.is_attached():
+            for n in range(rounds):
+                session.publish(f"com.x.race.{n}", n)
+            await asyncio.sleep(0.001)
+
+    tasks = [asyncio.get_running_loop().create_task(publish(session)) for session in publishers]
+    got: list[int] = []
+    try:
+        for n in range(rounds):
+            subscription = await asyncio.wait_for(subscriber.subscribe(got.append, f"com.x.race.{n}"), 10)
+            await until(lambda n=n: _done(got, n))
+            await asyncio.wait_for(subscription.unsubscribe(), 10)
+            assert subscriber.is_attached()
+    finally:
+        publishing = False
+        await asyncio.gather(*tasks)

@@ -4,6 +4,7 @@ of one cluster, with Autobahn|Python as the client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from typing import Any
@@ -229,3 +230,39 @@ async def test_callee_keeps_its_registration_when_a_caller_node_dies(two_nodes: 
     assert registration is not None
     assert await local_caller.call("wamp.registration.list_callees", registration) == [callee._session_id]
     assert await local_caller.call(procedure) == "still here"
+
+
+async def test_no_invocation_reaches_a_callee_before_its_registered(two_nodes: tuple[RouterProcess, RouterProcess],
+                                                                    autobahn: AutobahnSessions) -> None:
+    """A REGISTER is answered once every node routes calls to the new callee, but its own node's
+    replica lists it a little earlier: calls made meanwhile (here from both nodes, without pause)
+    wait behind the REGISTERED, since Autobahn drops its connection on an INVOCATION for a
+    registration ID it was not told."""
+    a, b = two_nodes
+    callee = await autobahn.open(autobahn_transport(b, "websocket", "json"))
+    callers = [await autobahn.open(autobahn_transport(node, "websocket", "json")) for node in (a, b)]
+    rounds = 20
+    calling = True
+    answered: set[int] = set()
+
+    async def call(session: Any) -> None:
+        async def one(n: int) -> None:
+            with contextlib.suppress(ApplicationError):  # not registered (yet, or any more)
+                answered.add(await session.call(f"com.x.race.p{n}"))
+
+        while calling and session.is_attached():
+            await asyncio.gather(*(one(n) for n in range(rounds)))
+
+    tasks = [asyncio.get_running_loop().create_task(call(session)) for session in callers]
+    try:
+        for n in range(rounds):
+            registration = await asyncio.wait_for(callee.register(lambda n=n: n, f"com.x.race.p{n}"), 10)
+            deadline = time.monotonic() + 10
+            while n not in answered:
+                assert time.monotonic() < deadline and callee.is_attached()
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(registration.unregister(), 10)
+            assert callee.is_attached()
+    finally:
+        calling = False
+        await asyncio.gather(*tasks)

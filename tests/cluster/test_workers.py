@@ -458,16 +458,16 @@ async def test_console_in_a_browser_sees_every_worker(tmp_path: Path, nodes: lis
             await client.subscribe(f"com.example.alerts_{worker}", lambda *args, **kwargs: None)
         done = asyncio.Event()
 
-        async def publisher() -> None:  # once the page subscribed, from both workers
+        async def publisher(worker: str) -> None:  # once the page's subscription reached this worker
+            client = clients[worker]
             while not done.is_set():
-                if await clients["w0"].call("wamp.subscription.lookup", "com.example.news",
-                                            {"match": "prefix"}) is not None:  # fmt: skip
-                    break
+                if await client.call("wamp.subscription.lookup", "com.example.news",
+                                     {"match": "prefix"}) is not None:  # fmt: skip
+                    await client.publish(f"com.example.news.{worker}", f"news from {worker}")
+                    return
                 await asyncio.sleep(0.05)
-            for worker, client in clients.items():
-                await client.publish(f"com.example.news.{worker}", f"news from {worker}")
 
-        publishing = asyncio.get_running_loop().create_task(publisher())
+        publishing = asyncio.gather(*(publisher(worker) for worker in clients))
         steps: list[dict[str, Any]] = [
             {"goto": f"http://127.0.0.1:{web_port}/console/"},
             *login_steps(),

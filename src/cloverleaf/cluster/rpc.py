@@ -265,6 +265,9 @@ class ClusterRegistry:
     def register(self, realm: Realm, session: RouterSession, request: int, procedure: str, match: str, invoke: str,
                  options: dict[str, Any]) -> None:  # fmt: skip
         session.hold()
+        # this node's replica may list the callee before its REGISTERED goes out (the node's own
+        # watch applies the registry entry): an INVOCATION routed to it meanwhile waits behind it
+        session.hold_output()
         task = asyncio.get_running_loop().create_task(
             self._register(realm, session, request, procedure, match, invoke, options)
         )
@@ -314,10 +317,15 @@ class ClusterRegistry:
                     continue  # somebody else wrote it first: read again
         except Exception as exc:
             outcome = ("error", f"the cluster's registry failed: {exc or type(exc).__name__}")
-        kind, detail = outcome
-        if kind in ("created", "joined") and revision:
+        if outcome[0] in ("created", "joined") and revision:
             # REGISTERED once every live node routes calls to it (docs/cluster.md)
             await self.cluster.barrier(self.bucket, revision)
+        session.release_output(lambda: self._answer_register(realm, session, request, procedure, match, key, outcome))
+        session.release()
+
+    def _answer_register(self, realm: Realm, session: RouterSession, request: int, procedure: str, match: str,
+                         key: str, outcome: tuple[str, Any]) -> None:  # fmt: skip
+        kind, detail = outcome
         if kind in ("created", "joined"):
             self._known[key] = _Known(realm.name, match, procedure)
             registration, _ = self._set(*detail)
@@ -332,7 +340,6 @@ class ClusterRegistry:
         elif session.is_open:
             limited_log.warning("cluster register failed", "cluster: REGISTER of %s failed: %s", procedure, detail)
             session.error(Register.MESSAGE_TYPE, request, CLUSTER_UNAVAILABLE, str(detail))
-        session.release()
 
     # -- a local callee left -----------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ class RetainedEvent:
 
 
 class Broker:
-    __slots__ = ("history", "max_retained_topics", "realm", "retained", "subscriptions")
+    __slots__ = ("_awaiting_cluster", "history", "max_retained_topics", "realm", "retained", "subscriptions")
 
     def __init__(self, realm: Realm, subscriptions: SubscriptionStore[Subscriber] | None = None) -> None:
         self.realm = realm
@@ -154,6 +154,9 @@ class Broker:
         self.max_retained_topics = MAX_RETAINED_TOPICS
         #: subscription ID -> the recorder keeping its event history
         self.history: dict[int, HistoryRecorder] = {}
+        #: in a cluster, subscription ID -> how many of its subscribers on this node await their
+        #: SUBSCRIBED (every node must learn of this node's interest first)
+        self._awaiting_cluster: dict[int, int] = {}
 
     def enable_history(self, uri: str, match: str, limit: int, store: EventStore) -> int:
         """Keep the last ``limit`` events published to (uri, match); return the subscription ID."""
@@ -186,13 +189,22 @@ class Broker:
         if created and realm.cluster is not None and realm.cluster.subscription_elsewhere(message.topic, match):
             created = False  # new on this node only: the subscription exists on another node
         get_retained = options.get("get_retained") is True
-        if not already and realm.cluster is not None and len(subscription.subscribers) == 1:
-            # this node's first subscriber: SUBSCRIBED once every node knows this node's interest,
-            # so that a publication on any node after it reaches the subscriber (docs/cluster.md)
+        if not already and realm.cluster is not None and (
+                len(subscription.subscribers) == 1 or subscription.id in self._awaiting_cluster):  # fmt: skip
+            # this node's first subscriber (or one beside it while it waits): SUBSCRIBED once every
+            # node knows this node's interest, so that a publication on any node after it reaches
+            # the subscriber (docs/cluster.md). Events routed to it meanwhile wait behind SUBSCRIBED.
             session.hold()
+            session.hold_output()
+            awaiting = self._awaiting_cluster
+            awaiting[subscription.id] = awaiting.get(subscription.id, 0) + 1
 
             def known_everywhere() -> None:
-                self._subscribed(session, message.request, subscription, created, get_retained)
+                left = awaiting.pop(subscription.id, 1) - 1
+                if left:
+                    awaiting[subscription.id] = left
+                session.release_output(
+                    lambda: self._subscribed(session, message.request, subscription, created, get_retained))
                 session.release()
 
             realm.cluster.interest_changed(subscription, known_everywhere)

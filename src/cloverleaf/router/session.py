@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,48 @@ class SessionLimits:
     queue_policy: QueuePolicy = QueuePolicy.DROP_EVENTS
 
 
+class _KeepingLink:
+    """Stands in for a session's link while its output is held (:meth:`RouterSession.hold_output`):
+    it keeps what is written, in order, and counts it in its backlog, so that the session's queue
+    policy applies to it as to what the transport has queued."""
+
+    __slots__ = ("inner", "kept", "kept_bytes", "kind", "peer", "peer_max_message_size", "serializer")
+
+    def __init__(self, inner: TransportLink) -> None:
+        self.inner = inner
+        self.kept: deque[bytes] = deque()
+        self.kept_bytes = 0
+        # fixed for a joined session's link
+        self.serializer = inner.serializer
+        self.peer = inner.peer
+        self.kind = inner.kind
+        self.peer_max_message_size = inner.peer_max_message_size
+
+    def __getattr__(self, name: str) -> Any:  # what a transport's link has besides (cookie_store)
+        return getattr(self.inner, name)
+
+    def write(self, payload: bytes) -> None:
+        self.kept.append(payload)
+        self.kept_bytes += len(payload)
+
+    def backlog(self) -> int:
+        return self.inner.backlog() + self.kept_bytes
+
+    def flush(self) -> None:
+        """Write what was kept (it was counted against the cap when it was sent)."""
+        kept, self.kept, self.kept_bytes = self.kept, deque(), 0
+        for payload in kept:
+            self.inner.write(payload)
+
+    def close(self, reason: str) -> None:
+        self.flush()  # a GOODBYE or ABORT written while held goes out before the close
+        self.inner.close(reason)
+
+    def abort(self, reason: str) -> None:
+        self.kept.clear()
+        self.inner.abort(reason)
+
+
 class RouterSession:
     """A session from its HELLO to its close.
 
@@ -100,6 +142,7 @@ class RouterSession:
         "_held",
         "_holds",
         "_limits",
+        "_output_holds",
         "_we_said_goodbye",
         "authenticators",
         "client_features",
@@ -143,6 +186,8 @@ class RouterSession:
         self._we_said_goodbye = False
         #: payloads waiting while an earlier message awaits a dynamic authorizer (None: not held)
         self._held: deque[bytes | bytearray | memoryview] | None = None
+        #: how many answers the cluster must agree on hold this session's output (:meth:`hold_output`)
+        self._output_holds = 0
         #: how many waits hold this session (a dynamic authorizer's answer, the cluster's registry)
         self._holds = 0
         #: (action, uri, decision) for the message being routed again after an awaited authorization
@@ -241,6 +286,39 @@ class RouterSession:
             if self._held is not None:  # held again by that message: the rest waits behind it
                 self._held.extend(held)
                 return
+
+    def hold_output(self) -> None:
+        """Keep what is sent to this session (in order) until :meth:`release_output`.
+
+        A cluster node answers SUBSCRIBE and REGISTER only once every node knows of the new
+        subscriber or callee, but its own routing has it already: an EVENT or INVOCATION naming the
+        new ID could otherwise reach the client before the SUBSCRIBED or REGISTERED that tells it
+        the ID, and Autobahn|Python and AutobahnJS drop the connection on an ID they do not know.
+        What is kept counts against ``max_outgoing_bytes`` as the transport's backlog does, under
+        the same queue policy. (The link is swapped for one that keeps, so that sending costs
+        nothing more when nothing is held.)"""
+        self._output_holds += 1
+        if not isinstance(self.link, _KeepingLink):
+            self.link = _KeepingLink(self.link)
+
+    def release_output(self, answer: Callable[[], None] | None = None) -> None:
+        """End one :meth:`hold_output`: ``answer()`` sends the awaited reply (and whatever must
+        come before the messages kept) at once; after the last hold, the kept messages follow."""
+        keeping = self.link
+        if not isinstance(keeping, _KeepingLink):
+            if answer is not None:
+                answer()
+            return
+        self.link = keeping.inner
+        try:
+            if answer is not None:
+                answer()
+        finally:
+            self._output_holds = max(0, self._output_holds - 1)
+            if self._output_holds:
+                self.link = keeping
+            else:
+                keeping.flush()
 
     def _handle_lifecycle(self, message: Message) -> None:
         if isinstance(message, Goodbye):
