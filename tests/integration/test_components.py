@@ -244,6 +244,29 @@ def test_check_reports_what_class_components_need(tmp_path: Path, monkeypatch: p
         "(pip install autobahn there)")
 
 
+def test_check_reads_a_class_components_own_transport_url_as_autobahn_will(tmp_path: Path) -> None:
+    (tmp_path / "aiourl_backend.py").write_text("from autobahn.asyncio.wamp import ApplicationSession\n")
+    good = [{"type": "websocket", "url": "wss://router.example.com/ws"},
+            {"type": "rawsocket", "url": "rs://127.0.0.1:9000"},
+            {"type": "rawsocket", "url": "ws://127.0.0.1:9000"},  # (Autobahn takes its host and port)
+            {"type": "rawsocket", "url": "rs://ignored", "endpoint": {"type": "unix", "path": "/tmp/r.sock"}}]
+    bad = [{"type": "websocket", "url": "rs://127.0.0.1:9000"},
+           {"type": "websocket", "url": "ws:/127.0.0.1/ws"},
+           {"type": "rawsocket", "url": "http://127.0.0.1:9000"}]
+    config = _config([{"type": "class", "classname": "aiourl_backend.Backend", "realm": "realm1",
+                       "name": f"c{index}", "transport": transport}
+                      for index, transport in enumerate([*good, *bad])], tmp_path)  # fmt: skip
+    problems = check_components(config)
+    assert problems == [
+        "components[4].transport.url: invalid WebSocket URL: protocol scheme 'rs' is not for WebSocket "
+        "(a websocket transport takes ws:// or wss:// URLs)",
+        "components[5].transport.url: invalid WebSocket URL: missing hostname "
+        "(a websocket transport takes ws:// or wss:// URLs)",
+        "components[6].transport.url: invalid WebSocket URL: protocol scheme 'http' is not for WebSocket "
+        "(a rawsocket transport takes rs://, rss:// or ws:// URLs)",
+    ], problems
+
+
 def test_guest_url_prefers_plain_websocket() -> None:
     web = parse_config({"realms": REALMS, "transports": [
         {"type": "web", "endpoint": {"port": 8080},

@@ -41,7 +41,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from ..router.internal import FixedRoleAuthenticator, TrustedAuthenticator
@@ -224,15 +224,19 @@ def guest_cwd(config: GuestComponent | ClassComponent, node: NodeConfig) -> Path
     return cwd
 
 
-class GuestRunner:
+#: the config of a program the node supervises
+ProgramT = TypeVar("ProgramT", GuestComponent, ClassComponent)
+
+
+class SupervisedRunner(Generic[ProgramT]):
     """One supervised program (a guest, or a class component's runner): a supervisor task that
-    starts, watches and restarts it."""
+    starts, watches and restarts it. Subclasses say what to run (:meth:`command`)."""
 
     #: what its log lines call it
-    kind = "guest"
+    kind = "program"
 
-    def __init__(self, config: GuestComponent | ClassComponent, node: NodeConfig) -> None:
-        self.config = config
+    def __init__(self, config: ProgramT, node: NodeConfig) -> None:
+        self.config: ProgramT = config
         self.name = config.label
         #: how its log lines name it ("guest worker", "class app.Backend")
         self.who = f"{self.kind} {self.name}"
@@ -247,8 +251,7 @@ class GuestRunner:
 
     def command(self, env: Mapping[str, str]) -> list[str]:
         """The program and its arguments (raise :class:`GuestNotStartable` when there is none)."""
-        assert isinstance(self.config, GuestComponent)
-        return [resolve_executable(self.config, self._node, env), *self.config.arguments]
+        raise NotImplementedError
 
     def environment(self, env_defaults: Mapping[str, str]) -> dict[str, str]:
         return {**env_defaults, **os.environ, **self.config.env}
@@ -389,7 +392,16 @@ class GuestRunner:
 _MAX_SOCKET_FOLDER = 80
 
 
-class ClassRunner(GuestRunner):
+class GuestRunner(SupervisedRunner[GuestComponent]):
+    """A guest: the program its config names."""
+
+    kind = "guest"
+
+    def command(self, env: Mapping[str, str]) -> list[str]:
+        return [resolve_executable(self.config, self._node, env), *self.config.arguments]
+
+
+class ClassRunner(SupervisedRunner[ClassComponent]):
     """A class component: :mod:`cloverleaf.node.classrunner` in this node's Python, supervised
     like a guest, joining through ``transport`` (the node's private socket for it, or its own)."""
 
@@ -397,14 +409,13 @@ class ClassRunner(GuestRunner):
 
     def __init__(self, config: ClassComponent, node: NodeConfig) -> None:
         super().__init__(config, node)
-        self.class_config = config
         #: the Autobahn Component transport it connects over (set before start)
         self.transport: dict[str, Any] | None = (
             config.transport.model_dump() if config.transport is not None else None
         )
 
     def command(self, env: Mapping[str, str]) -> list[str]:
-        config = self.class_config
+        config = self.config
         assert self.transport is not None
         arguments = [sys.executable, "-m", "cloverleaf.node.classrunner", "--classname", config.classname,
                      "--realm", config.realm, "--transport", json.dumps(self.transport, separators=(",", ":"))]
@@ -414,7 +425,7 @@ class ClassRunner(GuestRunner):
 
     def environment(self, env_defaults: Mapping[str, str]) -> dict[str, str]:
         env = super().environment(env_defaults)
-        folders = [str(self._node.resolve(folder)) for folder in self.class_config.pythonpath]
+        folders = [str(self._node.resolve(folder)) for folder in self.config.pythonpath]
         if folders:
             env["PYTHONPATH"] = os.pathsep.join([*folders, *filter(None, [env.get("PYTHONPATH")])])
         return env
@@ -439,7 +450,7 @@ class PrivateSockets:
             self.folder = tempfile.mkdtemp(prefix="cloverleaf-",
                                            dir=parent if len(parent) < _MAX_SOCKET_FOLDER else "/tmp")  # fmt: skip
         path = os.path.join(self.folder, f"{len(self._servers)}.sock")
-        config = runner.class_config
+        config = runner.config
         authenticator = FixedRoleAuthenticator(config.authid or f"component:{config.classname}", config.role,
                                                method="anonymous")  # fmt: skip
         settings = RawSocketSettings(serializers=[CBOR, MSGPACK, JSON], session=SessionOptions([authenticator]))
@@ -523,7 +534,7 @@ class Components:
         url = wamp_url(addresses, self._config)
         if url is not None:
             defaults["CLOVERLEAF_URL"] = url
-        runnable: list[GuestRunner] = list(self.guests)
+        runnable: list[SupervisedRunner[Any]] = list(self.guests)
         for runner in self.classes:
             if runner.transport is None:
                 try:
@@ -540,7 +551,8 @@ class Components:
         """Stop the guests and class components (all at once: SIGTERM, then SIGKILL) and close
         their private sockets, then let the apps leave, then stop the HTTP components (all at once:
         each lets its requests finish, then closes its client)."""
-        await asyncio.gather(*(guest.stop() for guest in [*self.guests, *self.classes]))
+        programs: list[SupervisedRunner[Any]] = [*self.guests, *self.classes]
+        await asyncio.gather(*(program.stop() for program in programs))
         await self._sockets.close()
         for app in reversed(self.apps):
             await app.stop()
@@ -566,21 +578,44 @@ def _check_class(component: ClassComponent, config: NodeConfig, where: str) -> l
     if _find_module("autobahn.wamp", []) is None:
         return [f"{where}: Autobahn is not installed in {sys.executable}, which runs class components "
                 "(pip install autobahn there)"]  # fmt: skip
+    problems = _check_class_transport(component, where)
     module = component.classname.rpartition(".")[0]
     try:
         cwd = str(guest_cwd(component, config))
     except GuestNotStartable as exc:
-        return [f"{where}.cwd: {exc}"]
+        return [*problems, f"{where}.cwd: {exc}"]
     folders = [cwd, *(str(config.resolve(folder)) for folder in component.pythonpath)]
     spec = _find_module(module, folders)
     if spec is None:
-        return [f"{where}.classname: cannot find module {module!r} (in {', '.join(folders)} or on sys.path)"]
+        return [*problems,
+                f"{where}.classname: cannot find module {module!r} (in {', '.join(folders)} or on sys.path)"]
     # (a bare "twisted" namespace is left by some packages' plugins: ask for twisted.internet)
     if spec.origin and _find_module("twisted.internet", []) is None:
         with contextlib.suppress(OSError):
             if "twisted" in Path(spec.origin).read_text(errors="replace"):
-                return [f"{where}.classname: {component.classname} is written for Twisted, which is not installed "
-                        f"in {sys.executable} (pip install twisted there)"]  # fmt: skip
+                problems.append(f"{where}.classname: {component.classname} is written for Twisted, which is not "
+                                f"installed in {sys.executable} (pip install twisted there)")  # fmt: skip
+    return problems
+
+
+def _check_class_transport(component: ClassComponent, where: str) -> list[str]:
+    """A class component's own transport URL, read as Autobahn's runner will read it (its own URL
+    parsers: a URL they refuse would stop the component at every start). Whether something answers
+    there is not checked: `check` opens no connection."""
+    transport = component.transport
+    if transport is None or "endpoint" in (transport.model_extra or {}):
+        return []  # (with an endpoint, Autobahn does not read the URL for the connection)
+    from autobahn.rawsocket.util import parse_url as parse_rawsocket_url
+    from autobahn.websocket.util import parse_url as parse_websocket_url
+
+    url = transport.url
+    # a rawsocket transport may be given a ws:// URL: Autobahn takes its host and port
+    parse = parse_rawsocket_url if transport.type == "rawsocket" and url.startswith("rs") else parse_websocket_url
+    try:
+        parse(url)
+    except Exception as exc:  # (Autobahn raises plain Exception)
+        takes = "rs://, rss:// or ws://" if transport.type == "rawsocket" else "ws:// or wss://"
+        return [f"{where}.transport.url: {exc} (a {transport.type} transport takes {takes} URLs)"]
     return []
 
 
