@@ -27,9 +27,22 @@ def _ephemeral_port_floor() -> int:
         return 32768  # Linux's default
 
 
+def _worker_share(ports: range) -> range:
+    """This pytest-xdist worker's slice of ``ports`` (all of them outside xdist): two workers never
+    hand out the same port, which the bind check alone cannot promise (a port one worker chose is
+    free until its server binds it)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return ports
+    index = int(worker[2:])
+    size = len(ports) // count
+    return range(ports.start + index * size, ports.start + (index + 1) * size)
+
+
 #: the ports free_port() hands out: below the ephemeral range, from which the OS takes the local
 #: port of every outgoing connection and of every bind to port 0
-_TEST_PORTS = range(10000, max(10001, min(32768, _ephemeral_port_floor())))
+_TEST_PORTS = _worker_share(range(10000, max(10001, min(32768, _ephemeral_port_floor()))))
 #: where the next free_port() looks first; seeded by the PID so that two test runs on one machine
 #: start far apart
 _port_cursor = os.getpid() * 7919 % len(_TEST_PORTS)
@@ -217,6 +230,54 @@ def start_router_cluster(tmp: Path, nodes: int = 2, **extra: Any) -> RouterClust
         processes.append(launch_router(
             folder, lambda ws, rs, unix: router_config(ws, rs, unix, cluster=section, **extra)))  # noqa: B023
     return RouterCluster(processes, nats)
+
+
+#: Workers (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject.toml): most tests wait on processes
+#: and sockets, so two run at once. These run one at a time on one worker, in this order:
+#: - the cluster tests assert time bounds (a node's death noticed within 3 s, say) and start NATS
+#:   clusters; the fuzz tests use a core each: kept apart from each other, as in a serial run;
+#: - the interop tests feed one table, checked by the last of them (test_zz_interop_table.py).
+_XDIST_GROUPS = (("tests/cluster/", "cluster-and-fuzz"), ("tests/fuzz/", "cluster-and-fuzz"),
+                 ("tests/interop/", "interop"))  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for prefix, group in _XDIST_GROUPS:
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands the fuzz inputs it tried to the controller (the summary below)."""
+    from tests.fuzz.budget import COUNTS
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fuzz_counts"] = dict(COUNTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    from tests.fuzz.budget import COUNTS
+
+    COUNTS.update(getattr(node, "workeroutput", {}).get("fuzz_counts", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz inputs tried in this run (tests/fuzz/budget.py), whichever worker tried them."""
+    from tests.fuzz.budget import COUNTS, PROFILE, SCALE
+
+    if not COUNTS or hasattr(terminalreporter.config, "workeroutput"):
+        return
+    terminalreporter.write_sep("-", f"fuzz inputs tried (profile {PROFILE}, scale {SCALE:g})")
+    width = max(len(k) for k in COUNTS)
+    for key in sorted(COUNTS):
+        terminalreporter.write_line(f"{key:<{width}}  {COUNTS[key]:>12,}")
+    examples = sum(v for k, v in COUNTS.items() if k.endswith(": examples"))
+    inputs = sum(v for k, v in COUNTS.items() if k.endswith(": inputs"))
+    terminalreporter.write_line(f"total: {examples:,} examples, {inputs:,} inputs")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
