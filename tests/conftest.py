@@ -232,8 +232,9 @@ def start_router_cluster(tmp: Path, nodes: int = 2, **extra: Any) -> RouterClust
     return RouterCluster(processes, nats)
 
 
-#: Workers (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject.toml): most tests wait on processes
-#: and sockets, so two run at once. These run one at a time on one worker, in this order:
+#: Workers (pytest-xdist, ``-n 2 --dist load`` in pyproject.toml, the scheduler below): most tests
+#: wait on processes and sockets, so two run at once. Each group runs on one worker, one test at a
+#: time, in collection order:
 #: - the cluster tests assert time bounds (a node's death noticed within 3 s, say) and start NATS
 #:   clusters; the fuzz tests use a core each: kept apart from each other, as in a serial run;
 #: - the interop tests feed one table, checked by the last of them (test_zz_interop_table.py).
@@ -241,12 +242,20 @@ _XDIST_GROUPS = (("tests/cluster/", "cluster-and-fuzz"), ("tests/fuzz/", "cluste
                  ("tests/interop/", "interop"))  # fmt: skip
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        for prefix, group in _XDIST_GROUPS:
-            if item.nodeid.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Load scheduling, with the groups above each sent to one worker whole. (xdist's own
+    ``--dist loadgroup`` renames the grouped tests, which pytest 9.2 no longer lets a plugin do:
+    its groups are silently ignored.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix, group in _XDIST_GROUPS:
+                if nodeid.startswith(prefix):
+                    return group
+            return nodeid  # any other test is a unit of its own
+
+    return GroupScheduling(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
