@@ -196,14 +196,9 @@ async def test_a_node_started_before_jetstream_has_a_quorum_waits_for_it(
             server.launch()
         node = await asyncio.wait_for(starting, 30)
         assert "has not opened the cloverleaf-test-" in node.log(), node.log()
-        callee = await autobahn.open(autobahn_transport(node, "websocket", "json"))
-        await callee.register(lambda: "up", "com.quorum.late")
-        caller = await autobahn.open(autobahn_transport(node, "rawsocket", "cbor"))
-        assert await caller.call("com.quorum.late") == "up"
+        await _serves(node, autobahn, "com.quorum.late")
     finally:
-        if node is not None:
-            assert node.stop() == 0, node.log()
-            assert "Traceback" not in node.log(), node.log()
+        _stop_cleanly(node)
         nats_cluster.kill()
 
 
@@ -230,12 +225,21 @@ async def test_a_node_waits_while_its_buckets_have_too_few_servers_to_be_placed_
         late.launch()
         node = await asyncio.wait_for(starting, 30)
         assert "no suitable peers for placement" in node.log(), node.log()
-        callee = await autobahn.open(autobahn_transport(node, "websocket", "json"))
-        await callee.register(lambda: "up", "com.placement.late")
-        caller = await autobahn.open(autobahn_transport(node, "rawsocket", "cbor"))
-        assert await caller.call("com.placement.late") == "up"
+        await _serves(node, autobahn, "com.placement.late")
     finally:
-        if node is not None:
-            assert node.stop() == 0, node.log()
-            assert "Traceback" not in node.log(), node.log()
+        _stop_cleanly(node)
         nats_cluster.kill()
+
+
+async def _serves(node: RouterProcess, autobahn: AutobahnSessions, procedure: str) -> None:
+    """A callee and a caller on ``node`` (two transports) get an answer through it."""
+    callee = await autobahn.open(autobahn_transport(node, "websocket", "json"))
+    await callee.register(lambda: "up", procedure)
+    caller = await autobahn.open(autobahn_transport(node, "rawsocket", "cbor"))
+    assert await caller.call(procedure) == "up"
+
+
+def _stop_cleanly(node: RouterProcess | None) -> None:
+    if node is not None:
+        assert node.stop() == 0, node.log()
+        assert "Traceback" not in node.log(), node.log()
