@@ -92,10 +92,12 @@ class _KeepingLink:
     it keeps what is written, in order, and counts it in its backlog, so that the session's queue
     policy applies to it as to what the transport has queued."""
 
-    __slots__ = ("inner", "kept", "kept_bytes", "kind", "peer", "peer_max_message_size", "serializer")
+    __slots__ = ("holds", "inner", "kept", "kept_bytes", "kind", "peer", "peer_max_message_size", "serializer")
 
     def __init__(self, inner: TransportLink) -> None:
         self.inner = inner
+        #: how many answers the cluster must agree on hold the output (nested holds)
+        self.holds = 1
         self.kept: deque[bytes] = deque()
         self.kept_bytes = 0
         # fixed for a joined session's link
@@ -142,7 +144,6 @@ class RouterSession:
         "_held",
         "_holds",
         "_limits",
-        "_output_holds",
         "_we_said_goodbye",
         "authenticators",
         "client_features",
@@ -186,8 +187,6 @@ class RouterSession:
         self._we_said_goodbye = False
         #: payloads waiting while an earlier message awaits a dynamic authorizer (None: not held)
         self._held: deque[bytes | bytearray | memoryview] | None = None
-        #: how many answers the cluster must agree on hold this session's output (:meth:`hold_output`)
-        self._output_holds = 0
         #: how many waits hold this session (a dynamic authorizer's answer, the cluster's registry)
         self._holds = 0
         #: (action, uri, decision) for the message being routed again after an awaited authorization
@@ -297,8 +296,9 @@ class RouterSession:
         What is kept counts against ``max_outgoing_bytes`` as the transport's backlog does, under
         the same queue policy. (The link is swapped for one that keeps, so that sending costs
         nothing more when nothing is held.)"""
-        self._output_holds += 1
-        if not isinstance(self.link, _KeepingLink):
+        if isinstance(self.link, _KeepingLink):
+            self.link.holds += 1
+        else:
             self.link = _KeepingLink(self.link)
 
     def release_output(self, answer: Callable[[], None] | None = None) -> None:
@@ -314,8 +314,8 @@ class RouterSession:
             if answer is not None:
                 answer()
         finally:
-            self._output_holds = max(0, self._output_holds - 1)
-            if self._output_holds:
+            keeping.holds -= 1
+            if keeping.holds:
                 self.link = keeping
             else:
                 keeping.flush()
