@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,12 +190,7 @@ async def test_a_node_started_before_jetstream_has_a_quorum_waits_for_it(
     first.launch()
     node: RouterProcess | None = None
     try:
-        starting = asyncio.get_running_loop().run_in_executor(
-            None, lambda: cluster_router(tmp_path / "a", first.url, "a", replicas=3, start_timeout=30))
-        await asyncio.sleep(10.5)
-        for server in rest:
-            server.launch()
-        node = await asyncio.wait_for(starting, 30)
+        node = await _started_while_mended(tmp_path / "a", first.url, 10.5, lambda: [s.launch() for s in rest])
         assert "has not opened the cloverleaf-test-" in node.log(), node.log()
         await _serves(node, autobahn, "com.quorum.late")
     finally:
@@ -217,18 +213,28 @@ async def test_a_node_waits_while_its_buckets_have_too_few_servers_to_be_placed_
         for server in nats_cluster.servers:
             server.launch()
         await create_kv_when_ready(nats_cluster.urls, "ready", 2, timeout=20)
-        starting = asyncio.get_running_loop().run_in_executor(
-            None, lambda: cluster_router(tmp_path / "a", nats_cluster[0].url, "a", replicas=3, start_timeout=30))
-        await asyncio.sleep(3)
-        assert late.stop() == 0
-        late.jetstream = True
-        late.launch()
-        node = await asyncio.wait_for(starting, 30)
+
+        def with_jetstream() -> None:
+            assert late.stop() == 0
+            late.jetstream = True
+            late.launch()
+
+        node = await _started_while_mended(tmp_path / "a", nats_cluster[0].url, 3, with_jetstream)
         assert "no suitable peers for placement" in node.log(), node.log()
         await _serves(node, autobahn, "com.placement.late")
     finally:
         _stop_cleanly(node)
         nats_cluster.kill()
+
+
+async def _started_while_mended(tmp: Path, url: str, after: float, mend: Callable[[], object]) -> RouterProcess:
+    """A node (R3 buckets, through ``url``) started while JetStream cannot open its buckets;
+    ``mend()`` runs ``after`` seconds into its start; returns the node once it has started."""
+    starting = asyncio.get_running_loop().run_in_executor(
+        None, lambda: cluster_router(tmp, url, "a", replicas=3, start_timeout=30))
+    await asyncio.sleep(after)
+    mend()
+    return await asyncio.wait_for(starting, 30)
 
 
 async def _serves(node: RouterProcess, autobahn: AutobahnSessions, procedure: str) -> None:
